@@ -1,0 +1,248 @@
+//! Strict JSON bodies: the right content type, a size limit, an object, and per-field
+//! checks that name the field at fault. Fields are kept as raw JSON text so numbers such as
+//! prices are read exactly, never through a float.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, Request},
+    http::{header, StatusCode},
+};
+use serde_json::{value::RawValue, Value};
+
+use crate::{error::ApiError, AppState};
+
+/// The fields of a JSON object body, checked one by one; errors accumulate so one reply
+/// names every field at fault.
+pub struct JsonObject {
+    fields: BTreeMap<String, Box<RawValue>>,
+    used: BTreeSet<String>,
+    errors: BTreeMap<String, String>,
+}
+
+fn is_json(content_type: &str) -> bool {
+    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+impl FromRequest<AppState> for JsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !is_json(content_type) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with Content-Type: application/json",
+            ));
+        }
+        let limit = state.config.body_limit;
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the body must be at most {limit} bytes"),
+            )
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let bytes: Bytes = axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|_| too_large())?;
+        Self::parse(&bytes)
+    }
+}
+
+impl JsonObject {
+    pub fn parse(bytes: &[u8]) -> Result<Self, ApiError> {
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                format!("the body is not valid JSON: {e}"),
+            )
+        })?;
+        if !value.is_object() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                "the body must be a JSON object",
+            ));
+        }
+        // Parse again keeping each field's text (valid JSON object, so this cannot fail).
+        let fields: BTreeMap<String, Box<RawValue>> = serde_json::from_slice(bytes).map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.to_string())
+        })?;
+        Ok(Self {
+            fields,
+            used: BTreeSet::new(),
+            errors: BTreeMap::new(),
+        })
+    }
+
+    fn fail(&mut self, name: &str, problem: impl Into<String>) {
+        self.errors.entry(name.to_string()).or_insert_with(|| problem.into());
+    }
+
+    /// The raw text of a present, non-null field.
+    fn raw(&mut self, name: &str) -> Option<String> {
+        self.used.insert(name.to_string());
+        let raw = self.fields.get(name)?.get().trim().to_string();
+        (raw != "null").then_some(raw)
+    }
+
+    fn required_raw(&mut self, name: &str) -> Option<String> {
+        let raw = self.raw(name);
+        if raw.is_none() {
+            self.fail(name, "is required");
+        }
+        raw
+    }
+
+    fn as_string(&mut self, name: &str, raw: String) -> Option<String> {
+        match serde_json::from_str::<Value>(&raw) {
+            Ok(Value::String(s)) => Some(s),
+            _ => {
+                self.fail(name, "must be a string");
+                None
+            }
+        }
+    }
+
+    /// A required string that `check` accepts (`check` returns the problem, if any).
+    pub fn required_str(&mut self, name: &str, check: impl Fn(&str) -> Option<&'static str>) -> Option<String> {
+        let raw = self.required_raw(name)?;
+        let s = self.as_string(name, raw)?;
+        match check(&s) {
+            Some(problem) => {
+                self.fail(name, problem);
+                None
+            }
+            None => Some(s),
+        }
+    }
+
+    pub fn optional_str(&mut self, name: &str, check: impl Fn(&str) -> Option<&'static str>) -> Option<String> {
+        let raw = self.raw(name)?;
+        let s = self.as_string(name, raw)?;
+        match check(&s) {
+            Some(problem) => {
+                self.fail(name, problem);
+                None
+            }
+            None => Some(s),
+        }
+    }
+
+    /// A required string among `allowed`.
+    pub fn required_enum(&mut self, name: &str, allowed: &[&str]) -> Option<String> {
+        let raw = self.required_raw(name)?;
+        let s = self.as_string(name, raw)?;
+        if allowed.contains(&s.as_str()) {
+            Some(s)
+        } else {
+            self.fail(name, format!("must be one of: {}", allowed.join(", ")));
+            None
+        }
+    }
+
+    /// A required whole number within `min..=max`.
+    pub fn required_int(&mut self, name: &str, min: i64, max: i64) -> Option<i64> {
+        let raw = self.required_raw(name)?;
+        let range = format!("must be a whole number from {min} to {max}");
+        match serde_json::from_str::<Value>(&raw) {
+            Ok(Value::Number(n)) => match n.as_i64() {
+                Some(v) if (min..=max).contains(&v) => Some(v),
+                Some(v) if v < min => {
+                    self.fail(name, if min == 1 { "must be > 0".to_string() } else { range });
+                    None
+                }
+                _ if n.is_f64() && !raw.contains(['.', 'e', 'E']) => {
+                    self.fail(name, range);
+                    None
+                }
+                _ if n.is_f64() => {
+                    self.fail(name, "must be a whole number");
+                    None
+                }
+                _ => {
+                    self.fail(name, range);
+                    None
+                }
+            },
+            _ => {
+                self.fail(name, "must be a number");
+                None
+            }
+        }
+    }
+
+    /// A required amount of money: a JSON number with at most 2 decimals, in cents.
+    pub fn required_money(&mut self, name: &str, max_cents: i64) -> Option<i64> {
+        let raw = self.required_raw(name)?;
+        if !raw.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+            self.fail(name, "must be a number");
+            return None;
+        }
+        match jobs::domain::money::parse_cents(&raw) {
+            Ok(cents) if cents <= max_cents => Some(cents),
+            Ok(_) => {
+                self.fail(
+                    name,
+                    format!("must be at most {}", jobs::domain::money::format_cents(max_cents)),
+                );
+                None
+            }
+            Err(e) => {
+                self.fail(name, e.to_string());
+                None
+            }
+        }
+    }
+
+    /// An optional JSON object of at most `max_bytes` of text.
+    pub fn optional_object(&mut self, name: &str, max_bytes: usize) -> Option<Value> {
+        let raw = self.raw(name)?;
+        if raw.len() > max_bytes {
+            self.fail(name, format!("must be at most {max_bytes} bytes of JSON"));
+            return None;
+        }
+        match serde_json::from_str::<Value>(&raw) {
+            Ok(v @ Value::Object(_)) => Some(v),
+            _ => {
+                self.fail(name, "must be an object");
+                None
+            }
+        }
+    }
+
+    /// Ends the checks: unknown fields and every problem found become one 400.
+    pub fn finish(mut self) -> Result<(), ApiError> {
+        let unknown: Vec<String> = self
+            .fields
+            .keys()
+            .filter(|k| !self.used.contains(*k))
+            .cloned()
+            .collect();
+        for name in unknown {
+            self.fail(&name, "is not a known field");
+        }
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::validation(self.errors))
+        }
+    }
+}

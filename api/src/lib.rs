@@ -1,0 +1,150 @@
+//! The HTTP facade: authenticate, validate, create tasks, and let clients follow them.
+//! It never does the work itself; the worker does (DESIGN §1, §5).
+
+pub mod auth;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod request_id;
+pub mod routes;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    extract::{MatchedPath, Request},
+    http::StatusCode,
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Router,
+};
+use jobs::{
+    enqueue::Enqueuer,
+    kinds::{self, KindSpec},
+    queue::Transport,
+    redis_conn::Keys,
+    task::progress::{Notifier, ProgressStore},
+};
+use redis::aio::ConnectionManager;
+use sqlx::PgPool;
+
+pub use config::ApiConfig;
+use error::ApiError;
+
+/// The kinds the api enqueues, looked up once.
+#[derive(Debug)]
+pub struct Kinds {
+    pub assignment: KindSpec,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub redis: ConnectionManager,
+    pub enqueuer: Enqueuer,
+    pub progress: ProgressStore,
+    pub notifier: Notifier,
+    pub hub: events::EventHub,
+    pub tokens: auth::Tokens,
+    pub config: Arc<ApiConfig>,
+    pub kinds: Arc<Kinds>,
+}
+
+impl AppState {
+    /// Builds the state on already open connections (tests use their own pool and prefix).
+    pub fn new(config: ApiConfig, pool: PgPool, redis: ConnectionManager) -> Self {
+        let core = &config.core;
+        let keys = Keys::new(core.redis_prefix.clone());
+        let transport = Transport::new(redis.clone(), keys.clone(), core.queue_max_ready);
+        Self {
+            enqueuer: Enqueuer::new(pool.clone(), transport, core.task_ttl),
+            progress: ProgressStore::new(redis.clone(), keys.clone(), core.task_ttl),
+            notifier: Notifier::new(redis.clone(), keys.clone()),
+            hub: events::EventHub::start(core.redis_url.clone(), keys),
+            tokens: config.tokens.clone(),
+            kinds: Arc::new(Kinds {
+                assignment: kinds::assignment::spec(),
+            }),
+            config: Arc::new(config),
+            pool,
+            redis,
+        }
+    }
+
+    /// Connects, migrates and builds the state from configuration.
+    pub async fn connect(config: ApiConfig) -> anyhow::Result<Self> {
+        let core = &config.core;
+        let pool = jobs::db::connect(&core.database_url, core.database_max_connections).await?;
+        jobs::db::migrate(&pool).await?;
+        let redis = jobs::redis_conn::connect_with_retry(&core.redis_url, Duration::from_secs(60)).await?;
+        Ok(Self::new(config, pool, redis))
+    }
+}
+
+async fn not_found_route() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+/// Access log line per request, and JSON for the errors axum produces itself (405).
+async fn access_log(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| req.uri().path().to_string());
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let resp = if status == StatusCode::METHOD_NOT_ALLOWED && resp.headers().get("content-type").is_none() {
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not allowed on {route}"))
+            .into_response()
+    } else {
+        resp
+    };
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if status.is_server_error() {
+        tracing::warn!(%method, %route, status = status.as_u16(), elapsed_ms, "request");
+    } else {
+        tracing::debug!(%method, %route, status = status.as_u16(), elapsed_ms, "request");
+    }
+    resp
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("handler panicked");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error").into_response()
+}
+
+pub fn router(state: AppState) -> Router {
+    use routes::{director, health, tasks};
+    let task_routes = |prefix: &str, r: Router<AppState>| {
+        r.route(&format!("{prefix}/{{id}}"), get(tasks::get_task))
+            .route(&format!("{prefix}/{{id}}/result"), get(tasks::get_result))
+            .route(&format!("{prefix}/{{id}}/cancel"), post(tasks::cancel))
+            .route(&format!("{prefix}/{{id}}/events"), get(tasks::events))
+    };
+    let r = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/director/assign", post(director::assign));
+    let r = task_routes("/tasks", r);
+    let r = task_routes("/director/reports/tasks", r);
+    r.fallback(not_found_route)
+        .layer(middleware::from_fn(access_log))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn(request_id::layer))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(state: AppState, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let bind = state.config.bind;
+    let listener = tokio::net::TcpListener::bind(bind).await?;
+    tracing::info!(%bind, "api listening");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,49 @@
+//! Director writes (seeds/000): each validated request becomes a task.
+
+use axum::{extract::State, http::HeaderMap, response::Response};
+use jobs::kinds::assignment::{self, AssignmentParams, AssignmentType, MAX_PRICE_CENTS, MAX_TICKETS};
+
+use crate::{auth::Principal, body::JsonObject, error::ApiError, AppState};
+
+/// A currency code: three ASCII letters (ISO 4217), any case.
+pub fn currency_problem(c: &str) -> Option<&'static str> {
+    (c.len() != 3 || !c.chars().all(|ch| ch.is_ascii_alphabetic()))
+        .then_some("must be a 3-letter ISO 4217 code")
+}
+
+/// `POST /director/assign` `{organizerId, eventId, type: prepaid|loan, tickets, price,
+/// currency?, metadata?}` → 202 with an `assignment` task.
+pub async fn assign(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    mut body: JsonObject,
+) -> Result<Response, ApiError> {
+    let organizer_id = body.required_str("organizerId", assignment::id_problem);
+    let event_id = body.required_str("eventId", assignment::id_problem);
+    let kind = body.required_enum("type", &["prepaid", "loan"]);
+    let tickets = body.required_int("tickets", 1, MAX_TICKETS);
+    let price_cents = body.required_money("price", MAX_PRICE_CENTS);
+    let currency = body.optional_str("currency", currency_problem);
+    let metadata = body.optional_object("metadata", 4096);
+    body.finish()?;
+    let (Some(organizer_id), Some(event_id), Some(kind), Some(tickets), Some(price_cents)) =
+        (organizer_id, event_id, kind, tickets, price_cents)
+    else {
+        // finish() reports every missing or invalid field, so this is unreachable in practice.
+        return Err(ApiError::validation(Default::default()));
+    };
+    let params = AssignmentParams {
+        organizer_id,
+        event_id,
+        assignment_type: AssignmentType::parse(&kind).unwrap_or(AssignmentType::Prepaid),
+        tickets: tickets as i32,
+        price_cents,
+        currency: currency
+            .map(|c| c.to_ascii_uppercase())
+            .unwrap_or_else(|| state.config.core.default_currency.clone()),
+        metadata: metadata.unwrap_or_else(|| serde_json::json!({})),
+    };
+    let params = serde_json::to_value(params).map_err(|e| ApiError::unavailable("encoder", e))?;
+    super::enqueue(&state, &principal, &headers, &state.kinds.assignment, params).await
+}

@@ -1,0 +1,103 @@
+//! HTTP routes, by area.
+
+pub mod director;
+pub mod health;
+pub mod tasks;
+
+use axum::{
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use jobs::{
+    enqueue::{Enqueued, Request},
+    kinds::KindSpec,
+    task::TaskRecord,
+};
+use serde_json::{json, Value};
+
+use crate::{auth::Principal, error::ApiError, request_id, AppState};
+
+/// Links of a task, relative to the api root.
+pub fn links(id: uuid::Uuid) -> Value {
+    json!({
+        "self": format!("/tasks/{id}"),
+        "result": format!("/tasks/{id}/result"),
+        "cancel": format!("/tasks/{id}/cancel"),
+        "events": format!("/tasks/{id}/events"),
+    })
+}
+
+/// The optional `Idempotency-Key` header: 1–255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(v) if (1..=255).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(v.to_string()))
+        }
+        _ => Err(ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "validation_failed",
+            "Idempotency-Key",
+            "must be 1 to 255 visible ASCII characters",
+        )),
+    }
+}
+
+fn accepted(rec: &TaskRecord, replayed: bool) -> Response {
+    let body = json!({
+        "taskId": rec.id,
+        "status": rec.status,
+        "requestId": request_id::current(),
+        "links": links(rec.id),
+    });
+    let mut resp = (StatusCode::ACCEPTED, Json(body)).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/tasks/{}", rec.id)) {
+        resp.headers_mut().insert(header::LOCATION, location);
+    }
+    if replayed {
+        resp.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    resp
+}
+
+/// Creates a task of `spec` with already validated `params` and answers 202.
+pub async fn enqueue(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    spec: &KindSpec,
+    params: Value,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(headers)?;
+    let request_id = request_id::current();
+    let outcome = state
+        .enqueuer
+        .enqueue(Request {
+            spec,
+            params,
+            requester: &principal.requester,
+            idempotency_key: key.as_deref(),
+            request_id: Some(&request_id),
+            run_at: None,
+        })
+        .await?;
+    match outcome {
+        Enqueued::Created(rec) => {
+            tracing::info!(task.id = %rec.id, task.kind = %rec.kind, requester = %principal.requester, "task accepted");
+            Ok(accepted(&rec, false))
+        }
+        Enqueued::Replayed(rec) => Ok(accepted(&rec, true)),
+        Enqueued::Conflict(rec) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_conflict",
+            format!(
+                "Idempotency-Key was already used for task {} with different parameters",
+                rec.id
+            ),
+        )),
+    }
+}

@@ -1,0 +1,305 @@
+//! Following a task: status (with long-poll), result, cancel and an event stream. Mounted
+//! at `/tasks/{id}` and, as the seed names them, `/director/reports/tasks/{id}`.
+
+use std::{collections::HashMap, convert::Infallible, time::Duration};
+
+use axum::{
+    extract::{Path, Query, State},
+    http::{HeaderMap, StatusCode},
+    response::{
+        sse::{Event, KeepAlive, Sse},
+        IntoResponse, Response,
+    },
+    Json,
+};
+use chrono::Utc;
+use futures::Stream;
+use jobs::task::{progress::LiveProgress, store, TaskRecord, TaskStatus};
+use serde_json::{json, Value};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::links;
+use crate::{auth::Principal, error::ApiError, request_id, AppState};
+
+/// How often a waiter re-reads Postgres even without a pub/sub wake-up.
+const RECHECK: Duration = Duration::from_secs(1);
+
+fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
+    // An id that cannot exist is reported like one that does not: 404.
+    Uuid::parse_str(raw).map_err(|_| ApiError::not_found(format!("no task with id {raw:?}")))
+}
+
+fn not_found(id: Uuid) -> ApiError {
+    ApiError::not_found(format!("no task with id {id}"))
+}
+
+/// The JSON view of a task; running tasks show the live percent from Redis when fresher.
+pub fn view(rec: &TaskRecord, live: Option<&LiveProgress>) -> Value {
+    let status = rec.status();
+    let (progress, stage, message) = match live {
+        Some(l) if status == TaskStatus::Running && l.progress >= rec.progress => {
+            (l.progress, l.stage.clone().or(rec.stage.clone()), l.message.clone())
+        }
+        _ => (rec.progress, rec.stage.clone(), None),
+    };
+    let mut v = json!({
+        "taskId": rec.id,
+        "kind": rec.kind,
+        "queue": rec.queue,
+        "status": status,
+        "progress": progress,
+        "stage": stage,
+        "attempts": rec.attempts,
+        "maxAttempts": rec.max_attempts,
+        "cancelRequested": rec.cancel_requested,
+        "params": rec.params,
+        "createdAt": rec.created_at,
+        "startedAt": rec.started_at,
+        "finishedAt": rec.finished_at,
+        "runAt": rec.run_at,
+        "expiresAt": rec.expires_at,
+        "error": rec.error,
+        "errors": rec.errors,
+        "links": links(rec.id),
+        "requestId": request_id::current(),
+    });
+    if status == TaskStatus::Completed {
+        v["result"] = rec.result.clone().unwrap_or(Value::Null);
+    }
+    if let Some(m) = message {
+        v["message"] = json!(m);
+    }
+    v
+}
+
+async fn live(state: &AppState, rec: &TaskRecord) -> Option<LiveProgress> {
+    if rec.status() != TaskStatus::Running {
+        return None;
+    }
+    state.progress.read(rec.id).await.ok().flatten()
+}
+
+async fn load(state: &AppState, principal: &Principal, id: Uuid) -> Result<TaskRecord, ApiError> {
+    store::get(&state.pool, id, Some(&principal.requester))
+        .await?
+        .ok_or_else(|| not_found(id))
+}
+
+/// What a waiter compares to decide that something changed.
+type Fingerprint = (String, i32, i16, Option<String>, i64);
+
+fn fingerprint(rec: &TaskRecord, live: Option<&LiveProgress>) -> Fingerprint {
+    let progress = live.map(|l| l.progress).unwrap_or(rec.progress).max(rec.progress);
+    (
+        rec.status.clone(),
+        rec.attempts,
+        progress,
+        live.and_then(|l| l.stage.clone()).or(rec.stage.clone()),
+        rec.updated_at.timestamp_micros(),
+    )
+}
+
+/// Waits (up to `deadline`) until the task differs from `before`; returns its latest state.
+async fn wait_for_change(
+    state: &AppState,
+    principal: &Principal,
+    mut rec: TaskRecord,
+    mut live_now: Option<LiveProgress>,
+    deadline: Instant,
+) -> Result<(TaskRecord, Option<LiveProgress>), ApiError> {
+    let before = fingerprint(&rec, live_now.as_ref());
+    let mut sub = state.hub.subscribe(rec.id).await;
+    loop {
+        if rec.status().is_terminal() || fingerprint(&rec, live_now.as_ref()) != before {
+            return Ok((rec, live_now));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok((rec, live_now));
+        }
+        let nap = (deadline - now).min(RECHECK);
+        tokio::select! {
+            _ = sub.rx.recv() => {}
+            _ = tokio::time::sleep(nap) => {}
+        }
+        rec = load(state, principal, rec.id).await?;
+        live_now = live(state, &rec).await;
+    }
+}
+
+/// `GET /tasks/{id}[?wait=N]`: with `wait`, answers as soon as the task changes (or is
+/// finished), at the latest after N seconds.
+pub async fn get_task(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let wait = match query.get("wait") {
+        None => 0,
+        Some(raw) => match raw.trim().parse::<u64>() {
+            Ok(n) if n <= state.config.long_poll_max => n,
+            _ => {
+                return Err(ApiError::field(
+                    StatusCode::BAD_REQUEST,
+                    "validation_failed",
+                    "wait",
+                    &format!("must be a whole number of seconds from 0 to {}", state.config.long_poll_max),
+                ))
+            }
+        },
+    };
+    let rec = load(&state, &principal, id).await?;
+    let live_now = live(&state, &rec).await;
+    let (rec, live_now) = if wait > 0 {
+        let deadline = Instant::now() + Duration::from_secs(wait);
+        wait_for_change(&state, &principal, rec, live_now, deadline).await?
+    } else {
+        (rec, live_now)
+    };
+    Ok(Json(view(&rec, live_now.as_ref())).into_response())
+}
+
+/// `GET /tasks/{id}/result`: the result of a completed task, with `taskId` and `requestId`.
+pub async fn get_result(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let rec = load(&state, &principal, id).await?;
+    let status = rec.status();
+    if status.is_terminal() && rec.expires_at.is_some_and(|t| t < Utc::now()) {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "task_expired",
+            format!("task {id} expired; its result is no longer available"),
+        ));
+    }
+    let detail = |code: &'static str, what: &str| {
+        let reason = rec
+            .error
+            .as_ref()
+            .and_then(|e| e.get("message"))
+            .and_then(Value::as_str)
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default();
+        ApiError::new(StatusCode::CONFLICT, code, format!("task {id} {what}{reason}"))
+    };
+    match status {
+        TaskStatus::Completed => {
+            let mut body = match rec.result.clone() {
+                Some(Value::Object(map)) => Value::Object(map),
+                other => json!({ "result": other }),
+            };
+            body["taskId"] = json!(rec.id);
+            body["requestId"] = json!(request_id::current());
+            Ok(Json(body).into_response())
+        }
+        TaskStatus::Failed => Err(detail("task_failed", "failed")),
+        TaskStatus::Dead => Err(detail("task_dead", "exhausted its attempts")),
+        TaskStatus::Cancelled => Err(detail("task_cancelled", "was cancelled")),
+        TaskStatus::Pending | TaskStatus::Running | TaskStatus::Retrying => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "result_not_ready",
+            format!("task {id} is {status}; poll /tasks/{id} until it completes"),
+        )),
+    }
+}
+
+/// `POST /tasks/{id}/cancel`: 200 when cancelled at once (not started), 202 when the running
+/// handler was asked to stop, 409 when already finished.
+pub async fn cancel(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    match store::cancel(&state.pool, id, Some(&principal.requester)).await? {
+        store::CancelOutcome::Cancelled(rec) => {
+            state.notifier.changed(&[id]);
+            Ok((StatusCode::OK, Json(view(&rec, None))).into_response())
+        }
+        store::CancelOutcome::Requested(rec) => {
+            state.notifier.changed(&[id]);
+            Ok((StatusCode::ACCEPTED, Json(view(&rec, None))).into_response())
+        }
+        store::CancelOutcome::AlreadyFinished(rec) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "task_finished",
+            format!("task {id} is already {}; nothing to cancel", rec.status),
+        )),
+        store::CancelOutcome::NotFound => Err(not_found(id)),
+    }
+}
+
+/// `GET /tasks/{id}/events`: Server-Sent Events, one `task` event per change (the task's
+/// view as data), ending after the task finishes. The event id is the change's version, so
+/// a reconnect with `Last-Event-ID` skips a state the client already has.
+pub async fn events(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let id = parse_id(&id)?;
+    let rec = load(&state, &principal, id).await?;
+    let last_seen = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok());
+    let request_id = request_id::current();
+    struct Cursor {
+        state: AppState,
+        principal: Principal,
+        rec: Option<TaskRecord>,
+        skip_version: Option<i64>,
+        last: Option<Fingerprint>,
+        done: bool,
+        request_id: String,
+    }
+    let cursor = Cursor {
+        state,
+        principal,
+        rec: Some(rec),
+        skip_version: last_seen,
+        last: None,
+        done: false,
+        request_id,
+    };
+    let stream = futures::stream::unfold(cursor, move |mut c| async move {
+        while !c.done {
+            let rec = match c.rec.take() {
+                Some(rec) => rec,
+                None => load(&c.state, &c.principal, id).await.ok()?,
+            };
+            let live_now = live(&c.state, &rec).await;
+            let fp = fingerprint(&rec, live_now.as_ref());
+            let version = rec.updated_at.timestamp_micros();
+            let resumed_here = c.skip_version.take() == Some(version) && live_now.is_none();
+            if c.last.as_ref() != Some(&fp) && !resumed_here {
+                c.last = Some(fp);
+                c.done = rec.status().is_terminal();
+                let mut data = view(&rec, live_now.as_ref());
+                data["requestId"] = json!(c.request_id);
+                let event = Event::default()
+                    .event("task")
+                    .id(version.to_string())
+                    .data(data.to_string());
+                return Some((Ok(event), c));
+            }
+            if rec.status().is_terminal() {
+                return None;
+            }
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let (next, _) = wait_for_change(&c.state, &c.principal, rec, live_now, deadline)
+                .await
+                .ok()?;
+            c.rec = Some(next);
+        }
+        None
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}

@@ -1,0 +1,122 @@
+//! Configuration shared by the api and the worker, read from the environment only.
+//!
+//! Variables (all optional, defaults work on a developer machine; see `.env.example`):
+//! `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`, `REDIS_URL`, `REDIS_PREFIX`,
+//! `QUEUE_MAX_READY`, `QUEUE_REPUSH_AFTER_SECONDS`, `TASK_LEASE_SECONDS`,
+//! `DIRECTOR_REPORT_JOB_TTL_SECONDS`, `TICKET_PREMIUM_FACTOR`, `DEFAULT_CURRENCY`.
+
+use std::{env, str::FromStr, time::Duration};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+#[error("environment variable {name}: {message}")]
+pub struct ConfigError {
+    pub name: String,
+    pub message: String,
+}
+
+/// Reads `name`, returning `None` when unset or blank.
+pub fn var(name: &str) -> Option<String> {
+    env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Reads and parses `name`, falling back to `default` when unset; a value that does not
+/// parse is an error naming the variable, never a silent default.
+pub fn parsed<T: FromStr>(name: &str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match var(name) {
+        None => Ok(default),
+        Some(raw) => raw.trim().parse().map_err(|e: T::Err| ConfigError {
+            name: name.to_string(),
+            message: format!("cannot parse {raw:?}: {e}"),
+        }),
+    }
+}
+
+/// Like [`parsed`] for a duration in seconds, rejecting zero.
+pub fn seconds(name: &str, default: u64) -> Result<Duration, ConfigError> {
+    let v: u64 = parsed(name, default)?;
+    if v == 0 {
+        return Err(ConfigError {
+            name: name.into(),
+            message: "must be at least 1".into(),
+        });
+    }
+    Ok(Duration::from_secs(v))
+}
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/taquilla";
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub database_max_connections: u32,
+    pub redis_url: String,
+    /// Namespace of every Redis key we (and apalis, through the queue names) write.
+    pub redis_prefix: String,
+    /// Most transport messages waiting in Redis per queue (DESIGN §4).
+    pub queue_max_ready: usize,
+    /// A pushed message not claimed after this long is pushed again (covers Redis data loss).
+    pub queue_repush_after: Duration,
+    /// How long a claim holds a task before another worker may take it over.
+    pub task_lease: Duration,
+    /// Finished tasks (and progress hashes) live this long (`DIRECTOR_REPORT_JOB_TTL_SECONDS`).
+    pub task_ttl: Duration,
+    pub ticket_premium_factor: i64,
+    pub default_currency: String,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let prefix = var("REDIS_PREFIX").unwrap_or_else(|| "taquilla".into());
+        if !prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(ConfigError {
+                name: "REDIS_PREFIX".into(),
+                message: "only letters, digits, '_' and '-' are allowed".into(),
+            });
+        }
+        let factor: i64 = parsed("TICKET_PREMIUM_FACTOR", 2)?;
+        if !(1..=1000).contains(&factor) {
+            return Err(ConfigError {
+                name: "TICKET_PREMIUM_FACTOR".into(),
+                message: "must be between 1 and 1000".into(),
+            });
+        }
+        let currency = var("DEFAULT_CURRENCY")
+            .unwrap_or_else(|| "MXN".into())
+            .to_ascii_uppercase();
+        if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_alphabetic()) {
+            return Err(ConfigError {
+                name: "DEFAULT_CURRENCY".into(),
+                message: "must be a 3-letter ISO 4217 code".into(),
+            });
+        }
+        let max_ready: usize = parsed("QUEUE_MAX_READY", 1000)?;
+        if !(1..=7000).contains(&max_ready) {
+            // apalis-redis fails above ~8,000 due messages (Lua unpack limit, DESIGN §4).
+            return Err(ConfigError {
+                name: "QUEUE_MAX_READY".into(),
+                message: "must be between 1 and 7000".into(),
+            });
+        }
+        Ok(Self {
+            database_url: var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
+            database_max_connections: parsed("DATABASE_MAX_CONNECTIONS", 20)?,
+            redis_url: var("REDIS_URL").unwrap_or_else(|| DEFAULT_REDIS_URL.into()),
+            redis_prefix: prefix,
+            queue_max_ready: max_ready,
+            queue_repush_after: seconds("QUEUE_REPUSH_AFTER_SECONDS", 30)?,
+            task_lease: seconds("TASK_LEASE_SECONDS", 30)?,
+            task_ttl: seconds("DIRECTOR_REPORT_JOB_TTL_SECONDS", 86_400)?,
+            ticket_premium_factor: factor,
+            default_currency: currency,
+        })
+    }
+}

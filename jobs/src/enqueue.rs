@@ -1,0 +1,97 @@
+//! Creating tasks: commit the row, then push its message when Redis has room.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::{
+    kinds::KindSpec,
+    queue::{Envelope, Transport},
+    task::{
+        store::{self, Inserted, NewTask},
+        TaskRecord,
+    },
+};
+
+#[derive(Debug)]
+pub struct Request<'a> {
+    pub spec: &'a KindSpec,
+    pub params: Value,
+    pub requester: &'a str,
+    pub idempotency_key: Option<&'a str>,
+    pub request_id: Option<&'a str>,
+    pub run_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug)]
+pub enum Enqueued {
+    Created(TaskRecord),
+    Replayed(TaskRecord),
+    Conflict(TaskRecord),
+}
+
+#[derive(Clone, Debug)]
+pub struct Enqueuer {
+    pool: PgPool,
+    transport: Transport,
+    ttl: std::time::Duration,
+}
+
+impl Enqueuer {
+    pub fn new(pool: PgPool, transport: Transport, ttl: std::time::Duration) -> Self {
+        Self {
+            pool,
+            transport,
+            ttl,
+        }
+    }
+
+    /// A `Created` task is committed in Postgres whatever happens to Redis: when the push
+    /// fails (or the queue is at `QUEUE_MAX_READY`) the relay pushes it later.
+    pub async fn enqueue(&self, req: Request<'_>) -> Result<Enqueued, sqlx::Error> {
+        let spec = req.spec;
+        let due_now = req.run_at.is_none_or(|t| t <= Utc::now());
+        // Fast path only while the queue has room; past that, work waits in Postgres.
+        let will_push = due_now
+            && match self.transport.room(spec.queue).await {
+                Ok(room) => room > 0,
+                Err(e) => {
+                    tracing::warn!(queue = spec.queue, error = %e, "redis unavailable; task left for the relay");
+                    false
+                }
+            };
+        let new = NewTask {
+            id: Uuid::now_v7(),
+            kind: spec.name.to_string(),
+            queue: spec.queue.to_string(),
+            params: req.params,
+            max_attempts: spec.max_attempts,
+            requester: req.requester.to_string(),
+            idempotency_key: req.idempotency_key.map(str::to_string),
+            request_id: req.request_id.map(str::to_string),
+            run_at: req.run_at,
+            ttl: self.ttl,
+            will_push,
+        };
+        let rec = match store::insert(&self.pool, &new).await? {
+            Inserted::Created(rec) => rec,
+            Inserted::Replayed(rec) => return Ok(Enqueued::Replayed(rec)),
+            Inserted::Conflict(rec) => return Ok(Enqueued::Conflict(rec)),
+        };
+        if will_push {
+            let envelope = Envelope {
+                task: rec.id,
+                kind: rec.kind.clone(),
+            };
+            if let Err(e) = self.transport.push(spec.queue, &[envelope]).await {
+                tracing::warn!(task.id = %rec.id, error = %e, "push failed; the relay will push the task");
+                if let Err(e) = store::mark_unpushed(&self.pool, &[rec.id]).await {
+                    // The relay still re-pushes after QUEUE_REPUSH_AFTER_SECONDS.
+                    tracing::warn!(task.id = %rec.id, error = %e, "could not clear pushed_at");
+                }
+            }
+        }
+        Ok(Enqueued::Created(rec))
+    }
+}

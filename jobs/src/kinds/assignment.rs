@@ -1,0 +1,158 @@
+//! `assignment`: tickets assigned to an organizer for an event, prepaid or on loan
+//! (`POST /director/assign`, seeds/000).
+//!
+//! The worker reads the event's type, converts tickets to equivalents
+//! (`tickets × TICKET_PREMIUM_FACTOR` for premium events), writes the ledger entry, moves
+//! the organizer's balance and completes the task, all in one transaction.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::KindSpec;
+use crate::{
+    domain::ledger::{self, EntryType, NewEntry},
+    queue,
+    task::{
+        context::{Done, JobError, TaskContext},
+        retry::Backoff,
+    },
+};
+
+pub const NAME: &str = "assignment";
+pub const MAX_TICKETS: i64 = 1_000_000;
+/// Highest unit price accepted: 1,000,000.00.
+pub const MAX_PRICE_CENTS: i64 = 100_000_000;
+/// Longest organizer or event id.
+pub const MAX_ID_LEN: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AssignmentType {
+    Prepaid,
+    Loan,
+}
+
+impl AssignmentType {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "prepaid" => Some(Self::Prepaid),
+            "loan" => Some(Self::Loan),
+            _ => None,
+        }
+    }
+
+    fn entry_type(self) -> EntryType {
+        match self {
+            Self::Prepaid => EntryType::AssignPrepaid,
+            Self::Loan => EntryType::AssignLoan,
+        }
+    }
+}
+
+/// Validated, normalized params, as stored in the task row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssignmentParams {
+    pub organizer_id: String,
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub assignment_type: AssignmentType,
+    pub tickets: i32,
+    /// Unit price in cents.
+    pub price_cents: i64,
+    pub currency: String,
+    #[serde(default)]
+    pub metadata: Value,
+}
+
+/// Why an id is not acceptable, or `None` if it is: 1–64 characters of letters, digits and
+/// `_ - . :`.
+pub fn id_problem(id: &str) -> Option<&'static str> {
+    if id.is_empty() {
+        Some("must not be empty")
+    } else if id.chars().count() > MAX_ID_LEN {
+        Some("must be at most 64 characters")
+    } else if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
+    {
+        Some("may only contain letters, digits, '_', '-', '.' and ':'")
+    } else {
+        None
+    }
+}
+
+pub fn spec() -> KindSpec {
+    KindSpec::new(
+        NAME,
+        queue::ASSIGNMENTS,
+        5,
+        Duration::from_secs(30),
+        Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+        run,
+    )
+}
+
+async fn run(ctx: TaskContext) -> Result<Done, JobError> {
+    let p: AssignmentParams = ctx.params()?;
+    let mut tx = ctx.pool().begin().await?;
+
+    let event_type: Option<String> = sqlx::query_scalar("SELECT type FROM events WHERE id = $1")
+        .bind(&p.event_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(event_type) = event_type else {
+        return Err(JobError::permanent(
+            "event_not_found",
+            format!("event {:?} does not exist", p.event_id),
+        ));
+    };
+    let organizer: Option<i32> = sqlx::query_scalar("SELECT 1 FROM organizers WHERE id = $1")
+        .bind(&p.organizer_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if organizer.is_none() {
+        return Err(JobError::permanent(
+            "organizer_not_found",
+            format!("organizer {:?} does not exist", p.organizer_id),
+        ));
+    }
+
+    let factor = if event_type == "premium" {
+        ctx.config().ticket_premium_factor
+    } else {
+        1
+    };
+    let equivalent = i64::from(p.tickets) * factor;
+    let amount = i64::from(p.tickets).checked_mul(p.price_cents);
+    let (Ok(equivalent), Some(amount_cents)) = (i32::try_from(equivalent), amount) else {
+        return Err(JobError::permanent(
+            "amount_out_of_range",
+            "tickets × price or tickets × factor does not fit the ledger",
+        ));
+    };
+
+    let (entry, balance) = ledger::record(
+        &mut tx,
+        &NewEntry {
+            organizer_id: p.organizer_id.clone(),
+            event_id: Some(p.event_id.clone()),
+            entry_type: p.assignment_type.entry_type(),
+            tickets: p.tickets,
+            tickets_equivalent: equivalent,
+            amount_cents,
+            currency: p.currency.clone(),
+            metadata: if p.metadata.is_null() { json!({}) } else { p.metadata.clone() },
+            task_id: ctx.id,
+        },
+    )
+    .await?;
+    let result = json!({
+        "entry": entry,
+        "eventType": event_type,
+        "balance": balance,
+    });
+    ctx.complete_in(tx, result).await
+}

@@ -1,0 +1,95 @@
+//! Job kinds: one module each, holding its params, validation, policy and handler.
+//!
+//! Adding a kind touches its own module, one line in [`Registry::standard`] and one route
+//! in the api.
+
+pub mod assignment;
+
+use std::{collections::BTreeMap, future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use crate::task::{
+    context::{Done, JobError, TaskContext},
+    retry::Backoff,
+};
+
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Done, JobError>> + Send>>;
+pub type Handler = Arc<dyn Fn(TaskContext) -> HandlerFuture + Send + Sync>;
+
+/// A kind's stable name and policy, declared in one place next to its handler.
+#[derive(Clone)]
+pub struct KindSpec {
+    /// Wire identity (task rows, envelopes, metrics): never rename.
+    pub name: &'static str,
+    pub queue: &'static str,
+    pub max_attempts: i32,
+    /// Per attempt; an attempt that takes longer is recorded as a retryable failure.
+    pub timeout: Duration,
+    pub backoff: Backoff,
+    pub handler: Handler,
+}
+
+impl std::fmt::Debug for KindSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KindSpec")
+            .field("name", &self.name)
+            .field("queue", &self.queue)
+            .field("max_attempts", &self.max_attempts)
+            .field("timeout", &self.timeout)
+            .field("backoff", &self.backoff)
+            .finish()
+    }
+}
+
+impl KindSpec {
+    /// A spec from an async handler function.
+    pub fn new<F, Fut>(
+        name: &'static str,
+        queue: &'static str,
+        max_attempts: i32,
+        timeout: Duration,
+        backoff: Backoff,
+        handler: F,
+    ) -> Self
+    where
+        F: Fn(TaskContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Done, JobError>> + Send + 'static,
+    {
+        Self {
+            name,
+            queue,
+            max_attempts,
+            timeout,
+            backoff,
+            handler: Arc::new(move |ctx| Box::pin(handler(ctx))),
+        }
+    }
+}
+
+/// The kinds a process knows, by name.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    kinds: BTreeMap<&'static str, KindSpec>,
+}
+
+impl Registry {
+    /// Every production kind.
+    pub fn standard() -> Self {
+        let mut r = Self::default();
+        r.register(assignment::spec());
+        r
+    }
+
+    /// Adds (or replaces) a kind.
+    pub fn register(&mut self, spec: KindSpec) -> &mut Self {
+        self.kinds.insert(spec.name, spec);
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&KindSpec> {
+        self.kinds.get(name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &KindSpec> {
+        self.kinds.values()
+    }
+}

@@ -1,0 +1,15 @@
+//! taquilla's core: configuration, the task layer, the transport over apalis-redis, every
+//! job kind and the domain logic they share. The `api` and `worker` binaries are thin
+//! shells around this crate.
+
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod enqueue;
+pub mod kinds;
+pub mod queue;
+pub mod redis_conn;
+pub mod task;
+pub mod telemetry;
+
+pub use config::Config;

@@ -1,0 +1,129 @@
+//! Transport: the tiny envelopes apalis-redis carries, and pushing them (DESIGN §1, §4).
+//!
+//! A message only says "task X of kind K is due"; the task row is the truth. Losing a
+//! message loses nothing (the relay pushes again), and a duplicate runs nothing twice (the
+//! claim is conditional).
+
+pub mod janitor;
+pub mod relay;
+
+use apalis::prelude::TaskBuilder;
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::redis_conn::Keys;
+
+pub const ASSIGNMENTS: &str = "assignments";
+pub const REPORTS: &str = "reports";
+pub const DELIVERIES: &str = "deliveries";
+pub const WEBHOOKS: &str = "webhooks";
+pub const MAINTENANCE: &str = "maintenance";
+
+/// Every queue of DESIGN §4, in a stable order.
+pub const ALL: [&str; 5] = [ASSIGNMENTS, REPORTS, DELIVERIES, WEBHOOKS, MAINTENANCE];
+
+/// The message body: `{"task": "<uuid>", "kind": "<kind>"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub task: Uuid,
+    pub kind: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("apalis-redis push: {0}")]
+    Apalis(#[from] apalis_redis::Error),
+}
+
+/// Pushes envelopes onto apalis-redis queues and wakes idle workers.
+#[derive(Clone)]
+pub struct Transport {
+    conn: ConnectionManager,
+    keys: Keys,
+    max_ready: usize,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("prefix", &self.keys.prefix())
+            .field("max_ready", &self.max_ready)
+            .finish()
+    }
+}
+
+impl Transport {
+    pub fn new(conn: ConnectionManager, keys: Keys, max_ready: usize) -> Self {
+        Self {
+            conn,
+            keys,
+            max_ready,
+        }
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    pub fn max_ready(&self) -> usize {
+        self.max_ready
+    }
+
+    /// The apalis-redis configuration of one of our queues. Also used by the worker, so
+    /// pushes and fetches agree on key names.
+    pub fn apalis_config(keys: &Keys, queue: &str) -> apalis_redis::Config {
+        apalis_redis::Config::default().queue(keys.apalis_queue(queue))
+    }
+
+    /// Messages of `queue` waiting in Redis and not yet fetched by a worker. apalis-redis
+    /// parks every push in its scheduled set until a fetch promotes it, so both count.
+    pub async fn depth(&self, queue: &str) -> Result<usize, redis::RedisError> {
+        let cfg = Self::apalis_config(&self.keys, queue);
+        let mut conn = self.conn.clone();
+        let (active, scheduled): (usize, usize) = redis::pipe()
+            .cmd("LLEN")
+            .arg(cfg.active_jobs_list())
+            .cmd("ZCARD")
+            .arg(cfg.scheduled_jobs_set())
+            .query_async(&mut conn)
+            .await?;
+        Ok(active + scheduled)
+    }
+
+    /// Room left in `queue` under `QUEUE_MAX_READY`.
+    pub async fn room(&self, queue: &str) -> Result<usize, redis::RedisError> {
+        Ok(self.max_ready.saturating_sub(self.depth(queue).await?))
+    }
+
+    /// Pushes envelopes (all of `queue`) in one script call, then wakes that queue's idle
+    /// workers. Each message gets a fresh apalis id; the task id travels in the body.
+    pub async fn push(&self, queue: &str, envelopes: &[Envelope]) -> Result<(), PushError> {
+        if envelopes.is_empty() {
+            return Ok(());
+        }
+        let cfg = Self::apalis_config(&self.keys, queue);
+        let tasks: Vec<apalis_redis::RedisTask> = envelopes
+            .iter()
+            .map(|e| {
+                // Serializing a struct of a uuid and a string cannot fail.
+                let body = serde_json::to_vec(e).unwrap_or_default();
+                TaskBuilder::new(body).build()
+            })
+            .collect();
+        let mut conn = self.conn.clone();
+        // Small chunks: a huge script call risks the client's response timeout, which
+        // would leave it unknown whether the messages were stored.
+        for chunk in tasks.chunks(500) {
+            apalis_redis::queries::push_tasks(&mut conn, &cfg, chunk).await?;
+        }
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(self.keys.wake_channel(queue))
+            .arg(envelopes.len())
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,115 @@
+//! The relay: Postgres keeps the schedule, this loop hands due tasks to Redis.
+//!
+//! It pushes `pending`/`retrying` rows that are due and have no live message (the api's push
+//! failed, Redis lost its data, a retry's delay ran out), and `running` rows whose lease
+//! expired (their worker died). It never pushes more than the queue's room under
+//! `QUEUE_MAX_READY`, so the Redis backlog stays bounded however many rows wait, and it
+//! locks rows with `SKIP LOCKED`, so every replica can run it.
+
+use std::{sync::Arc, time::Duration};
+
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::{Envelope, Transport};
+use crate::task::{progress::Notifier, store};
+
+#[derive(Clone)]
+pub struct Relay {
+    pub pool: PgPool,
+    pub transport: Transport,
+    pub notifier: Notifier,
+    pub queues: Vec<String>,
+    pub repush_after: Duration,
+    pub interval: Duration,
+    pub batch: usize,
+    pub task_ttl: Duration,
+}
+
+impl Relay {
+    /// Runs until `shutdown`; `wake` makes it look again at once (e.g. a local task finished
+    /// and freed room in Redis).
+    pub async fn run(self, wake: Arc<Notify>, shutdown: CancellationToken) {
+        let mut failing = false;
+        loop {
+            let mut pushed = 0usize;
+            let mut error = None;
+            for queue in &self.queues {
+                match self.relay_queue(queue).await {
+                    Ok(n) => pushed += n,
+                    Err(e) => error = Some(format!("{queue}: {e}")),
+                }
+            }
+            match error {
+                // Log a failure once when it starts and once when it ends, not every tick.
+                Some(e) if !failing => {
+                    tracing::warn!(error = %e, "relay cannot push due tasks; will keep trying");
+                    failing = true;
+                }
+                None if failing => {
+                    tracing::info!("relay recovered");
+                    failing = false;
+                }
+                _ => {}
+            }
+            if pushed > 0 && !failing {
+                // More may be due (a backlog larger than one batch): go again at once.
+                tokio::task::yield_now().await;
+                if shutdown.is_cancelled() {
+                    return;
+                }
+                continue;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(self.interval) => {}
+            }
+        }
+    }
+
+    /// One pass over one queue; returns how many messages were pushed.
+    pub async fn relay_queue(&self, queue: &str) -> anyhow::Result<usize> {
+        let room = self.transport.room(queue).await?;
+        if room == 0 {
+            return Ok(0);
+        }
+        let limit = room.min(self.batch) as i64;
+        let mut tx = self.pool.begin().await?;
+        let expired = store::take_expired(
+            &mut tx,
+            queue,
+            self.repush_after,
+            limit,
+            self.task_ttl,
+        )
+        .await?;
+        let mut due = expired.due;
+        let left = limit - due.len() as i64;
+        if left > 0 {
+            due.extend(store::take_due(&mut tx, queue, self.repush_after, left).await?);
+        }
+        if !due.is_empty() {
+            let envelopes: Vec<Envelope> = due
+                .iter()
+                .map(|d| Envelope {
+                    task: d.id,
+                    kind: d.kind.clone(),
+                })
+                .collect();
+            // A failed push returns early: the transaction rolls back and the rows stay
+            // unpushed for the next pass.
+            self.transport.push(queue, &envelopes).await?;
+        }
+        tx.commit().await?;
+        if !expired.dead.is_empty() {
+            tracing::warn!(queue, count = expired.dead.len(), "tasks dead: their workers were lost on the last attempt");
+            self.notifier.changed(&expired.dead);
+        }
+        if !due.is_empty() {
+            tracing::debug!(queue, count = due.len(), "relayed due tasks");
+        }
+        Ok(due.len())
+    }
+}

@@ -1,0 +1,206 @@
+//! What a handler sees of its task: params, the database, progress, cancellation, and the
+//! two ways to finish (return a result, or complete inside its own transaction).
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sqlx::{PgPool, Postgres, Transaction};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use super::{
+    progress::{Notifier, ProgressStore},
+    store,
+};
+use crate::config::Config;
+
+/// Why an attempt did not complete. The variant decides what happens next.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum JobError {
+    /// Transient (network, 5xx, lock timeout): retried with backoff until `max_attempts`,
+    /// then `dead`.
+    #[error("{code}: {message}")]
+    Retryable { code: String, message: String },
+    /// Will never succeed (invalid params, unknown entity): `failed` at once.
+    #[error("{code}: {message}")]
+    Permanent { code: String, message: String },
+    /// The handler saw a cancel request and stopped: `cancelled`.
+    #[error("cancelled")]
+    Cancelled,
+    /// This attempt lost the task (lease expired and another worker took over): nothing is
+    /// recorded, the new owner decides.
+    #[error("superseded by another attempt")]
+    Superseded,
+}
+
+impl JobError {
+    pub fn retryable(code: &str, message: impl Into<String>) -> Self {
+        Self::Retryable {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn permanent(code: &str, message: impl Into<String>) -> Self {
+        Self::Permanent {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<sqlx::Error> for JobError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::retryable("database_error", e.to_string())
+    }
+}
+
+/// Proof that the handler completed its task itself (see [`TaskContext::complete_in`]).
+#[derive(Debug)]
+pub struct Committed(());
+
+/// How a successful attempt ends.
+#[derive(Debug)]
+pub enum Done {
+    /// The runner stores this result and marks the task completed (batched).
+    Result(Value),
+    /// Already completed in the handler's transaction, together with its side effects.
+    Committed(Committed),
+}
+
+/// Process-wide resources every task can use.
+pub struct Shared {
+    pub pool: PgPool,
+    pub config: Config,
+    pub progress: ProgressStore,
+    pub notifier: Notifier,
+}
+
+/// Signals set by the runner from outside the handler (lease renewal sees them first).
+#[derive(Default)]
+pub struct Flags {
+    pub cancel: AtomicBool,
+    pub lost: AtomicBool,
+}
+
+/// How often `check_cancel` may ask Postgres (it is meant to be called per chunk).
+const CANCEL_POLL: Duration = Duration::from_millis(200);
+
+pub struct TaskContext {
+    pub id: Uuid,
+    pub kind: String,
+    /// 1-based number of this attempt.
+    pub attempt: i32,
+    pub max_attempts: i32,
+    pub requester: String,
+    params: Value,
+    shared: Arc<Shared>,
+    flags: Arc<Flags>,
+    last_cancel_check: Mutex<Option<Instant>>,
+    last_stage: Mutex<Option<String>>,
+}
+
+impl TaskContext {
+    pub(crate) fn new(
+        claimed: store::Claimed,
+        shared: Arc<Shared>,
+        flags: Arc<Flags>,
+    ) -> Self {
+        Self {
+            id: claimed.id,
+            kind: claimed.kind,
+            attempt: claimed.attempt,
+            max_attempts: claimed.max_attempts,
+            requester: claimed.requester,
+            params: claimed.params,
+            shared,
+            flags,
+            last_cancel_check: Mutex::new(None),
+            last_stage: Mutex::new(None),
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.shared.pool
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// The task's params as `T`. Params were validated before enqueue, so a mismatch means a
+    /// row written by an incompatible version: permanent.
+    pub fn params<T: DeserializeOwned>(&self) -> Result<T, JobError> {
+        serde_json::from_value(self.params.clone())
+            .map_err(|e| JobError::permanent("invalid_params", format!("task params do not decode: {e}")))
+    }
+
+    /// Reports progress (0–100) within `stage`. The percent goes to Redis; a stage change
+    /// is also written to Postgres. Never fails the task: progress is advisory.
+    pub async fn progress(&self, percent: u8, stage: &str) {
+        let percent = i16::from(percent.min(100));
+        if let Err(e) = self.shared.progress.write(self.id, percent, stage, None).await {
+            tracing::debug!(task.id = %self.id, error = %e, "progress not written to redis");
+        }
+        let mut last = self.last_stage.lock().await;
+        if last.as_deref() != Some(stage) {
+            if let Err(e) =
+                store::save_progress(&self.shared.pool, self.id, self.attempt, percent, Some(stage)).await
+            {
+                tracing::warn!(task.id = %self.id, error = %e, "stage change not persisted");
+            } else {
+                *last = Some(stage.to_string());
+            }
+        }
+    }
+
+    /// `Err(Cancelled)` once cancellation was requested (or `Err(Superseded)` if this attempt
+    /// lost the task); call it between chunks of work and return the error as is.
+    pub async fn check_cancel(&self) -> Result<(), JobError> {
+        if self.flags.lost.load(Ordering::Relaxed) {
+            return Err(JobError::Superseded);
+        }
+        if self.flags.cancel.load(Ordering::Relaxed) {
+            return Err(JobError::Cancelled);
+        }
+        let mut last = self.last_cancel_check.lock().await;
+        if last.is_some_and(|t| t.elapsed() < CANCEL_POLL) {
+            return Ok(());
+        }
+        *last = Some(Instant::now());
+        // A database hiccup here is no reason to fail the work: the lease renewal will see
+        // the flag too.
+        if store::cancel_requested(&self.shared.pool, self.id)
+            .await
+            .unwrap_or(false)
+        {
+            self.flags.cancel.store(true, Ordering::Relaxed);
+            return Err(JobError::Cancelled);
+        }
+        Ok(())
+    }
+
+    /// Completes the task inside `tx` and commits: the handler's writes and the completion
+    /// happen together or not at all, which makes them exactly-once even if the task runs
+    /// twice.
+    pub async fn complete_in(
+        &self,
+        mut tx: Transaction<'static, Postgres>,
+        result: Value,
+    ) -> Result<Done, JobError> {
+        let ttl = self.shared.config.task_ttl;
+        if !store::complete_in_tx(&mut tx, self.id, self.attempt, &result, ttl).await? {
+            tx.rollback().await?;
+            return Err(JobError::Superseded);
+        }
+        tx.commit().await?;
+        Ok(Done::Committed(Committed(())))
+    }
+}

@@ -1,0 +1,112 @@
+//! Tasks: the durable record of every unit of work (DESIGN §3).
+//!
+//! `store` holds all SQL on the `tasks` table, `retry` the backoff policy, `progress` the
+//! Redis progress hash and change notifications, `runner` the execution of one claimed task.
+
+pub mod context;
+pub mod progress;
+pub mod retry;
+pub mod runner;
+pub mod store;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+    Retrying,
+    Dead,
+}
+
+impl TaskStatus {
+    pub const ALL: [TaskStatus; 7] = [
+        Self::Pending,
+        Self::Running,
+        Self::Completed,
+        Self::Failed,
+        Self::Cancelled,
+        Self::Retrying,
+        Self::Dead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Retrying => "retrying",
+            Self::Dead => "dead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// No further attempt will run (an operator may still re-drive `failed` and `dead`).
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Completed | Self::Failed | Self::Cancelled | Self::Dead
+        )
+    }
+}
+
+impl std::fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One row of `tasks`, as read by the api and by operators.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TaskRecord {
+    pub id: Uuid,
+    pub kind: String,
+    pub queue: String,
+    pub status: String,
+    pub params: Value,
+    pub result: Option<Value>,
+    pub error: Option<Value>,
+    pub errors: Value,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub progress: i16,
+    pub stage: Option<String>,
+    pub requester: String,
+    pub idempotency_key: Option<String>,
+    pub run_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub cancel_requested: bool,
+}
+
+impl TaskRecord {
+    pub fn status(&self) -> TaskStatus {
+        // The CHECK constraint on the column makes any other value impossible.
+        TaskStatus::parse(&self.status).unwrap_or(TaskStatus::Pending)
+    }
+}
+
+/// An error recorded for one attempt: what happened, whether it will be retried.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptError {
+    pub attempt: i32,
+    pub code: String,
+    pub message: String,
+    pub at: DateTime<Utc>,
+}

@@ -1,0 +1,412 @@
+//! Runs tasks delivered by the transport: claim → handler → record the outcome.
+//!
+//! Claims and plain completions of many concurrent tasks are grouped into one statement
+//! each (a small batcher: whatever queued up while the previous statement ran goes into the
+//! next), which is what lets one process run thousands of tasks per second while Postgres
+//! holds every state. Handlers run on their own tokio task so a panic is caught, under a
+//! timeout so a hung attempt is recorded, and with a lease that a background loop renews.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, Weak,
+    },
+    time::Duration,
+};
+
+use chrono::Utc;
+use serde_json::Value;
+use tokio::{
+    sync::{mpsc, oneshot, Notify},
+    task::AbortHandle,
+};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::{
+    context::{Done, Flags, JobError, Shared, TaskContext},
+    store::{self, Claimed, Disposition},
+    AttemptError,
+};
+use crate::{kinds::Registry, queue::Envelope};
+
+/// Groups concurrent calls into one batch call.
+struct Batcher<I, O> {
+    tx: mpsc::UnboundedSender<(I, oneshot::Sender<O>)>,
+}
+
+impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
+    fn spawn<F, Fut>(max: usize, run: F) -> Self
+    where
+        F: Fn(Vec<I>) -> Fut + Send + 'static,
+        Fut: Future<Output = Vec<O>> + Send,
+    {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(I, oneshot::Sender<O>)>();
+        tokio::spawn(async move {
+            let mut inputs = Vec::with_capacity(max);
+            let mut replies = Vec::with_capacity(max);
+            while let Some((i, reply)) = rx.recv().await {
+                inputs.push(i);
+                replies.push(reply);
+                while inputs.len() < max {
+                    match rx.try_recv() {
+                        Ok((i, reply)) => {
+                            inputs.push(i);
+                            replies.push(reply);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let outputs = run(std::mem::take(&mut inputs)).await;
+                for (reply, out) in replies.drain(..).zip(outputs) {
+                    let _ = reply.send(out);
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    async fn call(&self, input: I) -> Option<O> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send((input, reply)).ok()?;
+        rx.await.ok()
+    }
+}
+
+/// Retries a database call through short outages before giving up.
+async fn with_retries<T, F, Fut>(what: &str, mut f: F) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, sqlx::Error>>,
+{
+    let delays = [50u64, 200, 1000, 3000, 5000];
+    let mut last = None;
+    for (i, delay) in std::iter::once(0).chain(delays).enumerate() {
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if crate::db::is_transient(&e) => {
+                tracing::debug!(attempt = i, error = %e, "{what} failed, retrying");
+                last = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or(sqlx::Error::PoolTimedOut))
+}
+
+struct Inflight {
+    attempt: i32,
+    flags: Arc<Flags>,
+    abort: Option<AbortHandle>,
+}
+
+type ClaimReply = Result<Option<Claimed>, String>;
+type CompleteReply = Result<bool, String>;
+
+pub struct Runner {
+    shared: Arc<Shared>,
+    registry: Arc<Registry>,
+    worker: String,
+    claimer: Batcher<Uuid, ClaimReply>,
+    completer: Batcher<(Uuid, i32, Value), CompleteReply>,
+    inflight: Mutex<HashMap<Uuid, Inflight>>,
+    /// Poked when a message was taken from Redis, so the relay can refill the room.
+    relay_wake: Arc<Notify>,
+    stopping: AtomicBool,
+}
+
+impl Runner {
+    /// `worker` names this process incarnation in task rows (`tasks.worker`).
+    pub fn start(
+        shared: Arc<Shared>,
+        registry: Arc<Registry>,
+        worker: String,
+        relay_wake: Arc<Notify>,
+    ) -> Arc<Self> {
+        let claimer = {
+            let shared = shared.clone();
+            let worker = worker.clone();
+            Batcher::spawn(256, move |ids: Vec<Uuid>| {
+                let shared = shared.clone();
+                let worker = worker.clone();
+                async move {
+                    let lease = shared.config.task_lease;
+                    let result = with_retries("claim", || {
+                        store::claim(&shared.pool, &ids, &worker, lease)
+                    })
+                    .await;
+                    match result {
+                        Ok(claimed) => {
+                            let mut by_id: HashMap<Uuid, Claimed> =
+                                claimed.into_iter().map(|c| (c.id, c)).collect();
+                            ids.iter().map(|id| Ok(by_id.remove(id))).collect()
+                        }
+                        Err(e) => ids.iter().map(|_| Err(e.to_string())).collect(),
+                    }
+                }
+            })
+        };
+        let completer = {
+            let shared = shared.clone();
+            Batcher::spawn(256, move |done: Vec<(Uuid, i32, Value)>| {
+                let shared = shared.clone();
+                async move {
+                    let ttl = shared.config.task_ttl;
+                    let result = with_retries("complete", || {
+                        store::complete_many(&shared.pool, &done, ttl)
+                    })
+                    .await;
+                    match result {
+                        Ok(ids) => {
+                            shared.notifier.changed(&ids);
+                            done.iter().map(|d| Ok(ids.contains(&d.0))).collect()
+                        }
+                        Err(e) => done.iter().map(|_| Err(e.to_string())).collect(),
+                    }
+                }
+            })
+        };
+        let runner = Arc::new(Self {
+            shared,
+            registry,
+            worker,
+            claimer,
+            completer,
+            inflight: Mutex::new(HashMap::new()),
+            relay_wake,
+            stopping: AtomicBool::new(false),
+        });
+        tokio::spawn(renew_leases(Arc::downgrade(&runner)));
+        runner
+    }
+
+    pub fn worker(&self) -> &str {
+        &self.worker
+    }
+
+    /// Number of attempts running in this process now.
+    pub fn running(&self) -> usize {
+        self.inflight.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Handles one transport message, start to finish. Never fails: every outcome is
+    /// recorded on the task row, so the transport can acknowledge the message.
+    pub async fn handle(self: &Arc<Self>, envelope: Envelope) {
+        if self.stopping.load(Ordering::Relaxed) {
+            // Shutting down: leave it; the relay pushes it again for another worker.
+            return;
+        }
+        self.relay_wake.notify_one();
+        let claimed = match self.claimer.call(envelope.task).await {
+            Some(Ok(Some(c))) => c,
+            Some(Ok(None)) => {
+                // Duplicate message, cancelled, not due yet or already done: nothing to do.
+                tracing::debug!(task.id = %envelope.task, "message skipped: task not claimable");
+                return;
+            }
+            Some(Err(e)) => {
+                tracing::warn!(task.id = %envelope.task, error = %e, "claim failed; the relay will push the task again");
+                return;
+            }
+            None => return,
+        };
+        self.shared.notifier.changed(&[claimed.id]);
+        // Run and record on a task of its own: if apalis drops this future (its backend
+        // died), the attempt still finishes and its outcome is still recorded.
+        let this = self.clone();
+        let _ = tokio::spawn(async move { this.execute(claimed).await }).await;
+    }
+
+    async fn execute(self: Arc<Self>, claimed: Claimed) {
+        let Some(spec) = self.registry.get(&claimed.kind).cloned() else {
+            let err = JobError::permanent(
+                "unknown_kind",
+                format!("no handler for kind {:?} in this worker", claimed.kind),
+            );
+            self.record_failure(&claimed, None, err).await;
+            return;
+        };
+
+        let flags = Arc::new(Flags::default());
+        let id = claimed.id;
+        let attempt = claimed.attempt;
+        let ctx = TaskContext::new(claimed.clone(), self.shared.clone(), flags.clone());
+        let timeout = spec.timeout;
+        let handler = spec.handler.clone();
+        let span = tracing::info_span!("task", task.id = %id, task.kind = %claimed.kind, attempt);
+        let join = {
+            let _enter = span.enter();
+            tracing::debug!("attempt started");
+            tokio::spawn(tokio::time::timeout(timeout, handler(ctx)))
+        };
+        if let Ok(mut map) = self.inflight.lock() {
+            map.insert(
+                id,
+                Inflight {
+                    attempt,
+                    flags,
+                    abort: Some(join.abort_handle()),
+                },
+            );
+        }
+        let outcome = join.await;
+        if let Ok(mut map) = self.inflight.lock() {
+            map.remove(&id);
+        }
+        let err = match outcome {
+            Ok(Ok(Ok(Done::Result(result)))) => {
+                match self.completer.call((id, attempt, result)).await {
+                    Some(Ok(true)) => tracing::debug!(parent: &span, "completed"),
+                    Some(Ok(false)) => tracing::info!(parent: &span, "result discarded: the attempt no longer owned the task"),
+                    Some(Err(e)) => tracing::error!(parent: &span, error = %e, "completion not recorded; the task will run again after its lease"),
+                    None => {}
+                }
+                return;
+            }
+            Ok(Ok(Ok(Done::Committed(_)))) => {
+                self.shared.notifier.changed(&[id]);
+                tracing::debug!(parent: &span, "completed");
+                return;
+            }
+            Ok(Ok(Err(e))) => e,
+            Ok(Err(_elapsed)) => JobError::retryable(
+                "timeout",
+                format!("attempt exceeded the kind's timeout of {}s", timeout.as_secs_f64()),
+            ),
+            Err(join) if join.is_panic() => {
+                let payload = join.into_panic();
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "panic with a non-text payload".into());
+                JobError::retryable("panic", format!("handler panicked: {message}"))
+            }
+            // Aborted by shutdown: `release_all` gives the attempt back.
+            Err(_) => return,
+        };
+        self.record_failure(&claimed, Some(&spec), err)
+            .instrument(span)
+            .await;
+    }
+
+    async fn record_failure(&self, c: &Claimed, spec: Option<&crate::kinds::KindSpec>, err: JobError) {
+        let (code, message, disposition) = match err {
+            JobError::Superseded => {
+                tracing::info!("attempt superseded by another worker; nothing recorded");
+                return;
+            }
+            JobError::Cancelled => (
+                "cancelled".to_string(),
+                "cancelled on request while running".to_string(),
+                Disposition::Cancelled,
+            ),
+            JobError::Permanent { code, message } => (code, message, Disposition::Fail),
+            JobError::Retryable { code, message } => {
+                let disposition = match spec {
+                    Some(spec) if c.attempt < c.max_attempts => {
+                        let delay = spec.backoff.delay(c.attempt);
+                        Disposition::Retry {
+                            run_at: Utc::now()
+                                + chrono::Duration::from_std(delay).unwrap_or_default(),
+                        }
+                    }
+                    _ => Disposition::Dead,
+                };
+                (code, message, disposition)
+            }
+        };
+        let error = AttemptError {
+            attempt: c.attempt,
+            code,
+            message,
+            at: Utc::now(),
+        };
+        let ttl = self.shared.config.task_ttl;
+        let recorded = with_retries("record failure", || {
+            store::record_failure(&self.shared.pool, c.id, c.attempt, &error, disposition, ttl)
+        })
+        .await;
+        match (&recorded, disposition) {
+            (Err(e), _) => tracing::error!(error = %e, "failure not recorded; the task will run again after its lease"),
+            (Ok(false), _) => tracing::info!("failure discarded: the attempt no longer owned the task"),
+            (Ok(true), Disposition::Retry { run_at }) => tracing::info!(
+                error.code = %error.code, error.message = %error.message, %run_at, "attempt failed, will retry"
+            ),
+            (Ok(true), Disposition::Cancelled) => tracing::info!("cancelled while running"),
+            (Ok(true), d) => tracing::warn!(
+                error.code = %error.code, error.message = %error.message, status = %d.status(), "task failed for good"
+            ),
+        }
+        self.shared.notifier.changed(&[c.id]);
+    }
+
+    /// For shutdown: stop taking messages, abort attempts still running and give them back
+    /// without counting them, so another worker starts them at once.
+    pub async fn release_all(&self) -> usize {
+        self.stopping.store(true, Ordering::Relaxed);
+        let taken: Vec<(Uuid, Inflight)> = match self.inflight.lock() {
+            Ok(mut map) => map.drain().collect(),
+            Err(_) => return 0,
+        };
+        let mut released = 0;
+        for (id, mut inflight) in taken {
+            if let Some(abort) = inflight.abort.take() {
+                abort.abort();
+            }
+            match store::release(&self.shared.pool, id, inflight.attempt).await {
+                Ok(true) => released += 1,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(task.id = %id, error = %e, "could not release task; it will be retried after its lease"),
+            }
+        }
+        self.shared.notifier.changed(&[]);
+        released
+    }
+
+    pub fn stop_taking(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Renews the leases of running attempts every third of the lease, and passes cancel
+/// requests (and lost ownership) to their handlers.
+async fn renew_leases(runner: Weak<Runner>) {
+    let period = match runner.upgrade() {
+        Some(r) => r.shared.config.task_lease / 3,
+        None => return,
+    };
+    loop {
+        tokio::time::sleep(period.max(Duration::from_millis(100))).await;
+        let Some(runner) = runner.upgrade() else { return };
+        let owned: Vec<(Uuid, i32, Arc<Flags>)> = match runner.inflight.lock() {
+            Ok(map) => map
+                .iter()
+                .map(|(id, f)| (*id, f.attempt, f.flags.clone()))
+                .collect(),
+            Err(_) => return,
+        };
+        if owned.is_empty() {
+            continue;
+        }
+        let pairs: Vec<(Uuid, i32)> = owned.iter().map(|o| (o.0, o.1)).collect();
+        match store::renew_leases(&runner.shared.pool, &pairs, runner.shared.config.task_lease).await {
+            Ok(rows) => {
+                let rows: HashMap<Uuid, bool> = rows.into_iter().collect();
+                for (id, _, flags) in &owned {
+                    match rows.get(id) {
+                        Some(true) => flags.cancel.store(true, Ordering::Relaxed),
+                        Some(false) => {}
+                        None => flags.lost.store(true, Ordering::Relaxed),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "lease renewal failed"),
+        }
+    }
+}

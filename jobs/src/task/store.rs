@@ -1,0 +1,495 @@
+//! All SQL on `tasks`. Every state change is one conditional statement whose `WHERE`
+//! clause is the state machine of DESIGN §3: a transition that no longer applies (the task
+//! was cancelled, another worker took it over, a duplicate message) changes zero rows.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{PgExecutor, PgPool, Postgres, Row, Transaction};
+use uuid::Uuid;
+
+use super::{AttemptError, TaskRecord, TaskStatus};
+
+/// How many attempt errors a task keeps (the newest ones).
+pub const ERROR_HISTORY: i32 = 10;
+
+const RECORD_COLUMNS: &str = "id, kind, queue, status, params, result, error, errors, attempts, \
+    max_attempts, progress, stage, requester, idempotency_key, run_at, created_at, updated_at, \
+    started_at, finished_at, expires_at, cancel_requested";
+
+fn interval(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// A task to create.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub id: Uuid,
+    pub kind: String,
+    pub queue: String,
+    pub params: Value,
+    pub max_attempts: i32,
+    pub requester: String,
+    pub idempotency_key: Option<String>,
+    pub request_id: Option<String>,
+    /// Earliest start; `None` = now.
+    pub run_at: Option<DateTime<Utc>>,
+    pub ttl: Duration,
+    /// Whether the caller is about to push the transport message itself (the api's fast
+    /// path): the row is then marked pushed so the relay does not push it a second time.
+    pub will_push: bool,
+}
+
+#[derive(Debug)]
+pub enum Inserted {
+    Created(TaskRecord),
+    /// Same requester, same idempotency key, same params: the original task.
+    Replayed(TaskRecord),
+    /// Same requester and key, different params.
+    Conflict(TaskRecord),
+}
+
+pub async fn insert(pool: &PgPool, new: &NewTask) -> Result<Inserted, sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO tasks (id, kind, queue, status, params, max_attempts, requester, idempotency_key, \
+             request_id, run_at, expires_at, pushed_at) \
+         VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, COALESCE($9, now()), \
+             now() + make_interval(secs => $10), CASE WHEN $11 THEN now() END) \
+         ON CONFLICT (requester, idempotency_key) DO NOTHING \
+         RETURNING {RECORD_COLUMNS}"
+    );
+    let created = sqlx::query_as::<_, TaskRecord>(&sql)
+        .bind(new.id)
+        .bind(&new.kind)
+        .bind(&new.queue)
+        .bind(&new.params)
+        .bind(new.max_attempts)
+        .bind(&new.requester)
+        .bind(&new.idempotency_key)
+        .bind(&new.request_id)
+        .bind(new.run_at)
+        .bind(interval(new.ttl))
+        .bind(new.will_push)
+        .fetch_optional(pool)
+        .await?;
+    if let Some(rec) = created {
+        return Ok(Inserted::Created(rec));
+    }
+    // Only an idempotency conflict reaches here (ids are fresh v7 uuids). The same key with
+    // the same kind and params is a retried request; with anything else, a reused key.
+    let sql = format!("SELECT {RECORD_COLUMNS} FROM tasks WHERE requester = $1 AND idempotency_key = $2");
+    let rec = sqlx::query_as::<_, TaskRecord>(&sql)
+        .bind(&new.requester)
+        .bind(&new.idempotency_key)
+        .fetch_one(pool)
+        .await?;
+    if rec.kind == new.kind && rec.params == new.params {
+        Ok(Inserted::Replayed(rec))
+    } else {
+        Ok(Inserted::Conflict(rec))
+    }
+}
+
+/// The push announced by `will_push` did not happen: let the relay push it.
+pub async fn mark_unpushed(pool: &PgPool, ids: &[Uuid]) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE tasks SET pushed_at = NULL WHERE id = ANY($1) AND status IN ('pending', 'retrying')")
+        .bind(ids)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// A task by id, only if `requester` owns it (`None` = any requester, for operators).
+pub async fn get(
+    pool: &PgPool,
+    id: Uuid,
+    requester: Option<&str>,
+) -> Result<Option<TaskRecord>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {RECORD_COLUMNS} FROM tasks WHERE id = $1 AND ($2::text IS NULL OR requester = $2)"
+    );
+    sqlx::query_as::<_, TaskRecord>(&sql)
+        .bind(id)
+        .bind(requester)
+        .fetch_optional(pool)
+        .await
+}
+
+#[derive(Debug)]
+pub enum CancelOutcome {
+    /// It had not started: cancelled at once.
+    Cancelled(TaskRecord),
+    /// It is running: the handler will stop at its next check.
+    Requested(TaskRecord),
+    /// Already finished: nothing to cancel.
+    AlreadyFinished(TaskRecord),
+    NotFound,
+}
+
+pub async fn cancel(
+    pool: &PgPool,
+    id: Uuid,
+    requester: Option<&str>,
+) -> Result<CancelOutcome, sqlx::Error> {
+    // One statement decides between "cancel now" and "ask the running handler to stop",
+    // so a task that starts meanwhile is never left pending-but-cancelled.
+    let sql = format!(
+        "UPDATE tasks SET \
+             status = CASE WHEN status IN ('pending', 'retrying') THEN 'cancelled' ELSE status END, \
+             finished_at = CASE WHEN status IN ('pending', 'retrying') THEN now() ELSE finished_at END, \
+             cancel_requested = true, updated_at = now() \
+         WHERE id = $1 AND ($2::text IS NULL OR requester = $2) \
+             AND status IN ('pending', 'retrying', 'running') \
+         RETURNING {RECORD_COLUMNS}"
+    );
+    let updated = sqlx::query_as::<_, TaskRecord>(&sql)
+        .bind(id)
+        .bind(requester)
+        .fetch_optional(pool)
+        .await?;
+    Ok(match updated {
+        Some(rec) if rec.status() == TaskStatus::Cancelled => CancelOutcome::Cancelled(rec),
+        Some(rec) => CancelOutcome::Requested(rec),
+        None => match get(pool, id, requester).await? {
+            Some(rec) => CancelOutcome::AlreadyFinished(rec),
+            None => CancelOutcome::NotFound,
+        },
+    })
+}
+
+/// A task this worker now owns for one attempt.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: Uuid,
+    pub kind: String,
+    pub params: Value,
+    /// This attempt's number; also the fencing token of every later write.
+    pub attempt: i32,
+    pub max_attempts: i32,
+    pub requester: String,
+}
+
+/// Claims every claimable task among `ids` for `worker`: `pending`/`retrying` and due, or
+/// `running` with an expired lease; not cancelled; attempts left. Counting the attempt here
+/// means a task that crashes its worker still dies after `max_attempts`.
+pub async fn claim(
+    pool: &PgPool,
+    ids: &[Uuid],
+    worker: &str,
+    lease: Duration,
+) -> Result<Vec<Claimed>, sqlx::Error> {
+    let rows = sqlx::query(
+        "UPDATE tasks SET status = 'running', attempts = attempts + 1, worker = $2, \
+             lease_expires_at = now() + make_interval(secs => $3), \
+             started_at = COALESCE(started_at, now()), updated_at = now() \
+         WHERE id = ANY($1) AND NOT cancel_requested AND attempts < max_attempts \
+             AND ((status IN ('pending', 'retrying') AND run_at <= now()) \
+                  OR (status = 'running' AND lease_expires_at < now())) \
+         RETURNING id, kind, params, attempts, max_attempts, requester",
+    )
+    .bind(ids)
+    .bind(worker)
+    .bind(interval(lease))
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(Claimed {
+                id: r.try_get("id")?,
+                kind: r.try_get("kind")?,
+                params: r.try_get("params")?,
+                attempt: r.try_get("attempts")?,
+                max_attempts: r.try_get("max_attempts")?,
+                requester: r.try_get("requester")?,
+            })
+        })
+        .collect()
+}
+
+/// Completes several tasks at once; returns the ids that were still this attempt's.
+pub async fn complete_many(
+    pool: &PgPool,
+    done: &[(Uuid, i32, Value)],
+    ttl: Duration,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let ids: Vec<Uuid> = done.iter().map(|d| d.0).collect();
+    let attempts: Vec<i32> = done.iter().map(|d| d.1).collect();
+    let results: Vec<Value> = done.iter().map(|d| d.2.clone()).collect();
+    let rows = sqlx::query(
+        "UPDATE tasks t SET status = 'completed', result = v.result, progress = 100, \
+             finished_at = now(), updated_at = now(), lease_expires_at = NULL, \
+             expires_at = now() + make_interval(secs => $4) \
+         FROM (SELECT * FROM unnest($1::uuid[], $2::int[], $3::jsonb[]) AS u(id, attempts, result)) v \
+         WHERE t.id = v.id AND t.attempts = v.attempts AND t.status = 'running' \
+         RETURNING t.id",
+    )
+    .bind(&ids)
+    .bind(&attempts)
+    .bind(&results)
+    .bind(interval(ttl))
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(|r| r.try_get("id")).collect()
+}
+
+/// Completes one task inside the caller's transaction, so its side effects and its
+/// completion commit together. `false` = this attempt no longer owns the task (its lease
+/// expired and another worker took over, or it was released): roll back.
+pub async fn complete_in_tx(
+    tx: &mut Transaction<'_, Postgres>,
+    id: Uuid,
+    attempt: i32,
+    result: &Value,
+    ttl: Duration,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE tasks SET status = 'completed', result = $3, progress = 100, finished_at = now(), \
+             updated_at = now(), lease_expires_at = NULL, expires_at = now() + make_interval(secs => $4) \
+         WHERE id = $1 AND attempts = $2 AND status = 'running'",
+    )
+    .bind(id)
+    .bind(attempt)
+    .bind(result)
+    .bind(interval(ttl))
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// What becomes of a task after an attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Disposition {
+    /// Try again at `run_at` (status `retrying`).
+    Retry { run_at: DateTime<Utc> },
+    /// Permanent error: `failed`, not retried.
+    Fail,
+    /// Attempts exhausted: `dead` (the dead-letter queue).
+    Dead,
+    /// The handler stopped because cancellation was requested.
+    Cancelled,
+}
+
+impl Disposition {
+    pub fn status(self) -> TaskStatus {
+        match self {
+            Self::Retry { .. } => TaskStatus::Retrying,
+            Self::Fail => TaskStatus::Failed,
+            Self::Dead => TaskStatus::Dead,
+            Self::Cancelled => TaskStatus::Cancelled,
+        }
+    }
+}
+
+/// Records a failed (or cancelled) attempt. `false` = the attempt no longer owned the task.
+pub async fn record_failure<'e>(
+    db: impl PgExecutor<'e>,
+    id: Uuid,
+    attempt: i32,
+    error: &AttemptError,
+    disposition: Disposition,
+    ttl: Duration,
+) -> Result<bool, sqlx::Error> {
+    let status = disposition.status().as_str();
+    let run_at = match disposition {
+        Disposition::Retry { run_at } => Some(run_at),
+        _ => None,
+    };
+    let error = serde_json::to_value(error).unwrap_or(Value::Null);
+    let terminal = !matches!(disposition, Disposition::Retry { .. });
+    let done = sqlx::query(
+        "UPDATE tasks SET status = $3, error = $4, \
+             errors = (CASE WHEN jsonb_array_length(errors) >= $5 THEN errors - 0 ELSE errors END) \
+                      || jsonb_build_array($4), \
+             run_at = COALESCE($6, run_at), pushed_at = NULL, lease_expires_at = NULL, \
+             updated_at = now(), \
+             finished_at = CASE WHEN $7 THEN now() ELSE NULL END, \
+             expires_at = CASE WHEN $7 THEN now() + make_interval(secs => $8) ELSE expires_at END \
+         WHERE id = $1 AND attempts = $2 AND status = 'running'",
+    )
+    .bind(id)
+    .bind(attempt)
+    .bind(status)
+    .bind(&error)
+    .bind(ERROR_HISTORY)
+    .bind(run_at)
+    .bind(terminal)
+    .bind(interval(ttl))
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Extends the leases of this worker's running attempts; returns, per task still owned,
+/// whether cancellation was requested.
+pub async fn renew_leases(
+    pool: &PgPool,
+    owned: &[(Uuid, i32)],
+    lease: Duration,
+) -> Result<Vec<(Uuid, bool)>, sqlx::Error> {
+    let ids: Vec<Uuid> = owned.iter().map(|o| o.0).collect();
+    let attempts: Vec<i32> = owned.iter().map(|o| o.1).collect();
+    let rows = sqlx::query(
+        "UPDATE tasks t SET lease_expires_at = now() + make_interval(secs => $3) \
+         FROM unnest($1::uuid[], $2::int[]) AS v(id, attempts) \
+         WHERE t.id = v.id AND t.attempts = v.attempts AND t.status = 'running' \
+         RETURNING t.id, t.cancel_requested",
+    )
+    .bind(&ids)
+    .bind(&attempts)
+    .bind(interval(lease))
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("cancel_requested")?)))
+        .collect()
+}
+
+pub async fn cancel_requested(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
+    let flag: Option<bool> = sqlx::query_scalar("SELECT cancel_requested FROM tasks WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(flag.unwrap_or(true))
+}
+
+/// Gives a running attempt back without counting it, for a worker that shuts down before
+/// its handler finished: the task becomes due again at once.
+pub async fn release(pool: &PgPool, id: Uuid, attempt: i32) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE tasks SET status = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'pending' END, \
+             attempts = attempts - 1, run_at = now(), pushed_at = NULL, lease_expires_at = NULL, \
+             worker = NULL, updated_at = now() \
+         WHERE id = $1 AND attempts = $2 AND status = 'running'",
+    )
+    .bind(id)
+    .bind(attempt)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Persists progress at a stage change (the Redis hash carries the percent in between).
+pub async fn save_progress(
+    pool: &PgPool,
+    id: Uuid,
+    attempt: i32,
+    progress: i16,
+    stage: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE tasks SET progress = $3, stage = $4, updated_at = now() \
+         WHERE id = $1 AND attempts = $2 AND status = 'running'",
+    )
+    .bind(id)
+    .bind(attempt)
+    .bind(progress.clamp(0, 100))
+    .bind(stage)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// A task the relay must (re)push.
+#[derive(Debug, Clone)]
+pub struct Due {
+    pub id: Uuid,
+    pub kind: String,
+}
+
+/// Locks and marks as pushed up to `limit` due tasks of `queue` that have no live transport
+/// message. Runs inside the relay's transaction: if the push to Redis fails the transaction
+/// rolls back and the rows stay unpushed. `SKIP LOCKED` lets many replicas relay at once.
+pub async fn take_due(
+    tx: &mut Transaction<'_, Postgres>,
+    queue: &str,
+    repush_after: Duration,
+    limit: i64,
+) -> Result<Vec<Due>, sqlx::Error> {
+    let rows = sqlx::query(
+        "WITH due AS ( \
+             SELECT id FROM tasks \
+             WHERE queue = $1 AND status IN ('pending', 'retrying') AND run_at <= now() \
+                 AND NOT cancel_requested \
+                 AND (pushed_at IS NULL OR pushed_at < now() - make_interval(secs => $2)) \
+             ORDER BY run_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+         UPDATE tasks t SET pushed_at = now() FROM due WHERE t.id = due.id \
+         RETURNING t.id, t.kind",
+    )
+    .bind(queue)
+    .bind(interval(repush_after))
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(Due {
+                id: r.try_get("id")?,
+                kind: r.try_get("kind")?,
+            })
+        })
+        .collect()
+}
+
+/// Result of [`take_expired`].
+#[derive(Debug, Default)]
+pub struct Expired {
+    /// To push again: attempts are left.
+    pub due: Vec<Due>,
+    /// Declared dead here: the last attempt's worker was lost.
+    pub dead: Vec<Uuid>,
+}
+
+/// Running tasks of `queue` whose lease expired (their worker died or hung). Those with
+/// attempts left are returned for a new message; the others are declared dead here.
+pub async fn take_expired(
+    tx: &mut Transaction<'_, Postgres>,
+    queue: &str,
+    repush_after: Duration,
+    limit: i64,
+    ttl: Duration,
+) -> Result<Expired, sqlx::Error> {
+    let rows = sqlx::query(
+        "WITH lost AS ( \
+             SELECT id FROM tasks \
+             WHERE queue = $1 AND status = 'running' AND lease_expires_at < now() \
+                 AND (pushed_at IS NULL OR pushed_at < now() - make_interval(secs => $2)) \
+             ORDER BY lease_expires_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+         UPDATE tasks t SET pushed_at = now(), \
+             status = CASE WHEN t.attempts >= t.max_attempts THEN 'dead' ELSE t.status END, \
+             error = CASE WHEN t.attempts >= t.max_attempts THEN $4 ELSE t.error END, \
+             errors = CASE WHEN t.attempts >= t.max_attempts THEN t.errors || jsonb_build_array($4) \
+                      ELSE t.errors END, \
+             finished_at = CASE WHEN t.attempts >= t.max_attempts THEN now() END, \
+             expires_at = CASE WHEN t.attempts >= t.max_attempts \
+                          THEN now() + make_interval(secs => $5) ELSE t.expires_at END, \
+             updated_at = now() \
+         FROM lost WHERE t.id = lost.id \
+         RETURNING t.id, t.kind, t.status",
+    )
+    .bind(queue)
+    .bind(interval(repush_after))
+    .bind(limit)
+    .bind(serde_json::json!({
+        "code": "worker_lost",
+        "message": "the worker running the last attempt stopped renewing its lease and no attempts are left",
+        "at": Utc::now(),
+    }))
+    .bind(interval(ttl))
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut out = Expired::default();
+    for r in rows {
+        let status: String = r.try_get("status")?;
+        let id: Uuid = r.try_get("id")?;
+        if status == "running" {
+            out.due.push(Due {
+                id,
+                kind: r.try_get("kind")?,
+            });
+        } else {
+            out.dead.push(id);
+        }
+    }
+    Ok(out)
+}

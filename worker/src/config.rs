@@ -1,0 +1,78 @@
+//! Worker settings, from the environment (see `.env.example`):
+//! `WORKER_QUEUES`, `WORKER_CONCURRENCY`, `WORKER_CONCURRENCY_<QUEUE>`,
+//! `WORKER_SHUTDOWN_TIMEOUT_SECONDS`, `WORKER_POLL_INTERVAL_MS`, `WORKER_HEARTBEAT_SECONDS`,
+//! `RELAY_INTERVAL_MS`, `RELAY_BATCH`.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use jobs::config::{parsed, seconds, var, ConfigError};
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub core: jobs::Config,
+    /// Queue name → concurrency, for the queues this replica serves.
+    pub queues: BTreeMap<String, usize>,
+    pub shutdown_timeout: Duration,
+    /// Fallback poll of an idle queue; the wake channel normally wakes workers sooner.
+    pub poll_interval: Duration,
+    /// apalis heartbeat; a worker silent for 3 heartbeats has its messages re-queued.
+    pub heartbeat: Duration,
+    pub relay_interval: Duration,
+    pub relay_batch: usize,
+}
+
+impl WorkerConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let core = jobs::Config::from_env()?;
+        let names: Vec<String> = match var("WORKER_QUEUES") {
+            None => jobs::queue::ALL.iter().map(|q| q.to_string()).collect(),
+            Some(list) if list.trim() == "all" || list.trim() == "*" => {
+                jobs::queue::ALL.iter().map(|q| q.to_string()).collect()
+            }
+            Some(list) => list
+                .split(',')
+                .map(|q| q.trim().to_ascii_lowercase())
+                .filter(|q| !q.is_empty())
+                .collect(),
+        };
+        if names.is_empty() {
+            return Err(ConfigError {
+                name: "WORKER_QUEUES".into(),
+                message: "lists no queue".into(),
+            });
+        }
+        let default_concurrency: usize = parsed("WORKER_CONCURRENCY", 16)?;
+        let mut queues = BTreeMap::new();
+        for name in names {
+            if !jobs::queue::ALL.contains(&name.as_str()) {
+                return Err(ConfigError {
+                    name: "WORKER_QUEUES".into(),
+                    message: format!(
+                        "unknown queue {name:?} (known: {})",
+                        jobs::queue::ALL.join(", ")
+                    ),
+                });
+            }
+            let var_name = format!("WORKER_CONCURRENCY_{}", name.to_ascii_uppercase());
+            let concurrency: usize = parsed(&var_name, default_concurrency)?;
+            if !(1..=10_000).contains(&concurrency) {
+                return Err(ConfigError {
+                    name: var_name,
+                    message: "must be between 1 and 10000".into(),
+                });
+            }
+            queues.insert(name, concurrency);
+        }
+        let poll_ms: u64 = parsed("WORKER_POLL_INTERVAL_MS", 200)?;
+        let relay_ms: u64 = parsed("RELAY_INTERVAL_MS", 250)?;
+        Ok(Self {
+            core,
+            queues,
+            shutdown_timeout: seconds("WORKER_SHUTDOWN_TIMEOUT_SECONDS", 25)?,
+            poll_interval: Duration::from_millis(poll_ms.max(5)),
+            heartbeat: seconds("WORKER_HEARTBEAT_SECONDS", 5)?,
+            relay_interval: Duration::from_millis(relay_ms.max(10)),
+            relay_batch: parsed("RELAY_BATCH", 500)?,
+        })
+    }
+}
