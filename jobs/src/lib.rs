@@ -11,5 +11,7 @@ pub mod queue;
 pub mod redis_conn;
 pub mod task;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use config::Config;

@@ -109,4 +109,7 @@ pub struct AttemptError {
     pub code: String,
     pub message: String,
     pub at: DateTime<Utc>,
+    /// When the next attempt is due, for a failure that will be retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<DateTime<Utc>>,
 }

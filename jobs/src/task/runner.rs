@@ -326,6 +326,10 @@ impl Runner {
             code,
             message,
             at: Utc::now(),
+            retry_at: match disposition {
+                Disposition::Retry { run_at } => Some(run_at),
+                _ => None,
+            },
         };
         let ttl = self.shared.config.task_ttl;
         let recorded = with_retries("record failure", || {

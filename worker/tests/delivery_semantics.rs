@@ -1,0 +1,82 @@
+//! At-least-once transport, exactly-once effects: duplicates and races change the ledger
+//! once.
+
+mod common;
+
+use std::{sync::Arc, time::Duration};
+
+use common::*;
+use jobs::{
+    kinds::{assignment, Registry},
+    queue::Envelope,
+    task::{
+        context::Shared,
+        progress::{Notifier, ProgressStore},
+        runner::Runner,
+        TaskStatus,
+    },
+    testing::TestEnv,
+};
+use tokio::sync::Notify;
+
+fn runner(env: &TestEnv, name: &str) -> Arc<Runner> {
+    let shared = Arc::new(Shared {
+        pool: env.pool.clone(),
+        config: env.config.clone(),
+        progress: ProgressStore::new(env.redis.clone(), env.keys.clone(), env.config.task_ttl),
+        notifier: Notifier::new(env.redis.clone(), env.keys.clone()),
+    });
+    Runner::start(shared, Arc::new(Registry::standard()), name.into(), Arc::new(Notify::new()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_message_delivered_twice_changes_the_ledger_once() {
+    let env = TestEnv::new().await;
+    env.seed_demo().await;
+    let id = enqueue(&env, &assignment::spec(), assignment_params("ev_demo", 10, 250)).await;
+    let envelope = Envelope { task: id, kind: assignment::NAME.into() };
+    let r = runner(&env, "w1");
+    r.handle(envelope.clone()).await;
+    r.handle(envelope.clone()).await;
+    let rec = env.task(id).await;
+    assert_eq!(rec.status(), TaskStatus::Completed);
+    assert_eq!(rec.attempts, 1, "the duplicate was skipped at claim");
+    assert_eq!(ledger_rows_for(&env, id).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_workers_racing_for_one_task_change_the_ledger_once() {
+    let env = TestEnv::new().await;
+    env.seed_demo().await;
+    let (a, b, c) = (runner(&env, "wa"), runner(&env, "wb"), runner(&env, "wc"));
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(enqueue(&env, &assignment::spec(), assignment_params("ev_premium", 3, 199)).await);
+    }
+    // Every task delivered to three workers at once.
+    let mut races = Vec::new();
+    for id in &ids {
+        let envelope = Envelope { task: *id, kind: assignment::NAME.into() };
+        for r in [&a, &b, &c] {
+            let r = (*r).clone();
+            let e = envelope.clone();
+            races.push(tokio::spawn(async move { r.handle(e).await }));
+        }
+    }
+    for race in races {
+        race.await.unwrap();
+    }
+    for id in &ids {
+        let rec = env.wait_finished(*id, Duration::from_secs(10)).await;
+        assert_eq!(rec.status(), TaskStatus::Completed);
+        assert_eq!(rec.attempts, 1);
+        assert_eq!(ledger_rows_for(&env, *id).await, 1);
+    }
+    let (tickets, equivalent, assigned): (i64, i64, i64) = sqlx::query_as(
+        "SELECT tickets, tickets_equivalent, assigned_cents FROM organizer_balances WHERE organizer_id = 'org_demo'",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert_eq!((tickets, equivalent, assigned), (60, 120, 20 * 3 * 199));
+}

@@ -1,0 +1,148 @@
+//! Failures are recorded and decided by our task layer: retries with backoff then `dead`,
+//! `failed` at once for permanent errors, panics and timeouts caught, cancellation.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use common::*;
+use jobs::{
+    queue,
+    task::{retry::Backoff, AttemptError, TaskStatus},
+    testing::TestEnv,
+};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn errors(rec: &jobs::task::TaskRecord) -> Vec<AttemptError> {
+    serde_json::from_value(rec.errors.clone()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_kind_retries_with_backoff_and_ends_dead() {
+    let env = TestEnv::new().await;
+    let worker = RunningWorker::start(worker_config(&env, &[queue::MAINTENANCE]), test_registry());
+    let spec = failing();
+    let id = enqueue(&env, &spec, json!({})).await;
+    let rec = env.wait_finished(id, WAIT).await;
+    assert_eq!(rec.status(), TaskStatus::Dead);
+    assert_eq!(rec.attempts, spec.max_attempts);
+    let history = errors(&rec);
+    assert_eq!(history.len(), spec.max_attempts as usize, "one error per attempt");
+    let backoff: Backoff = spec.backoff;
+    for (i, e) in history.iter().enumerate() {
+        assert_eq!(e.attempt, i as i32 + 1);
+        assert_eq!(e.code, "upstream_unavailable");
+        if e.attempt < spec.max_attempts {
+            // Full jitter: each delay lies in [0, base × 2^(attempt-1)], and ceilings grow.
+            let delay = (e.retry_at.expect("retry scheduled") - e.at).to_std().unwrap_or_default();
+            assert!(delay <= backoff.ceiling(e.attempt), "attempt {}: {delay:?}", e.attempt);
+            // The next attempt did not start before its scheduled time.
+            assert!(history[i + 1].at >= e.retry_at.unwrap());
+        } else {
+            assert!(e.retry_at.is_none(), "the last failure schedules nothing");
+        }
+    }
+    assert!(backoff.ceiling(3) > backoff.ceiling(2) && backoff.ceiling(2) > backoff.ceiling(1));
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transient_failure_is_retried_until_it_succeeds() {
+    let env = TestEnv::new().await;
+    let worker = RunningWorker::start(worker_config(&env, &[queue::MAINTENANCE]), test_registry());
+    let id = enqueue(&env, &flaky(), json!({})).await;
+    let rec = env.wait_finished(id, WAIT).await;
+    assert_eq!(rec.status(), TaskStatus::Completed);
+    assert_eq!(rec.attempts, 3);
+    assert_eq!(rec.result.as_ref().unwrap()["succeededOnAttempt"], 3);
+    assert_eq!(errors(&rec).len(), 2, "the two failed attempts stay in the history");
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_permanent_error_fails_at_once() {
+    let env = TestEnv::new().await;
+    let worker = RunningWorker::start(worker_config(&env, &[queue::MAINTENANCE]), test_registry());
+    let id = enqueue(&env, &permanent(), json!({})).await;
+    let rec = env.wait_finished(id, WAIT).await;
+    assert_eq!(rec.status(), TaskStatus::Failed);
+    assert_eq!(rec.attempts, 1);
+    assert_eq!(rec.error.unwrap()["code"], "invalid_input");
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn panics_and_timeouts_are_recorded_and_the_worker_survives() {
+    let env = TestEnv::new().await;
+    env.seed_demo().await;
+    let worker = RunningWorker::start(
+        worker_config(&env, &[queue::MAINTENANCE, queue::ASSIGNMENTS]),
+        test_registry(),
+    );
+    let panics = enqueue(&env, &panicking(), json!({})).await;
+    let hangs = enqueue(&env, &hanging(), json!({})).await;
+
+    let rec = env.wait_finished(panics, WAIT).await;
+    assert_eq!(rec.status(), TaskStatus::Dead);
+    let history = errors(&rec);
+    assert_eq!(history.len(), 2);
+    assert!(history.iter().all(|e| e.code == "panic" && e.message.contains("boom in handler")), "{history:?}");
+
+    let rec = env.wait_finished(hangs, WAIT).await;
+    assert_eq!(rec.status(), TaskStatus::Dead);
+    assert!(errors(&rec).iter().all(|e| e.code == "timeout"));
+
+    // Same worker, still serving.
+    let ok = enqueue(&env, &jobs::kinds::assignment::spec(), assignment_params("ev_demo", 1, 100)).await;
+    assert_eq!(env.wait_finished(ok, WAIT).await.status(), TaskStatus::Completed);
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancel_while_pending_is_immediate_and_nothing_runs() {
+    let env = TestEnv::new().await;
+    env.seed_demo().await;
+    let app = api(&env);
+    let id = assign(&app, json!({"organizerId":"org_demo","eventId":"ev_demo","type":"prepaid","tickets":2,"price":1})).await;
+    let (status, body) = call(&app, "POST", &format!("/director/reports/tasks/{id}/cancel"), Some(DEMO), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "cancelled");
+    let (status, body) = call(&app, "POST", &format!("/tasks/{id}/cancel"), Some(DEMO), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "already cancelled: {body}");
+
+    // The message is still in Redis; a worker must skip it.
+    let worker = RunningWorker::start(worker_config(&env, &[queue::ASSIGNMENTS]), test_registry());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rec = env.task(id).await;
+    assert_eq!(rec.status(), TaskStatus::Cancelled);
+    assert_eq!(rec.attempts, 0);
+    assert_eq!(ledger_rows_for(&env, id).await, 0);
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancel_while_running_stops_the_handler_between_chunks() {
+    let env = TestEnv::new().await;
+    let app = api(&env);
+    let worker = RunningWorker::start(worker_config(&env, &[queue::MAINTENANCE]), test_registry());
+    let id = enqueue(&env, &slow(), json!({})).await;
+    env.wait_until(id, WAIT, |s| s == TaskStatus::Running).await;
+    // Let it make some progress first.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, body) = call(&app, "GET", &format!("/tasks/{id}"), Some(DEMO), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body["progress"].as_i64().unwrap() > 0, "live progress is visible: {body}");
+    assert_eq!(body["stage"], "work");
+
+    let (status, body) = call(&app, "POST", &format!("/tasks/{id}/cancel"), Some(DEMO), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["cancelRequested"], true);
+    let rec = env.wait_finished(id, WAIT).await;
+    assert_eq!(rec.status(), TaskStatus::Cancelled);
+    assert!(rec.result.is_none(), "stopped before finishing its 200 chunks");
+    assert_eq!(rec.error.unwrap()["code"], "cancelled");
+    worker.stop().await;
+}
