@@ -4,6 +4,7 @@
 //! in the api.
 
 pub mod assignment;
+pub mod noop;
 
 use std::{collections::BTreeMap, future::Future, pin::Pin, sync::Arc, time::Duration};
 
@@ -76,6 +77,7 @@ impl Registry {
     pub fn standard() -> Self {
         let mut r = Self::default();
         r.register(assignment::spec());
+        r.register(noop::spec());
         r
     }
 
