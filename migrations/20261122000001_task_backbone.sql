@@ -38,9 +38,11 @@ CREATE TABLE tasks (
 CREATE INDEX tasks_due_idx ON tasks (queue, run_at) WHERE status IN ('pending', 'retrying');
 -- Relay: running tasks whose worker stopped renewing the lease.
 CREATE INDEX tasks_lease_idx ON tasks (queue, lease_expires_at) WHERE status = 'running';
--- Retention and operator listings.
+-- Retention of finished tasks.
 CREATE INDEX tasks_expires_idx ON tasks (expires_at) WHERE status IN ('completed', 'failed', 'cancelled', 'dead');
-CREATE INDEX tasks_status_kind_idx ON tasks (status, kind, created_at);
+-- Operators list and re-drive the dead-letter queue by kind. Partial, so the hot path
+-- (every insert and state change of healthy tasks) does not maintain it.
+CREATE INDEX tasks_dead_letter_idx ON tasks (kind, created_at) WHERE status IN ('failed', 'dead');
 
 CREATE TABLE organizers (
     id         text PRIMARY KEY,

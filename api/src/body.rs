@@ -22,7 +22,12 @@ pub struct JsonObject {
 }
 
 fn is_json(content_type: &str) -> bool {
-    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
@@ -82,9 +87,8 @@ impl JsonObject {
             ));
         }
         // Parse again keeping each field's text (valid JSON object, so this cannot fail).
-        let fields: BTreeMap<String, Box<RawValue>> = serde_json::from_slice(bytes).map_err(|e| {
-            ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.to_string())
-        })?;
+        let fields: BTreeMap<String, Box<RawValue>> = serde_json::from_slice(bytes)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()))?;
         Ok(Self {
             fields,
             used: BTreeSet::new(),
@@ -93,7 +97,9 @@ impl JsonObject {
     }
 
     fn fail(&mut self, name: &str, problem: impl Into<String>) {
-        self.errors.entry(name.to_string()).or_insert_with(|| problem.into());
+        self.errors
+            .entry(name.to_string())
+            .or_insert_with(|| problem.into());
     }
 
     /// The raw text of a present, non-null field.
@@ -122,7 +128,11 @@ impl JsonObject {
     }
 
     /// A required string that `check` accepts (`check` returns the problem, if any).
-    pub fn required_str(&mut self, name: &str, check: impl Fn(&str) -> Option<&'static str>) -> Option<String> {
+    pub fn required_str(
+        &mut self,
+        name: &str,
+        check: impl Fn(&str) -> Option<&'static str>,
+    ) -> Option<String> {
         let raw = self.required_raw(name)?;
         let s = self.as_string(name, raw)?;
         match check(&s) {
@@ -134,7 +144,11 @@ impl JsonObject {
         }
     }
 
-    pub fn optional_str(&mut self, name: &str, check: impl Fn(&str) -> Option<&'static str>) -> Option<String> {
+    pub fn optional_str(
+        &mut self,
+        name: &str,
+        check: impl Fn(&str) -> Option<&'static str>,
+    ) -> Option<String> {
         let raw = self.raw(name)?;
         let s = self.as_string(name, raw)?;
         match check(&s) {
@@ -166,7 +180,14 @@ impl JsonObject {
             Ok(Value::Number(n)) => match n.as_i64() {
                 Some(v) if (min..=max).contains(&v) => Some(v),
                 Some(v) if v < min => {
-                    self.fail(name, if min == 1 { "must be > 0".to_string() } else { range });
+                    self.fail(
+                        name,
+                        if min == 1 {
+                            "must be > 0".to_string()
+                        } else {
+                            range
+                        },
+                    );
                     None
                 }
                 _ if n.is_f64() && !raw.contains(['.', 'e', 'E']) => {
@@ -201,7 +222,10 @@ impl JsonObject {
             Ok(_) => {
                 self.fail(
                     name,
-                    format!("must be at most {}", jobs::domain::money::format_cents(max_cents)),
+                    format!(
+                        "must be at most {}",
+                        jobs::domain::money::format_cents(max_cents)
+                    ),
                 );
                 None
             }

@@ -81,7 +81,11 @@ impl EventHub {
 
     pub async fn subscribe(&self, id: Uuid) -> Subscription {
         let (rx, first) = {
-            let mut map = self.inner.channels.lock().unwrap_or_else(|e| e.into_inner());
+            let mut map = self
+                .inner
+                .channels
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             let ch = map.entry(id).or_insert_with(|| Channel {
                 tx: broadcast::channel(4).0,
                 waiters: 0,

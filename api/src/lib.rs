@@ -77,7 +77,8 @@ impl AppState {
         let core = &config.core;
         let pool = jobs::db::connect(&core.database_url, core.database_max_connections).await?;
         jobs::db::migrate(&pool).await?;
-        let redis = jobs::redis_conn::connect_with_retry(&core.redis_url, Duration::from_secs(60)).await?;
+        let redis =
+            jobs::redis_conn::connect_with_retry(&core.redis_url, Duration::from_secs(60)).await?;
         Ok(Self::new(config, pool, redis))
     }
 }
@@ -97,9 +98,15 @@ async fn access_log(req: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
     let resp = next.run(req).await;
     let status = resp.status();
-    let resp = if status == StatusCode::METHOD_NOT_ALLOWED && resp.headers().get("content-type").is_none() {
-        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not allowed on {route}"))
-            .into_response()
+    let resp = if status == StatusCode::METHOD_NOT_ALLOWED
+        && resp.headers().get("content-type").is_none()
+    {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{method} is not allowed on {route}"),
+        )
+        .into_response()
     } else {
         resp
     };
@@ -114,7 +121,12 @@ async fn access_log(req: Request, next: Next) -> Response {
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("handler panicked");
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error").into_response()
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "internal error",
+    )
+    .into_response()
 }
 
 pub fn router(state: AppState) -> Router {
@@ -133,13 +145,18 @@ pub fn router(state: AppState) -> Router {
     let r = task_routes("/director/reports/tasks", r);
     r.fallback(not_found_route)
         .layer(middleware::from_fn(access_log))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
         .layer(middleware::from_fn(request_id::layer))
         .with_state(state)
 }
 
 /// Serves until `shutdown` resolves.
-pub async fn serve(state: AppState, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn serve(
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let bind = state.config.bind;
     let listener = tokio::net::TcpListener::bind(bind).await?;
     tracing::info!(%bind, "api listening");

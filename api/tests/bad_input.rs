@@ -17,10 +17,15 @@ fn app(env: &TestEnv) -> Router {
         body_limit: 64 * 1024,
         long_poll_max: 60,
     };
-    api::router(api::AppState::new(config, env.pool.clone(), env.redis.clone()))
+    api::router(api::AppState::new(
+        config,
+        env.pool.clone(),
+        env.redis.clone(),
+    ))
 }
 
-const VALID: &str = r#"{"organizerId":"org_demo","eventId":"ev_demo","type":"prepaid","tickets":100,"price":3.5}"#;
+const VALID: &str =
+    r#"{"organizerId":"org_demo","eventId":"ev_demo","type":"prepaid","tickets":100,"price":3.5}"#;
 
 /// `VALID` with one field replaced (or removed, with `None`).
 fn with(field: &str, value: Option<&str>) -> String {
@@ -46,8 +51,20 @@ struct Case {
     fields: &'static [&'static str],
 }
 
-fn case(name: &'static str, body: String, status: StatusCode, fields: &'static [&'static str]) -> Case {
-    Case { name, content_type: Some("application/json"), token: Some("demo-token"), body, status, fields }
+fn case(
+    name: &'static str,
+    body: String,
+    status: StatusCode,
+    fields: &'static [&'static str],
+) -> Case {
+    Case {
+        name,
+        content_type: Some("application/json"),
+        token: Some("demo-token"),
+        body,
+        status,
+        fields,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,42 +73,184 @@ async fn bad_assign_requests_are_refused_with_the_field_named() {
     let app = app(&env);
     let bad = StatusCode::BAD_REQUEST;
     let mut cases = vec![
-        case("missing organizerId", with("organizerId", None), bad, &["organizerId"]),
+        case(
+            "missing organizerId",
+            with("organizerId", None),
+            bad,
+            &["organizerId"],
+        ),
         case("missing price", with("price", None), bad, &["price"]),
-        case("empty object", "{}".into(), bad, &["organizerId", "eventId", "type", "tickets", "price"]),
-        case("extra field", with("discount", Some("5")), bad, &["discount"]),
-        case("null tickets", with("tickets", Some("null")), bad, &["tickets"]),
-        case("tickets as string", with("tickets", Some(r#""100""#)), bad, &["tickets"]),
-        case("tickets zero", with("tickets", Some("0")), bad, &["tickets"]),
-        case("tickets negative", with("tickets", Some("-5")), bad, &["tickets"]),
-        case("tickets fractional", with("tickets", Some("1.5")), bad, &["tickets"]),
-        case("tickets huge", with("tickets", Some("1000000000000")), bad, &["tickets"]),
-        case("tickets beyond u64", with("tickets", Some("99999999999999999999999")), bad, &["tickets"]),
-        case("tickets as bool", with("tickets", Some("true")), bad, &["tickets"]),
-        case("price 3 decimals", with("price", Some("3.555")), bad, &["price"]),
-        case("price as string", with("price", Some(r#""3.5""#)), bad, &["price"]),
+        case(
+            "empty object",
+            "{}".into(),
+            bad,
+            &["organizerId", "eventId", "type", "tickets", "price"],
+        ),
+        case(
+            "extra field",
+            with("discount", Some("5")),
+            bad,
+            &["discount"],
+        ),
+        case(
+            "null tickets",
+            with("tickets", Some("null")),
+            bad,
+            &["tickets"],
+        ),
+        case(
+            "tickets as string",
+            with("tickets", Some(r#""100""#)),
+            bad,
+            &["tickets"],
+        ),
+        case(
+            "tickets zero",
+            with("tickets", Some("0")),
+            bad,
+            &["tickets"],
+        ),
+        case(
+            "tickets negative",
+            with("tickets", Some("-5")),
+            bad,
+            &["tickets"],
+        ),
+        case(
+            "tickets fractional",
+            with("tickets", Some("1.5")),
+            bad,
+            &["tickets"],
+        ),
+        case(
+            "tickets huge",
+            with("tickets", Some("1000000000000")),
+            bad,
+            &["tickets"],
+        ),
+        case(
+            "tickets beyond u64",
+            with("tickets", Some("99999999999999999999999")),
+            bad,
+            &["tickets"],
+        ),
+        case(
+            "tickets as bool",
+            with("tickets", Some("true")),
+            bad,
+            &["tickets"],
+        ),
+        case(
+            "price 3 decimals",
+            with("price", Some("3.555")),
+            bad,
+            &["price"],
+        ),
+        case(
+            "price as string",
+            with("price", Some(r#""3.5""#)),
+            bad,
+            &["price"],
+        ),
         case("price negative", with("price", Some("-1")), bad, &["price"]),
         case("price huge", with("price", Some("1e15")), bad, &["price"]),
-        case("price object", with("price", Some(r#"{"amount":1}"#)), bad, &["price"]),
-        case("unknown type", with("type", Some(r#""gift""#)), bad, &["type"]),
+        case(
+            "price object",
+            with("price", Some(r#"{"amount":1}"#)),
+            bad,
+            &["price"],
+        ),
+        case(
+            "unknown type",
+            with("type", Some(r#""gift""#)),
+            bad,
+            &["type"],
+        ),
         case("type as number", with("type", Some("1")), bad, &["type"]),
-        case("empty organizerId", with("organizerId", Some(r#""""#)), bad, &["organizerId"]),
-        case("organizerId number", with("organizerId", Some("123")), bad, &["organizerId"]),
-        case("organizerId too long", with("organizerId", Some(&format!("\"{}\"", "o".repeat(65)))), bad, &["organizerId"]),
-        case("organizerId with spaces", with("organizerId", Some(r#""org demo; drop""#)), bad, &["organizerId"]),
-        case("eventId array", with("eventId", Some(r#"["ev"]"#)), bad, &["eventId"]),
-        case("bad currency", with("currency", Some(r#""pesos""#)), bad, &["currency"]),
-        case("metadata not object", with("metadata", Some(r#""note""#)), bad, &["metadata"]),
+        case(
+            "empty organizerId",
+            with("organizerId", Some(r#""""#)),
+            bad,
+            &["organizerId"],
+        ),
+        case(
+            "organizerId number",
+            with("organizerId", Some("123")),
+            bad,
+            &["organizerId"],
+        ),
+        case(
+            "organizerId too long",
+            with("organizerId", Some(&format!("\"{}\"", "o".repeat(65)))),
+            bad,
+            &["organizerId"],
+        ),
+        case(
+            "organizerId with spaces",
+            with("organizerId", Some(r#""org demo; drop""#)),
+            bad,
+            &["organizerId"],
+        ),
+        case(
+            "eventId array",
+            with("eventId", Some(r#"["ev"]"#)),
+            bad,
+            &["eventId"],
+        ),
+        case(
+            "bad currency",
+            with("currency", Some(r#""pesos""#)),
+            bad,
+            &["currency"],
+        ),
+        case(
+            "metadata not object",
+            with("metadata", Some(r#""note""#)),
+            bad,
+            &["metadata"],
+        ),
         case("not json", "organizerId=org_demo".into(), bad, &[]),
-        case("truncated json", r#"{"organizerId":"org_demo""#.into(), bad, &[]),
+        case(
+            "truncated json",
+            r#"{"organizerId":"org_demo""#.into(),
+            bad,
+            &[],
+        ),
         case("json array", "[1,2]".into(), bad, &[]),
         case("empty body", String::new(), bad, &[]),
-        case("oversized body", format!(r#"{{"organizerId":"{}"}}"#, "x".repeat(70_000)), StatusCode::PAYLOAD_TOO_LARGE, &[]),
+        case(
+            "oversized body",
+            format!(r#"{{"organizerId":"{}"}}"#, "x".repeat(70_000)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &[],
+        ),
     ];
-    cases.push(Case { content_type: Some("text/plain"), ..case("wrong content type", VALID.into(), StatusCode::UNSUPPORTED_MEDIA_TYPE, &[]) });
-    cases.push(Case { content_type: None, ..case("no content type", VALID.into(), StatusCode::UNSUPPORTED_MEDIA_TYPE, &[]) });
-    cases.push(Case { token: None, ..case("no token", VALID.into(), StatusCode::UNAUTHORIZED, &[]) });
-    cases.push(Case { token: Some("wrong-token"), ..case("unknown token", VALID.into(), StatusCode::UNAUTHORIZED, &[]) });
+    cases.push(Case {
+        content_type: Some("text/plain"),
+        ..case(
+            "wrong content type",
+            VALID.into(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &[],
+        )
+    });
+    cases.push(Case {
+        content_type: None,
+        ..case(
+            "no content type",
+            VALID.into(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &[],
+        )
+    });
+    cases.push(Case {
+        token: None,
+        ..case("no token", VALID.into(), StatusCode::UNAUTHORIZED, &[])
+    });
+    cases.push(Case {
+        token: Some("wrong-token"),
+        ..case("unknown token", VALID.into(), StatusCode::UNAUTHORIZED, &[])
+    });
 
     for c in cases {
         let mut req = Request::builder().method("POST").uri("/director/assign");
@@ -101,20 +260,38 @@ async fn bad_assign_requests_are_refused_with_the_field_named() {
         if let Some(t) = c.token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
-        let resp = app.clone().oneshot(req.body(Body::from(c.body)).unwrap()).await.unwrap();
+        let resp = app
+            .clone()
+            .oneshot(req.body(Body::from(c.body)).unwrap())
+            .await
+            .unwrap();
         let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
-        let body: Value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| panic!("{}: body is not JSON: {:?}", c.name, String::from_utf8_lossy(&bytes)));
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            panic!(
+                "{}: body is not JSON: {:?}",
+                c.name,
+                String::from_utf8_lossy(&bytes)
+            )
+        });
         assert_eq!(status, c.status, "{}: {body}", c.name);
         assert!(body["error"]["code"].is_string(), "{}: {body}", c.name);
         assert!(body["error"]["message"].is_string(), "{}: {body}", c.name);
         assert!(body["requestId"].is_string(), "{}: {body}", c.name);
         for field in c.fields {
-            assert!(body["error"]["fields"][field].is_string(), "{}: field {field} not named in {body}", c.name);
+            assert!(
+                body["error"]["fields"][field].is_string(),
+                "{}: field {field} not named in {body}",
+                c.name
+            );
         }
     }
-    let tasks: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks").fetch_one(&env.pool).await.unwrap();
+    let tasks: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
     assert_eq!(tasks, 0, "no bad request created a task");
 }
 
@@ -131,7 +308,9 @@ async fn bad_task_lookups_are_4xx() {
             }
             let resp = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
             let status = resp.status();
-            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                .await
+                .unwrap();
             (status, serde_json::from_slice::<Value>(&bytes).unwrap())
         }
     };
@@ -140,9 +319,15 @@ async fn bad_task_lookups_are_4xx() {
         ("/tasks/not-a-uuid".to_string(), StatusCode::NOT_FOUND),
         (format!("/tasks/{random}"), StatusCode::NOT_FOUND),
         (format!("/tasks/{random}/result"), StatusCode::NOT_FOUND),
-        (format!("/director/reports/tasks/{random}"), StatusCode::NOT_FOUND),
+        (
+            format!("/director/reports/tasks/{random}"),
+            StatusCode::NOT_FOUND,
+        ),
         (format!("/tasks/{random}?wait=abc"), StatusCode::BAD_REQUEST),
-        (format!("/tasks/{random}?wait=100000"), StatusCode::BAD_REQUEST),
+        (
+            format!("/tasks/{random}?wait=100000"),
+            StatusCode::BAD_REQUEST,
+        ),
         ("/no/such/route".to_string(), StatusCode::NOT_FOUND),
     ] {
         let (got, body) = get(path.clone(), Some("demo-token")).await;
@@ -167,11 +352,16 @@ async fn request_ids_are_honoured_and_generated() {
         .unwrap();
     let resp = app.clone().oneshot(req).await.unwrap();
     assert_eq!(resp.headers()["x-request-id"], "client-trace-123");
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
     let body: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(body["requestId"], "client-trace-123");
 
-    let req = Request::builder().uri("/readyz").body(Body::empty()).unwrap();
+    let req = Request::builder()
+        .uri("/readyz")
+        .body(Body::empty())
+        .unwrap();
     let resp = app.oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(!resp.headers()["x-request-id"].is_empty());

@@ -48,7 +48,7 @@ pub fn seconds(name: &str, default: u64) -> Result<Duration, ConfigError> {
     Ok(Duration::from_secs(v))
 }
 
-pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/taquilla";
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/taquilla";
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 #[derive(Debug, Clone)]

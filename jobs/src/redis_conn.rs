@@ -19,7 +19,10 @@ pub async fn connect(url: &str) -> redis::RedisResult<ConnectionManager> {
 
 /// [`connect`], retrying for up to `patience`: a process that starts before Redis (compose,
 /// a laptop) waits for it instead of crashing.
-pub async fn connect_with_retry(url: &str, patience: Duration) -> redis::RedisResult<ConnectionManager> {
+pub async fn connect_with_retry(
+    url: &str,
+    patience: Duration,
+) -> redis::RedisResult<ConnectionManager> {
     let deadline = tokio::time::Instant::now() + patience;
     let mut delay = Duration::from_millis(200);
     loop {

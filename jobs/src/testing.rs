@@ -29,7 +29,10 @@ async fn ensure_database(url: &str) {
     if options.connect().await.is_ok() {
         return;
     }
-    let name = options.get_database().unwrap_or("taquilla_test").to_string();
+    let name = options
+        .get_database()
+        .unwrap_or("taquilla_test")
+        .to_string();
     let mut admin = options
         .clone()
         .database("postgres")
@@ -183,7 +186,10 @@ impl Drop for TestEnv {
         let prefix = self.keys.prefix().to_string();
         // Async clean-up from a synchronous drop: a short-lived runtime on its own thread.
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async move {

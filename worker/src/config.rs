@@ -41,7 +41,7 @@ impl WorkerConfig {
                 message: "lists no queue".into(),
             });
         }
-        let default_concurrency: usize = parsed("WORKER_CONCURRENCY", 16)?;
+        let default_concurrency: usize = parsed("WORKER_CONCURRENCY", 64)?;
         let mut queues = BTreeMap::new();
         for name in names {
             if !jobs::queue::ALL.contains(&name.as_str()) {

@@ -111,8 +111,12 @@ impl QueueWorker {
                 return;
             }
             match result {
-                Ok(()) => tracing::warn!(queue = %self.queue, worker = %name, "queue worker ended unexpectedly; restarting"),
-                Err(e) => tracing::error!(queue = %self.queue, worker = %name, error = %e, retry_in_ms = backoff.as_millis() as u64, "queue worker failed; restarting"),
+                Ok(()) => {
+                    tracing::warn!(queue = %self.queue, worker = %name, "queue worker ended unexpectedly; restarting")
+                }
+                Err(e) => {
+                    tracing::error!(queue = %self.queue, worker = %name, error = %e, retry_in_ms = backoff.as_millis() as u64, "queue worker failed; restarting")
+                }
             }
             if started.elapsed() > Duration::from_secs(60) {
                 backoff = Duration::from_millis(100);
@@ -128,11 +132,16 @@ impl QueueWorker {
 
 /// Runs a worker process until `shutdown` is cancelled, then drains it: stop fetching, let
 /// running attempts finish for up to `shutdown_timeout`, give back those that did not.
-pub async fn run(cfg: WorkerConfig, registry: Registry, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    cfg: WorkerConfig,
+    registry: Registry,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let core = cfg.core.clone();
     let pool = jobs::db::connect(&core.database_url, core.database_max_connections).await?;
     jobs::db::migrate(&pool).await?;
-    let conn = jobs::redis_conn::connect_with_retry(&core.redis_url, Duration::from_secs(60)).await?;
+    let conn =
+        jobs::redis_conn::connect_with_retry(&core.redis_url, Duration::from_secs(60)).await?;
     let keys = Keys::new(core.redis_prefix.clone());
     let transport = Transport::new(conn.clone(), keys.clone(), core.queue_max_ready);
     let notifier = Notifier::new(conn.clone(), keys.clone());
@@ -144,7 +153,12 @@ pub async fn run(cfg: WorkerConfig, registry: Registry, shutdown: CancellationTo
     });
     let instance = instance_name();
     let relay_wake = Arc::new(Notify::new());
-    let runner = Runner::start(shared, Arc::new(registry), instance.clone(), relay_wake.clone());
+    let runner = Runner::start(
+        shared,
+        Arc::new(registry),
+        instance.clone(),
+        relay_wake.clone(),
+    );
 
     let queues: Vec<String> = cfg.queues.keys().cloned().collect();
     tracing::info!(worker = %instance, queues = ?queues, "worker starting");
@@ -205,7 +219,10 @@ pub async fn run(cfg: WorkerConfig, registry: Registry, shutdown: CancellationTo
     if drained.is_err() {
         runner.stop_taking();
         let released = runner.release_all().await;
-        tracing::warn!(released, "shutdown timeout reached: unfinished tasks released to other workers");
+        tracing::warn!(
+            released,
+            "shutdown timeout reached: unfinished tasks released to other workers"
+        );
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
             while workers.join_next().await.is_some() {}
         })

@@ -4,7 +4,10 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "worker", about = "taquilla worker: runs tasks from the Redis queues")]
+#[command(
+    name = "worker",
+    about = "taquilla worker: runs tasks from the Redis queues"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

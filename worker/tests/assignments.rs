@@ -49,7 +49,10 @@ async fn assignments_complete_with_exact_cents_and_premium_equivalents() {
     assert_eq!((total, equivalent), (35_070, 114));
 
     // The result endpoint, under both names, shows the entry and the balance.
-    for path in [format!("/tasks/{premium}/result"), format!("/director/reports/tasks/{premium}/result")] {
+    for path in [
+        format!("/tasks/{premium}/result"),
+        format!("/director/reports/tasks/{premium}/result"),
+    ] {
         let (status, body) = call(&app, "GET", &path, Some(DEMO), None).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["balance"]["assignedCents"], 35_070);
@@ -70,13 +73,23 @@ async fn unknown_event_or_organizer_fails_at_once_without_retry() {
 
     let no_event = assign(&app, json!({"organizerId":"org_demo","eventId":"ev_nope","type":"prepaid","tickets":1,"price":1})).await;
     let no_org = assign(&app, json!({"organizerId":"org_nope","eventId":"ev_demo","type":"prepaid","tickets":1,"price":1})).await;
-    for (id, code) in [(no_event, "event_not_found"), (no_org, "organizer_not_found")] {
+    for (id, code) in [
+        (no_event, "event_not_found"),
+        (no_org, "organizer_not_found"),
+    ] {
         let rec = env.wait_finished(id, WAIT).await;
         assert_eq!(rec.status(), TaskStatus::Failed);
         assert_eq!(rec.attempts, 1, "a permanent error is not retried");
         assert_eq!(rec.error.as_ref().unwrap()["code"], code);
         assert_eq!(ledger_rows_for(&env, id).await, 0);
-        let (status, body) = call(&app, "GET", &format!("/tasks/{id}/result"), Some(DEMO), None).await;
+        let (status, body) = call(
+            &app,
+            "GET",
+            &format!("/tasks/{id}/result"),
+            Some(DEMO),
+            None,
+        )
+        .await;
         assert_eq!(status, StatusCode::CONFLICT);
         assert_eq!(body["error"]["code"], "task_failed");
     }
@@ -102,18 +115,29 @@ async fn idempotency_key_replays_the_same_task_and_refuses_other_params() {
                 .unwrap();
             let resp = tower::ServiceExt::oneshot(app, req).await.unwrap();
             let status = resp.status();
-            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
-            (status, serde_json::from_slice::<serde_json::Value>(&bytes).unwrap())
+            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            (
+                status,
+                serde_json::from_slice::<serde_json::Value>(&bytes).unwrap(),
+            )
         }
     };
     let (s1, b1) = send(body.clone(), "order-42").await;
     let (s2, b2) = send(body.clone(), "order-42").await;
     assert_eq!((s1, s2), (StatusCode::ACCEPTED, StatusCode::ACCEPTED));
-    assert_eq!(b1["taskId"], b2["taskId"], "a retried request gets the same task");
+    assert_eq!(
+        b1["taskId"], b2["taskId"],
+        "a retried request gets the same task"
+    );
     let (s3, b3) = send(json!({"organizerId":"org_demo","eventId":"ev_demo","type":"prepaid","tickets":6,"price":2}), "order-42").await;
     assert_eq!(s3, StatusCode::CONFLICT, "{b3}");
     assert_eq!(b3["error"]["code"], "idempotency_conflict");
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks").fetch_one(&env.pool).await.unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
     assert_eq!(count, 1);
 }
 
@@ -123,13 +147,24 @@ async fn tasks_are_private_to_their_requester() {
     env.seed_demo().await;
     let app = api(&env);
     let id = assign(&app, json!({"organizerId":"org_demo","eventId":"ev_demo","type":"prepaid","tickets":1,"price":1})).await;
-    for path in [format!("/tasks/{id}"), format!("/tasks/{id}/result"), format!("/director/reports/tasks/{id}")] {
+    for path in [
+        format!("/tasks/{id}"),
+        format!("/tasks/{id}/result"),
+        format!("/director/reports/tasks/{id}"),
+    ] {
         let (status, body) = call(&app, "GET", &path, Some(OTHER), None).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
         let (status, _) = call(&app, "GET", &path, None, None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
-    let (status, _) = call(&app, "POST", &format!("/tasks/{id}/cancel"), Some(OTHER), None).await;
+    let (status, _) = call(
+        &app,
+        "POST",
+        &format!("/tasks/{id}/cancel"),
+        Some(OTHER),
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, body) = call(&app, "GET", &format!("/tasks/{id}"), Some(DEMO), None).await;
     assert_eq!(status, StatusCode::OK);
@@ -146,7 +181,14 @@ async fn long_poll_answers_when_the_task_changes() {
         let app = app.clone();
         tokio::spawn(async move {
             let started = tokio::time::Instant::now();
-            let (status, body) = call(&app, "GET", &format!("/tasks/{id}?wait=30"), Some(DEMO), None).await;
+            let (status, body) = call(
+                &app,
+                "GET",
+                &format!("/tasks/{id}?wait=30"),
+                Some(DEMO),
+                None,
+            )
+            .await;
             (status, body, started.elapsed())
         })
     };
@@ -154,8 +196,14 @@ async fn long_poll_answers_when_the_task_changes() {
     let worker = RunningWorker::start(worker_config(&env, &[queue::ASSIGNMENTS]), test_registry());
     let (status, body, waited) = poll.await.unwrap();
     assert_eq!(status, StatusCode::OK);
-    assert_ne!(body["status"], "pending", "the long-poll returned on a change: {body}");
-    assert!(waited < Duration::from_secs(30), "returned before its deadline");
+    assert_ne!(
+        body["status"], "pending",
+        "the long-poll returned on a change: {body}"
+    );
+    assert!(
+        waited < Duration::from_secs(30),
+        "returned before its deadline"
+    );
     env.wait_finished(id, WAIT).await;
     worker.stop().await;
 }

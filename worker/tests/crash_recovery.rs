@@ -32,10 +32,12 @@ async fn a_killed_worker_process_loses_nothing_and_duplicates_nothing() {
     let env = TestEnv::new().await;
     env.seed_demo().await;
     // Hold the organizer's balance row so the first attempt blocks mid-transaction.
-    sqlx::query("INSERT INTO organizer_balances (organizer_id, currency) VALUES ('org_demo', 'MXN')")
-        .execute(&env.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO organizer_balances (organizer_id, currency) VALUES ('org_demo', 'MXN')",
+    )
+    .execute(&env.pool)
+    .await
+    .unwrap();
     let mut blocker = env.pool.begin().await.unwrap();
     sqlx::query("SELECT 1 FROM organizer_balances WHERE organizer_id = 'org_demo' FOR UPDATE")
         .execute(&mut *blocker)
@@ -43,8 +45,14 @@ async fn a_killed_worker_process_loses_nothing_and_duplicates_nothing() {
         .unwrap();
 
     let mut first = spawn_worker(&env);
-    let id = enqueue(&env, &assignment::spec(), assignment_params("ev_demo", 100, 350)).await;
-    env.wait_until(id, Duration::from_secs(20), |s| s == TaskStatus::Running).await;
+    let id = enqueue(
+        &env,
+        &assignment::spec(),
+        assignment_params("ev_demo", 100, 350),
+    )
+    .await;
+    env.wait_until(id, Duration::from_secs(20), |s| s == TaskStatus::Running)
+        .await;
     // Wait until the attempt is really inside its transaction, blocked on our lock.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -58,7 +66,10 @@ async fn a_killed_worker_process_loses_nothing_and_duplicates_nothing() {
         if waiting > 0 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the attempt never reached the ledger write");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the attempt never reached the ledger write"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
@@ -69,7 +80,10 @@ async fn a_killed_worker_process_loses_nothing_and_duplicates_nothing() {
     let mut second = spawn_worker(&env);
     let rec = env.wait_finished(id, Duration::from_secs(30)).await;
     assert_eq!(rec.status(), TaskStatus::Completed, "{:?}", rec.error);
-    assert_eq!(rec.attempts, 2, "the lost attempt counts, the second one completes");
+    assert_eq!(
+        rec.attempts, 2,
+        "the lost attempt counts, the second one completes"
+    );
     assert_eq!(ledger_rows_for(&env, id).await, 1);
     let (tickets, assigned): (i64, i64) = sqlx::query_as(
         "SELECT tickets, assigned_cents FROM organizer_balances WHERE organizer_id = 'org_demo'",
@@ -77,11 +91,20 @@ async fn a_killed_worker_process_loses_nothing_and_duplicates_nothing() {
     .fetch_one(&env.pool)
     .await
     .unwrap();
-    assert_eq!((tickets, assigned), (100, 35_000), "the killed attempt wrote nothing");
+    assert_eq!(
+        (tickets, assigned),
+        (100, 35_000),
+        "the killed attempt wrote nothing"
+    );
 
     // SIGTERM: a graceful stop that exits 0.
     let pid = second.id().unwrap() as i32;
-    let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
-    let status = tokio::time::timeout(Duration::from_secs(30), second.wait()).await.unwrap().unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let status = tokio::time::timeout(Duration::from_secs(30), second.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(status.success(), "worker exits 0 on SIGTERM: {status:?}");
 }

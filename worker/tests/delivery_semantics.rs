@@ -26,15 +26,28 @@ fn runner(env: &TestEnv, name: &str) -> Arc<Runner> {
         progress: ProgressStore::new(env.redis.clone(), env.keys.clone(), env.config.task_ttl),
         notifier: Notifier::new(env.redis.clone(), env.keys.clone()),
     });
-    Runner::start(shared, Arc::new(Registry::standard()), name.into(), Arc::new(Notify::new()))
+    Runner::start(
+        shared,
+        Arc::new(Registry::standard()),
+        name.into(),
+        Arc::new(Notify::new()),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_message_delivered_twice_changes_the_ledger_once() {
     let env = TestEnv::new().await;
     env.seed_demo().await;
-    let id = enqueue(&env, &assignment::spec(), assignment_params("ev_demo", 10, 250)).await;
-    let envelope = Envelope { task: id, kind: assignment::NAME.into() };
+    let id = enqueue(
+        &env,
+        &assignment::spec(),
+        assignment_params("ev_demo", 10, 250),
+    )
+    .await;
+    let envelope = Envelope {
+        task: id,
+        kind: assignment::NAME.into(),
+    };
     let r = runner(&env, "w1");
     r.handle(envelope.clone()).await;
     r.handle(envelope.clone()).await;
@@ -51,12 +64,22 @@ async fn two_workers_racing_for_one_task_change_the_ledger_once() {
     let (a, b, c) = (runner(&env, "wa"), runner(&env, "wb"), runner(&env, "wc"));
     let mut ids = Vec::new();
     for _ in 0..20 {
-        ids.push(enqueue(&env, &assignment::spec(), assignment_params("ev_premium", 3, 199)).await);
+        ids.push(
+            enqueue(
+                &env,
+                &assignment::spec(),
+                assignment_params("ev_premium", 3, 199),
+            )
+            .await,
+        );
     }
     // Every task delivered to three workers at once.
     let mut races = Vec::new();
     for id in &ids {
-        let envelope = Envelope { task: *id, kind: assignment::NAME.into() };
+        let envelope = Envelope {
+            task: *id,
+            kind: assignment::NAME.into(),
+        };
         for r in [&a, &b, &c] {
             let r = (*r).clone();
             let e = envelope.clone();

@@ -30,15 +30,25 @@ async fn a_failing_kind_retries_with_backoff_and_ends_dead() {
     assert_eq!(rec.status(), TaskStatus::Dead);
     assert_eq!(rec.attempts, spec.max_attempts);
     let history = errors(&rec);
-    assert_eq!(history.len(), spec.max_attempts as usize, "one error per attempt");
+    assert_eq!(
+        history.len(),
+        spec.max_attempts as usize,
+        "one error per attempt"
+    );
     let backoff: Backoff = spec.backoff;
     for (i, e) in history.iter().enumerate() {
         assert_eq!(e.attempt, i as i32 + 1);
         assert_eq!(e.code, "upstream_unavailable");
         if e.attempt < spec.max_attempts {
             // Full jitter: each delay lies in [0, base × 2^(attempt-1)], and ceilings grow.
-            let delay = (e.retry_at.expect("retry scheduled") - e.at).to_std().unwrap_or_default();
-            assert!(delay <= backoff.ceiling(e.attempt), "attempt {}: {delay:?}", e.attempt);
+            let delay = (e.retry_at.expect("retry scheduled") - e.at)
+                .to_std()
+                .unwrap_or_default();
+            assert!(
+                delay <= backoff.ceiling(e.attempt),
+                "attempt {}: {delay:?}",
+                e.attempt
+            );
             // The next attempt did not start before its scheduled time.
             assert!(history[i + 1].at >= e.retry_at.unwrap());
         } else {
@@ -58,7 +68,11 @@ async fn a_transient_failure_is_retried_until_it_succeeds() {
     assert_eq!(rec.status(), TaskStatus::Completed);
     assert_eq!(rec.attempts, 3);
     assert_eq!(rec.result.as_ref().unwrap()["succeededOnAttempt"], 3);
-    assert_eq!(errors(&rec).len(), 2, "the two failed attempts stay in the history");
+    assert_eq!(
+        errors(&rec).len(),
+        2,
+        "the two failed attempts stay in the history"
+    );
     worker.stop().await;
 }
 
@@ -89,15 +103,28 @@ async fn panics_and_timeouts_are_recorded_and_the_worker_survives() {
     assert_eq!(rec.status(), TaskStatus::Dead);
     let history = errors(&rec);
     assert_eq!(history.len(), 2);
-    assert!(history.iter().all(|e| e.code == "panic" && e.message.contains("boom in handler")), "{history:?}");
+    assert!(
+        history
+            .iter()
+            .all(|e| e.code == "panic" && e.message.contains("boom in handler")),
+        "{history:?}"
+    );
 
     let rec = env.wait_finished(hangs, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Dead);
     assert!(errors(&rec).iter().all(|e| e.code == "timeout"));
 
     // Same worker, still serving.
-    let ok = enqueue(&env, &jobs::kinds::assignment::spec(), assignment_params("ev_demo", 1, 100)).await;
-    assert_eq!(env.wait_finished(ok, WAIT).await.status(), TaskStatus::Completed);
+    let ok = enqueue(
+        &env,
+        &jobs::kinds::assignment::spec(),
+        assignment_params("ev_demo", 1, 100),
+    )
+    .await;
+    assert_eq!(
+        env.wait_finished(ok, WAIT).await.status(),
+        TaskStatus::Completed
+    );
     worker.stop().await;
 }
 
@@ -107,10 +134,24 @@ async fn cancel_while_pending_is_immediate_and_nothing_runs() {
     env.seed_demo().await;
     let app = api(&env);
     let id = assign(&app, json!({"organizerId":"org_demo","eventId":"ev_demo","type":"prepaid","tickets":2,"price":1})).await;
-    let (status, body) = call(&app, "POST", &format!("/director/reports/tasks/{id}/cancel"), Some(DEMO), None).await;
+    let (status, body) = call(
+        &app,
+        "POST",
+        &format!("/director/reports/tasks/{id}/cancel"),
+        Some(DEMO),
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "cancelled");
-    let (status, body) = call(&app, "POST", &format!("/tasks/{id}/cancel"), Some(DEMO), None).await;
+    let (status, body) = call(
+        &app,
+        "POST",
+        &format!("/tasks/{id}/cancel"),
+        Some(DEMO),
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::CONFLICT, "already cancelled: {body}");
 
     // The message is still in Redis; a worker must skip it.
@@ -134,15 +175,104 @@ async fn cancel_while_running_stops_the_handler_between_chunks() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (status, body) = call(&app, "GET", &format!("/tasks/{id}"), Some(DEMO), None).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(body["progress"].as_i64().unwrap() > 0, "live progress is visible: {body}");
+    assert!(
+        body["progress"].as_i64().unwrap() > 0,
+        "live progress is visible: {body}"
+    );
     assert_eq!(body["stage"], "work");
 
-    let (status, body) = call(&app, "POST", &format!("/tasks/{id}/cancel"), Some(DEMO), None).await;
+    let (status, body) = call(
+        &app,
+        "POST",
+        &format!("/tasks/{id}/cancel"),
+        Some(DEMO),
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["cancelRequested"], true);
     let rec = env.wait_finished(id, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Cancelled);
-    assert!(rec.result.is_none(), "stopped before finishing its 200 chunks");
+    assert!(
+        rec.result.is_none(),
+        "stopped before finishing its 200 chunks"
+    );
     assert_eq!(rec.error.unwrap()["code"], "cancelled");
     worker.stop().await;
+}
+
+/// A worker that dies with the task: the relay decides from the row alone.
+async fn claim_and_abandon(env: &TestEnv, id: uuid::Uuid) {
+    let claimed =
+        jobs::task::store::claim(&env.pool, &[id], "doomed-worker", Duration::from_millis(50))
+            .await
+            .unwrap();
+    assert_eq!(claimed.len(), 1);
+    tokio::time::sleep(Duration::from_millis(200)).await; // the lease runs out
+}
+
+fn relay(env: &TestEnv) -> jobs::queue::relay::Relay {
+    jobs::queue::relay::Relay {
+        pool: env.pool.clone(),
+        transport: transport(env),
+        notifier: jobs::task::progress::Notifier::new(env.redis.clone(), env.keys.clone()),
+        queues: vec![queue::MAINTENANCE.into()],
+        repush_after: Duration::from_secs(30),
+        interval: Duration::from_millis(100),
+        batch: 100,
+        task_ttl: env.config.task_ttl,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_worker_on_the_last_attempt_makes_the_task_dead_and_a_cancelled_one_cancelled() {
+    let env = TestEnv::new().await;
+    // `test.slow` allows a single attempt.
+    let last_attempt = enqueue(&env, &slow(), json!({})).await;
+    let cancelled = enqueue(&env, &flaky(), json!({})).await;
+    let retried = enqueue(&env, &flaky(), json!({})).await;
+    claim_and_abandon(&env, last_attempt).await;
+    for id in [cancelled, retried] {
+        jobs::task::store::claim(&env.pool, &[id], "doomed-worker", Duration::from_millis(50))
+            .await
+            .unwrap();
+    }
+    let outcome = jobs::task::store::cancel(&env.pool, cancelled, None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        outcome,
+        jobs::task::store::CancelOutcome::Requested(_)
+    ));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    relay(&env).relay_queue(queue::MAINTENANCE).await.unwrap();
+
+    let rec = env.task(last_attempt).await;
+    assert_eq!(rec.status(), TaskStatus::Dead);
+    assert_eq!(rec.error.as_ref().unwrap()["code"], "worker_lost");
+    assert_eq!(errors(&rec)[0].attempt, 1);
+    let rec = env.task(cancelled).await;
+    assert_eq!(
+        rec.status(),
+        TaskStatus::Cancelled,
+        "not run again after its worker died"
+    );
+    let rec = env.task(retried).await;
+    assert_eq!(
+        rec.status(),
+        TaskStatus::Running,
+        "attempts left: handed to a new worker"
+    );
+    assert!(rec.error.is_none());
+    // …which can claim it, as attempt 2.
+    let again = jobs::task::store::claim(
+        &env.pool,
+        &[retried],
+        "next-worker",
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again[0].attempt, 2);
 }

@@ -30,7 +30,11 @@ async fn the_api_accepts_while_redis_is_down_and_every_task_completes_once_after
             Some(json!({"organizerId":"org_demo","eventId":"ev_demo","type":"prepaid","tickets":i + 1,"price":1})),
         )
         .await;
-        assert_eq!(status, StatusCode::ACCEPTED, "accepted while redis is down: {body}");
+        assert_eq!(
+            status,
+            StatusCode::ACCEPTED,
+            "accepted while redis is down: {body}"
+        );
         ids.push(body["taskId"].as_str().unwrap().parse().unwrap());
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -44,10 +48,12 @@ async fn the_api_accepts_while_redis_is_down_and_every_task_completes_once_after
         assert_eq!(rec.status(), TaskStatus::Completed, "{:?}", rec.error);
         assert_eq!(ledger_rows_for(&env, *id).await, 1);
     }
-    let tickets: i64 = sqlx::query_scalar("SELECT tickets FROM organizer_balances WHERE organizer_id = 'org_demo'")
-        .fetch_one(&env.pool)
-        .await
-        .unwrap();
+    let tickets: i64 = sqlx::query_scalar(
+        "SELECT tickets FROM organizer_balances WHERE organizer_id = 'org_demo'",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
     assert_eq!(tickets, 1 + 2 + 3 + 4 + 5);
     worker.stop().await;
 }
@@ -60,7 +66,14 @@ async fn pushed_tasks_survive_a_flush_of_redis() {
     env.seed_demo().await;
     let mut ids = Vec::new();
     for _ in 0..20 {
-        ids.push(enqueue(&env, &assignment::spec(), assignment_params("ev_demo", 1, 100)).await);
+        ids.push(
+            enqueue(
+                &env,
+                &assignment::spec(),
+                assignment_params("ev_demo", 1, 100),
+            )
+            .await,
+        );
     }
     let waiting = transport(&env).depth(queue::ASSIGNMENTS).await.unwrap();
     assert_eq!(waiting, 20, "all messages were pushed");

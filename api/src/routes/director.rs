@@ -1,7 +1,9 @@
 //! Director writes (seeds/000): each validated request becomes a task.
 
 use axum::{extract::State, http::HeaderMap, response::Response};
-use jobs::kinds::assignment::{self, AssignmentParams, AssignmentType, MAX_PRICE_CENTS, MAX_TICKETS};
+use jobs::kinds::assignment::{
+    self, AssignmentParams, AssignmentType, MAX_PRICE_CENTS, MAX_TICKETS,
+};
 
 use crate::{auth::Principal, body::JsonObject, error::ApiError, AppState};
 
@@ -45,5 +47,12 @@ pub async fn assign(
         metadata: metadata.unwrap_or_else(|| serde_json::json!({})),
     };
     let params = serde_json::to_value(params).map_err(|e| ApiError::unavailable("encoder", e))?;
-    super::enqueue(&state, &principal, &headers, &state.kinds.assignment, params).await
+    super::enqueue(
+        &state,
+        &principal,
+        &headers,
+        &state.kinds.assignment,
+        params,
+    )
+    .await
 }

@@ -35,7 +35,11 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         (true, false) => "degraded",
         _ => "unavailable",
     };
-    let code = if postgres { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if postgres {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let up = |ok: bool| if ok { "up" } else { "down" };
     (
         code,

@@ -38,9 +38,11 @@ fn not_found(id: Uuid) -> ApiError {
 pub fn view(rec: &TaskRecord, live: Option<&LiveProgress>) -> Value {
     let status = rec.status();
     let (progress, stage, message) = match live {
-        Some(l) if status == TaskStatus::Running && l.progress >= rec.progress => {
-            (l.progress, l.stage.clone().or(rec.stage.clone()), l.message.clone())
-        }
+        Some(l) if status == TaskStatus::Running && l.progress >= rec.progress => (
+            l.progress,
+            l.stage.clone().or(rec.stage.clone()),
+            l.message.clone(),
+        ),
         _ => (rec.progress, rec.stage.clone(), None),
     };
     let mut v = json!({
@@ -90,7 +92,10 @@ async fn load(state: &AppState, principal: &Principal, id: Uuid) -> Result<TaskR
 type Fingerprint = (String, i32, i16, Option<String>, i64);
 
 fn fingerprint(rec: &TaskRecord, live: Option<&LiveProgress>) -> Fingerprint {
-    let progress = live.map(|l| l.progress).unwrap_or(rec.progress).max(rec.progress);
+    let progress = live
+        .map(|l| l.progress)
+        .unwrap_or(rec.progress)
+        .max(rec.progress);
     (
         rec.status.clone(),
         rec.attempts,
@@ -146,7 +151,10 @@ pub async fn get_task(
                     StatusCode::BAD_REQUEST,
                     "validation_failed",
                     "wait",
-                    &format!("must be a whole number of seconds from 0 to {}", state.config.long_poll_max),
+                    &format!(
+                        "must be a whole number of seconds from 0 to {}",
+                        state.config.long_poll_max
+                    ),
                 ))
             }
         },
@@ -186,7 +194,11 @@ pub async fn get_result(
             .and_then(Value::as_str)
             .map(|m| format!(": {m}"))
             .unwrap_or_default();
-        ApiError::new(StatusCode::CONFLICT, code, format!("task {id} {what}{reason}"))
+        ApiError::new(
+            StatusCode::CONFLICT,
+            code,
+            format!("task {id} {what}{reason}"),
+        )
     };
     match status {
         TaskStatus::Completed => {

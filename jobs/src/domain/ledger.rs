@@ -68,7 +68,10 @@ pub struct Balance {
 
 /// Writes one entry and moves the organizer's balance by it; call inside the transaction
 /// that completes the task.
-pub async fn record(conn: &mut PgConnection, e: &NewEntry) -> Result<(Entry, Balance), sqlx::Error> {
+pub async fn record(
+    conn: &mut PgConnection,
+    e: &NewEntry,
+) -> Result<(Entry, Balance), sqlx::Error> {
     let row = sqlx::query(
         "INSERT INTO director_ledger_entries (id, organizer_id, event_id, entry_type, tickets, \
              tickets_equivalent, amount_cents, currency, metadata, task_id) \

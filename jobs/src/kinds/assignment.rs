@@ -144,7 +144,11 @@ async fn run(ctx: TaskContext) -> Result<Done, JobError> {
             tickets_equivalent: equivalent,
             amount_cents,
             currency: p.currency.clone(),
-            metadata: if p.metadata.is_null() { json!({}) } else { p.metadata.clone() },
+            metadata: if p.metadata.is_null() {
+                json!({})
+            } else {
+                p.metadata.clone()
+            },
             task_id: ctx.id,
         },
     )

@@ -30,7 +30,11 @@ return removed
 const BATCH: usize = 500;
 
 /// Removes up to `BATCH` finished messages of `queue` (per set); returns how many.
-pub async fn sweep(conn: &mut ConnectionManager, keys: &Keys, queue: &str) -> redis::RedisResult<usize> {
+pub async fn sweep(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    queue: &str,
+) -> redis::RedisResult<usize> {
     let cfg = Transport::apalis_config(keys, queue);
     Script::new(SWEEP)
         .key(cfg.done_jobs_set())

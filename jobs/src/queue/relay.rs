@@ -77,14 +77,8 @@ impl Relay {
         }
         let limit = room.min(self.batch) as i64;
         let mut tx = self.pool.begin().await?;
-        let expired = store::take_expired(
-            &mut tx,
-            queue,
-            self.repush_after,
-            limit,
-            self.task_ttl,
-        )
-        .await?;
+        let expired =
+            store::take_expired(&mut tx, queue, self.repush_after, limit, self.task_ttl).await?;
         let mut due = expired.due;
         let left = limit - due.len() as i64;
         if left > 0 {
@@ -104,7 +98,11 @@ impl Relay {
         }
         tx.commit().await?;
         if !expired.dead.is_empty() {
-            tracing::warn!(queue, count = expired.dead.len(), "tasks dead: their workers were lost on the last attempt");
+            tracing::warn!(
+                queue,
+                count = expired.dead.len(),
+                "tasks dead: their workers were lost on the last attempt"
+            );
             self.notifier.changed(&expired.dead);
         }
         if !due.is_empty() {

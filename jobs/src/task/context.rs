@@ -108,11 +108,7 @@ pub struct TaskContext {
 }
 
 impl TaskContext {
-    pub(crate) fn new(
-        claimed: store::Claimed,
-        shared: Arc<Shared>,
-        flags: Arc<Flags>,
-    ) -> Self {
+    pub(crate) fn new(claimed: store::Claimed, shared: Arc<Shared>, flags: Arc<Flags>) -> Self {
         Self {
             id: claimed.id,
             kind: claimed.kind,
@@ -138,21 +134,33 @@ impl TaskContext {
     /// The task's params as `T`. Params were validated before enqueue, so a mismatch means a
     /// row written by an incompatible version: permanent.
     pub fn params<T: DeserializeOwned>(&self) -> Result<T, JobError> {
-        serde_json::from_value(self.params.clone())
-            .map_err(|e| JobError::permanent("invalid_params", format!("task params do not decode: {e}")))
+        serde_json::from_value(self.params.clone()).map_err(|e| {
+            JobError::permanent("invalid_params", format!("task params do not decode: {e}"))
+        })
     }
 
     /// Reports progress (0–100) within `stage`. The percent goes to Redis; a stage change
     /// is also written to Postgres. Never fails the task: progress is advisory.
     pub async fn progress(&self, percent: u8, stage: &str) {
         let percent = i16::from(percent.min(100));
-        if let Err(e) = self.shared.progress.write(self.id, percent, stage, None).await {
+        if let Err(e) = self
+            .shared
+            .progress
+            .write(self.id, percent, stage, None)
+            .await
+        {
             tracing::debug!(task.id = %self.id, error = %e, "progress not written to redis");
         }
         let mut last = self.last_stage.lock().await;
         if last.as_deref() != Some(stage) {
-            if let Err(e) =
-                store::save_progress(&self.shared.pool, self.id, self.attempt, percent, Some(stage)).await
+            if let Err(e) = store::save_progress(
+                &self.shared.pool,
+                self.id,
+                self.attempt,
+                percent,
+                Some(stage),
+            )
+            .await
             {
                 tracing::warn!(task.id = %self.id, error = %e, "stage change not persisted");
             } else {

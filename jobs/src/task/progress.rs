@@ -30,7 +30,10 @@ impl Notifier {
         }
         let mut pipe = redis::pipe();
         for id in ids {
-            pipe.cmd("PUBLISH").arg(self.keys.task_channel(*id)).arg(1).ignore();
+            pipe.cmd("PUBLISH")
+                .arg(self.keys.task_channel(*id))
+                .arg(1)
+                .ignore();
         }
         let mut conn = self.conn.clone();
         tokio::spawn(async move {

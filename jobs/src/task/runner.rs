@@ -136,12 +136,13 @@ impl Runner {
                 let worker = worker.clone();
                 async move {
                     let lease = shared.config.task_lease;
-                    let result = with_retries("claim", || {
-                        store::claim(&shared.pool, &ids, &worker, lease)
-                    })
-                    .await;
+                    let result =
+                        with_retries("claim", || store::claim(&shared.pool, &ids, &worker, lease))
+                            .await;
                     match result {
                         Ok(claimed) => {
+                            let running: Vec<Uuid> = claimed.iter().map(|c| c.id).collect();
+                            shared.notifier.changed(&running);
                             let mut by_id: HashMap<Uuid, Claimed> =
                                 claimed.into_iter().map(|c| (c.id, c)).collect();
                             ids.iter().map(|id| Ok(by_id.remove(id))).collect()
@@ -215,7 +216,6 @@ impl Runner {
             }
             None => return,
         };
-        self.shared.notifier.changed(&[claimed.id]);
         // Run and record on a task of its own: if apalis drops this future (its backend
         // died), the attempt still finishes and its outcome is still recorded.
         let this = self.clone();
@@ -262,8 +262,12 @@ impl Runner {
             Ok(Ok(Ok(Done::Result(result)))) => {
                 match self.completer.call((id, attempt, result)).await {
                     Some(Ok(true)) => tracing::debug!(parent: &span, "completed"),
-                    Some(Ok(false)) => tracing::info!(parent: &span, "result discarded: the attempt no longer owned the task"),
-                    Some(Err(e)) => tracing::error!(parent: &span, error = %e, "completion not recorded; the task will run again after its lease"),
+                    Some(Ok(false)) => {
+                        tracing::info!(parent: &span, "result discarded: the attempt no longer owned the task")
+                    }
+                    Some(Err(e)) => {
+                        tracing::error!(parent: &span, error = %e, "completion not recorded; the task will run again after its lease")
+                    }
                     None => {}
                 }
                 return;
@@ -276,7 +280,10 @@ impl Runner {
             Ok(Ok(Err(e))) => e,
             Ok(Err(_elapsed)) => JobError::retryable(
                 "timeout",
-                format!("attempt exceeded the kind's timeout of {}s", timeout.as_secs_f64()),
+                format!(
+                    "attempt exceeded the kind's timeout of {}s",
+                    timeout.as_secs_f64()
+                ),
             ),
             Err(join) if join.is_panic() => {
                 let payload = join.into_panic();
@@ -295,7 +302,12 @@ impl Runner {
             .await;
     }
 
-    async fn record_failure(&self, c: &Claimed, spec: Option<&crate::kinds::KindSpec>, err: JobError) {
+    async fn record_failure(
+        &self,
+        c: &Claimed,
+        spec: Option<&crate::kinds::KindSpec>,
+        err: JobError,
+    ) {
         let (code, message, disposition) = match err {
             JobError::Superseded => {
                 tracing::info!("attempt superseded by another worker; nothing recorded");
@@ -337,8 +349,12 @@ impl Runner {
         })
         .await;
         match (&recorded, disposition) {
-            (Err(e), _) => tracing::error!(error = %e, "failure not recorded; the task will run again after its lease"),
-            (Ok(false), _) => tracing::info!("failure discarded: the attempt no longer owned the task"),
+            (Err(e), _) => {
+                tracing::error!(error = %e, "failure not recorded; the task will run again after its lease")
+            }
+            (Ok(false), _) => {
+                tracing::info!("failure discarded: the attempt no longer owned the task")
+            }
             (Ok(true), Disposition::Retry { run_at }) => tracing::info!(
                 error.code = %error.code, error.message = %error.message, %run_at, "attempt failed, will retry"
             ),
@@ -366,7 +382,9 @@ impl Runner {
             match store::release(&self.shared.pool, id, inflight.attempt).await {
                 Ok(true) => released += 1,
                 Ok(false) => {}
-                Err(e) => tracing::warn!(task.id = %id, error = %e, "could not release task; it will be retried after its lease"),
+                Err(e) => {
+                    tracing::warn!(task.id = %id, error = %e, "could not release task; it will be retried after its lease")
+                }
             }
         }
         self.shared.notifier.changed(&[]);
@@ -387,7 +405,9 @@ async fn renew_leases(runner: Weak<Runner>) {
     };
     loop {
         tokio::time::sleep(period.max(Duration::from_millis(100))).await;
-        let Some(runner) = runner.upgrade() else { return };
+        let Some(runner) = runner.upgrade() else {
+            return;
+        };
         let owned: Vec<(Uuid, i32, Arc<Flags>)> = match runner.inflight.lock() {
             Ok(map) => map
                 .iter()
@@ -399,7 +419,9 @@ async fn renew_leases(runner: Weak<Runner>) {
             continue;
         }
         let pairs: Vec<(Uuid, i32)> = owned.iter().map(|o| (o.0, o.1)).collect();
-        match store::renew_leases(&runner.shared.pool, &pairs, runner.shared.config.task_lease).await {
+        match store::renew_leases(&runner.shared.pool, &pairs, runner.shared.config.task_lease)
+            .await
+        {
             Ok(rows) => {
                 let rows: HashMap<Uuid, bool> = rows.into_iter().collect();
                 for (id, _, flags) in &owned {

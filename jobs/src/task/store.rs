@@ -78,7 +78,8 @@ pub async fn insert(pool: &PgPool, new: &NewTask) -> Result<Inserted, sqlx::Erro
     }
     // Only an idempotency conflict reaches here (ids are fresh v7 uuids). The same key with
     // the same kind and params is a retried request; with anything else, a reused key.
-    let sql = format!("SELECT {RECORD_COLUMNS} FROM tasks WHERE requester = $1 AND idempotency_key = $2");
+    let sql =
+        format!("SELECT {RECORD_COLUMNS} FROM tasks WHERE requester = $1 AND idempotency_key = $2");
     let rec = sqlx::query_as::<_, TaskRecord>(&sql)
         .bind(&new.requester)
         .bind(&new.idempotency_key)
@@ -172,7 +173,8 @@ pub struct Claimed {
 
 /// Claims every claimable task among `ids` for `worker`: `pending`/`retrying` and due, or
 /// `running` with an expired lease; not cancelled; attempts left. Counting the attempt here
-/// means a task that crashes its worker still dies after `max_attempts`.
+/// means a task that crashes its worker still dies after `max_attempts`. The claim consumes
+/// the message (`pushed_at` cleared), so the relay acts as soon as the lease expires.
 pub async fn claim(
     pool: &PgPool,
     ids: &[Uuid],
@@ -181,7 +183,7 @@ pub async fn claim(
 ) -> Result<Vec<Claimed>, sqlx::Error> {
     let rows = sqlx::query(
         "UPDATE tasks SET status = 'running', attempts = attempts + 1, worker = $2, \
-             lease_expires_at = now() + make_interval(secs => $3), \
+             lease_expires_at = now() + make_interval(secs => $3), pushed_at = NULL, \
              started_at = COALESCE(started_at, now()), updated_at = now() \
          WHERE id = ANY($1) AND NOT cancel_requested AND attempts < max_attempts \
              AND ((status IN ('pending', 'retrying') AND run_at <= now()) \
@@ -436,12 +438,14 @@ pub async fn take_due(
 pub struct Expired {
     /// To push again: attempts are left.
     pub due: Vec<Due>,
-    /// Declared dead here: the last attempt's worker was lost.
+    /// Finished here (`dead`: the last attempt's worker was lost; `cancelled`: cancel was
+    /// requested and its worker was lost).
     pub dead: Vec<Uuid>,
 }
 
 /// Running tasks of `queue` whose lease expired (their worker died or hung). Those with
-/// attempts left are returned for a new message; the others are declared dead here.
+/// attempts left are returned for a new message; the others are declared dead here, and
+/// those whose cancellation was requested are cancelled instead of being run again.
 pub async fn take_expired(
     tx: &mut Transaction<'_, Postgres>,
     queue: &str,
@@ -454,27 +458,41 @@ pub async fn take_expired(
              SELECT id FROM tasks \
              WHERE queue = $1 AND status = 'running' AND lease_expires_at < now() \
                  AND (pushed_at IS NULL OR pushed_at < now() - make_interval(secs => $2)) \
-             ORDER BY lease_expires_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
-         UPDATE tasks t SET pushed_at = now(), \
-             status = CASE WHEN t.attempts >= t.max_attempts THEN 'dead' ELSE t.status END, \
-             error = CASE WHEN t.attempts >= t.max_attempts THEN $4 ELSE t.error END, \
-             errors = CASE WHEN t.attempts >= t.max_attempts THEN t.errors || jsonb_build_array($4) \
-                      ELSE t.errors END, \
-             finished_at = CASE WHEN t.attempts >= t.max_attempts THEN now() END, \
-             expires_at = CASE WHEN t.attempts >= t.max_attempts \
-                          THEN now() + make_interval(secs => $5) ELSE t.expires_at END, \
+             ORDER BY lease_expires_at LIMIT $3 FOR UPDATE SKIP LOCKED), \
+         decided AS ( \
+             SELECT t.id, CASE WHEN t.cancel_requested THEN 'cancelled' \
+                               WHEN t.attempts >= t.max_attempts THEN 'dead' \
+                               ELSE 'running' END AS next, \
+                    (CASE WHEN t.cancel_requested THEN $4::jsonb ELSE $5::jsonb END) \
+                        || jsonb_build_object('attempt', t.attempts) AS err \
+             FROM tasks t JOIN lost USING (id)) \
+         UPDATE tasks t SET pushed_at = now(), status = d.next, \
+             error = CASE WHEN d.next = 'running' THEN t.error ELSE d.err END, \
+             errors = CASE WHEN d.next = 'running' THEN t.errors ELSE \
+                 (CASE WHEN jsonb_array_length(t.errors) >= $6 THEN t.errors - 0 ELSE t.errors END) \
+                 || jsonb_build_array(d.err) END, \
+             finished_at = CASE WHEN d.next = 'running' THEN NULL ELSE now() END, \
+             lease_expires_at = CASE WHEN d.next = 'running' THEN t.lease_expires_at END, \
+             expires_at = CASE WHEN d.next = 'running' THEN t.expires_at \
+                          ELSE now() + make_interval(secs => $7) END, \
              updated_at = now() \
-         FROM lost WHERE t.id = lost.id \
+         FROM decided d WHERE t.id = d.id \
          RETURNING t.id, t.kind, t.status",
     )
     .bind(queue)
     .bind(interval(repush_after))
     .bind(limit)
     .bind(serde_json::json!({
+        "code": "cancelled",
+        "message": "cancelled on request; the worker running it was lost",
+        "at": Utc::now(),
+    }))
+    .bind(serde_json::json!({
         "code": "worker_lost",
         "message": "the worker running the last attempt stopped renewing its lease and no attempts are left",
         "at": Utc::now(),
     }))
+    .bind(ERROR_HISTORY)
     .bind(interval(ttl))
     .fetch_all(&mut **tx)
     .await?;

@@ -38,7 +38,11 @@ pub fn api(env: &TestEnv) -> Router {
         body_limit: 64 * 1024,
         long_poll_max: 60,
     };
-    api::router(api::AppState::new(config, env.pool.clone(), env.redis.clone()))
+    api::router(api::AppState::new(
+        config,
+        env.pool.clone(),
+        env.redis.clone(),
+    ))
 }
 
 /// Sends one request; returns the status and the JSON body (Null when not JSON).
@@ -62,8 +66,13 @@ pub async fn call(
     .unwrap();
     let resp = app.clone().oneshot(req).await.unwrap();
     let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24).await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 pub async fn assign(app: &Router, body: Value) -> Uuid {
@@ -75,7 +84,10 @@ pub async fn assign(app: &Router, body: Value) -> Uuid {
 pub fn worker_config(env: &TestEnv, queues: &[&str]) -> WorkerConfig {
     WorkerConfig {
         core: env.config.clone(),
-        queues: queues.iter().map(|q| (q.to_string(), 8)).collect::<BTreeMap<_, _>>(),
+        queues: queues
+            .iter()
+            .map(|q| (q.to_string(), 8))
+            .collect::<BTreeMap<_, _>>(),
         shutdown_timeout: Duration::from_secs(5),
         poll_interval: Duration::from_millis(100),
         heartbeat: Duration::from_secs(1),
@@ -103,7 +115,11 @@ impl RunningWorker {
 }
 
 pub fn transport(env: &TestEnv) -> Transport {
-    Transport::new(env.redis.clone(), env.keys.clone(), env.config.queue_max_ready)
+    Transport::new(
+        env.redis.clone(),
+        env.keys.clone(),
+        env.config.queue_max_ready,
+    )
 }
 
 /// Creates a task of `spec` directly (as the api would, without HTTP).
@@ -147,57 +163,112 @@ const TEST_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration:
 
 /// Always fails with a retryable error.
 pub fn failing() -> KindSpec {
-    KindSpec::new("test.failing", queue::MAINTENANCE, 4, Duration::from_secs(5), TEST_BACKOFF, |_ctx: TaskContext| async {
-        Err(JobError::retryable("upstream_unavailable", "the upstream answered 503"))
-    })
+    KindSpec::new(
+        "test.failing",
+        queue::MAINTENANCE,
+        4,
+        Duration::from_secs(5),
+        TEST_BACKOFF,
+        |_ctx: TaskContext| async {
+            Err(JobError::retryable(
+                "upstream_unavailable",
+                "the upstream answered 503",
+            ))
+        },
+    )
 }
 
 /// Fails twice, then succeeds.
 pub fn flaky() -> KindSpec {
-    KindSpec::new("test.flaky", queue::MAINTENANCE, 5, Duration::from_secs(5), TEST_BACKOFF, |ctx: TaskContext| async move {
-        if ctx.attempt < 3 {
-            Err(JobError::retryable("flaky", format!("attempt {} failed", ctx.attempt)))
-        } else {
-            Ok(Done::Result(json!({ "succeededOnAttempt": ctx.attempt })))
-        }
-    })
+    KindSpec::new(
+        "test.flaky",
+        queue::MAINTENANCE,
+        5,
+        Duration::from_secs(5),
+        TEST_BACKOFF,
+        |ctx: TaskContext| async move {
+            if ctx.attempt < 3 {
+                Err(JobError::retryable(
+                    "flaky",
+                    format!("attempt {} failed", ctx.attempt),
+                ))
+            } else {
+                Ok(Done::Result(json!({ "succeededOnAttempt": ctx.attempt })))
+            }
+        },
+    )
 }
 
 pub fn permanent() -> KindSpec {
-    KindSpec::new("test.permanent", queue::MAINTENANCE, 5, Duration::from_secs(5), TEST_BACKOFF, |_ctx: TaskContext| async {
-        Err(JobError::permanent("invalid_input", "this can never work"))
-    })
+    KindSpec::new(
+        "test.permanent",
+        queue::MAINTENANCE,
+        5,
+        Duration::from_secs(5),
+        TEST_BACKOFF,
+        |_ctx: TaskContext| async {
+            Err(JobError::permanent("invalid_input", "this can never work"))
+        },
+    )
 }
 
 pub fn panicking() -> KindSpec {
-    KindSpec::new("test.panicking", queue::MAINTENANCE, 2, Duration::from_secs(5), TEST_BACKOFF, |_ctx: TaskContext| async {
-        panic!("boom in handler");
-    })
+    KindSpec::new(
+        "test.panicking",
+        queue::MAINTENANCE,
+        2,
+        Duration::from_secs(5),
+        TEST_BACKOFF,
+        |_ctx: TaskContext| async {
+            panic!("boom in handler");
+        },
+    )
 }
 
 /// Takes far longer than its timeout.
 pub fn hanging() -> KindSpec {
-    KindSpec::new("test.hanging", queue::MAINTENANCE, 2, Duration::from_millis(300), TEST_BACKOFF, |_ctx: TaskContext| async {
-        tokio::time::sleep(Duration::from_secs(30)).await;
-        Ok(Done::Result(json!({})))
-    })
+    KindSpec::new(
+        "test.hanging",
+        queue::MAINTENANCE,
+        2,
+        Duration::from_millis(300),
+        TEST_BACKOFF,
+        |_ctx: TaskContext| async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok(Done::Result(json!({})))
+        },
+    )
 }
 
 /// Works in 200 chunks of 25 ms, reporting progress and checking for cancellation.
 pub fn slow() -> KindSpec {
-    KindSpec::new("test.slow", queue::MAINTENANCE, 1, Duration::from_secs(60), TEST_BACKOFF, |ctx: TaskContext| async move {
-        for chunk in 0..200u32 {
-            ctx.check_cancel().await?;
-            ctx.progress((chunk / 2) as u8, "work").await;
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        Ok(Done::Result(json!({ "chunks": 200 })))
-    })
+    KindSpec::new(
+        "test.slow",
+        queue::MAINTENANCE,
+        1,
+        Duration::from_secs(60),
+        TEST_BACKOFF,
+        |ctx: TaskContext| async move {
+            for chunk in 0..200u32 {
+                ctx.check_cancel().await?;
+                ctx.progress((chunk / 2) as u8, "work").await;
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            Ok(Done::Result(json!({ "chunks": 200 })))
+        },
+    )
 }
 
 pub fn test_registry() -> Registry {
     let mut r = Registry::standard();
-    for spec in [failing(), flaky(), permanent(), panicking(), hanging(), slow()] {
+    for spec in [
+        failing(),
+        flaky(),
+        permanent(),
+        panicking(),
+        hanging(),
+        slow(),
+    ] {
         r.register(spec);
     }
     r
@@ -217,7 +288,11 @@ pub struct PrivateRedis {
 
 impl PrivateRedis {
     pub async fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let mut r = Self { port, child: None };
         r.restart().await;
         r
@@ -229,7 +304,16 @@ impl PrivateRedis {
 
     pub async fn restart(&mut self) {
         let child = std::process::Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -238,7 +322,11 @@ impl PrivateRedis {
         for _ in 0..100 {
             if let Ok(client) = redis::Client::open(self.url()) {
                 if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-                    if redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok() {
+                    if redis::cmd("PING")
+                        .query_async::<String>(&mut conn)
+                        .await
+                        .is_ok()
+                    {
                         return;
                     }
                 }
