@@ -54,7 +54,7 @@ impl Enqueuer {
         let due_now = req.run_at.is_none_or(|t| t <= Utc::now());
         // Fast path only while the queue has room; past that, work waits in Postgres.
         let will_push = due_now
-            && match self.transport.room(spec.queue).await {
+            && match self.transport.room_cached(spec.queue).await {
                 Ok(room) => room > 0,
                 Err(e) => {
                     tracing::warn!(queue = spec.queue, error = %e, "redis unavailable; task left for the relay");

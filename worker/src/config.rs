@@ -72,7 +72,7 @@ impl WorkerConfig {
             poll_interval: Duration::from_millis(poll_ms.max(5)),
             heartbeat: seconds("WORKER_HEARTBEAT_SECONDS", 5)?,
             relay_interval: Duration::from_millis(relay_ms.max(10)),
-            relay_batch: parsed("RELAY_BATCH", 500)?,
+            relay_batch: parsed("RELAY_BATCH", 200)?,
         })
     }
 }

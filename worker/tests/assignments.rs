@@ -19,8 +19,6 @@ async fn assignments_complete_with_exact_cents_and_premium_equivalents() {
     let worker = RunningWorker::start(worker_config(&env, &[queue::ASSIGNMENTS]), test_registry());
 
     let standard = assign(&app, json!({"organizerId":"org_demo","eventId":"ev_demo","type":"prepaid","tickets":100,"price":3.5})).await;
-    let premium = assign(&app, json!({"organizerId":"org_demo","eventId":"ev_premium","type":"loan","tickets":7,"price":0.1})).await;
-
     let rec = env.wait_finished(standard, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Completed, "{:?}", rec.error);
     assert_eq!(rec.attempts, 1);
@@ -31,6 +29,8 @@ async fn assignments_complete_with_exact_cents_and_premium_equivalents() {
     assert_eq!(result["entry"]["amountCents"], 35_000);
     assert_eq!(result["entry"]["currency"], "MXN");
 
+    // A result's balance is as of its own entry: send the second one after the first.
+    let premium = assign(&app, json!({"organizerId":"org_demo","eventId":"ev_premium","type":"loan","tickets":7,"price":0.1})).await;
     let rec = env.wait_finished(premium, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Completed, "{:?}", rec.error);
     let result = rec.result.unwrap();

@@ -10,7 +10,7 @@ use std::{
     collections::HashMap,
     future::Future,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex, Weak,
     },
     time::Duration,
@@ -19,7 +19,7 @@ use std::{
 use chrono::Utc;
 use serde_json::Value;
 use tokio::{
-    sync::{mpsc, oneshot, Notify},
+    sync::{mpsc, oneshot, Notify, Semaphore},
     task::AbortHandle,
 };
 use tracing::Instrument;
@@ -32,24 +32,29 @@ use super::{
 };
 use crate::{kinds::Registry, queue::Envelope};
 
-/// Groups concurrent calls into one batch call.
+/// Groups concurrent calls into batch calls: whatever queued up while earlier batches ran
+/// goes into the next one. Up to `in_flight` batches run at once, so a task never waits for
+/// an unrelated statement's round trip (with one in flight, low concurrency stalls on it).
 struct Batcher<I, O> {
     tx: mpsc::UnboundedSender<(I, oneshot::Sender<O>)>,
 }
 
 impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
-    fn spawn<F, Fut>(max: usize, run: F) -> Self
+    fn spawn<F, Fut>(max: usize, in_flight: usize, run: F) -> Self
     where
-        F: Fn(Vec<I>) -> Fut + Send + 'static,
-        Fut: Future<Output = Vec<O>> + Send,
+        F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<O>> + Send + 'static,
     {
         let (tx, mut rx) = mpsc::unbounded_channel::<(I, oneshot::Sender<O>)>();
+        let run = Arc::new(run);
+        let slots = Arc::new(Semaphore::new(in_flight.max(1)));
         tokio::spawn(async move {
-            let mut inputs = Vec::with_capacity(max);
-            let mut replies = Vec::with_capacity(max);
             while let Some((i, reply)) = rx.recv().await {
-                inputs.push(i);
-                replies.push(reply);
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let mut inputs = vec![i];
+                let mut replies = vec![reply];
                 while inputs.len() < max {
                     match rx.try_recv() {
                         Ok((i, reply)) => {
@@ -59,10 +64,14 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                         Err(_) => break,
                     }
                 }
-                let outputs = run(std::mem::take(&mut inputs)).await;
-                for (reply, out) in replies.drain(..).zip(outputs) {
-                    let _ = reply.send(out);
-                }
+                let run = run.clone();
+                tokio::spawn(async move {
+                    let outputs = run(inputs).await;
+                    for (reply, out) in replies.into_iter().zip(outputs) {
+                        let _ = reply.send(out);
+                    }
+                    drop(slot);
+                });
             }
         });
         Self { tx }
@@ -99,6 +108,13 @@ where
     Err(last.unwrap_or(sqlx::Error::PoolTimedOut))
 }
 
+/// Claim (and completion) statements allowed in flight at once per process.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// The relay is poked once per this many messages taken from Redis: often enough to keep
+/// the queue fed during a backlog, rarely enough not to run a relay pass per message.
+const RELAY_POKE_EVERY: u64 = 64;
+
 struct Inflight {
     attempt: i32,
     flags: Arc<Flags>,
@@ -117,6 +133,7 @@ pub struct Runner {
     inflight: Mutex<HashMap<Uuid, Inflight>>,
     /// Poked when a message was taken from Redis, so the relay can refill the room.
     relay_wake: Arc<Notify>,
+    taken: AtomicU64,
     stopping: AtomicBool,
 }
 
@@ -131,7 +148,7 @@ impl Runner {
         let claimer = {
             let shared = shared.clone();
             let worker = worker.clone();
-            Batcher::spawn(256, move |ids: Vec<Uuid>| {
+            Batcher::spawn(256, BATCHES_IN_FLIGHT, move |ids: Vec<Uuid>| {
                 let shared = shared.clone();
                 let worker = worker.clone();
                 async move {
@@ -154,7 +171,7 @@ impl Runner {
         };
         let completer = {
             let shared = shared.clone();
-            Batcher::spawn(256, move |done: Vec<(Uuid, i32, Value)>| {
+            Batcher::spawn(256, BATCHES_IN_FLIGHT, move |done: Vec<(Uuid, i32, Value)>| {
                 let shared = shared.clone();
                 async move {
                     let ttl = shared.config.task_ttl;
@@ -180,6 +197,7 @@ impl Runner {
             completer,
             inflight: Mutex::new(HashMap::new()),
             relay_wake,
+            taken: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
         });
         tokio::spawn(renew_leases(Arc::downgrade(&runner)));
@@ -202,7 +220,9 @@ impl Runner {
             // Shutting down: leave it; the relay pushes it again for another worker.
             return;
         }
-        self.relay_wake.notify_one();
+        if self.taken.fetch_add(1, Ordering::Relaxed) % RELAY_POKE_EVERY == 0 {
+            self.relay_wake.notify_one();
+        }
         let claimed = match self.claimer.call(envelope.task).await {
             Some(Ok(Some(c))) => c,
             Some(Ok(None)) => {
