@@ -171,23 +171,27 @@ impl Runner {
         };
         let completer = {
             let shared = shared.clone();
-            Batcher::spawn(256, BATCHES_IN_FLIGHT, move |done: Vec<(Uuid, i32, Value)>| {
-                let shared = shared.clone();
-                async move {
-                    let ttl = shared.config.task_ttl;
-                    let result = with_retries("complete", || {
-                        store::complete_many(&shared.pool, &done, ttl)
-                    })
-                    .await;
-                    match result {
-                        Ok(ids) => {
-                            shared.notifier.changed(&ids);
-                            done.iter().map(|d| Ok(ids.contains(&d.0))).collect()
+            Batcher::spawn(
+                256,
+                BATCHES_IN_FLIGHT,
+                move |done: Vec<(Uuid, i32, Value)>| {
+                    let shared = shared.clone();
+                    async move {
+                        let ttl = shared.config.task_ttl;
+                        let result = with_retries("complete", || {
+                            store::complete_many(&shared.pool, &done, ttl)
+                        })
+                        .await;
+                        match result {
+                            Ok(ids) => {
+                                shared.notifier.changed(&ids);
+                                done.iter().map(|d| Ok(ids.contains(&d.0))).collect()
+                            }
+                            Err(e) => done.iter().map(|_| Err(e.to_string())).collect(),
                         }
-                        Err(e) => done.iter().map(|_| Err(e.to_string())).collect(),
                     }
-                }
-            })
+                },
+            )
         };
         let runner = Arc::new(Self {
             shared,
