@@ -224,7 +224,11 @@ impl Runner {
             // Shutting down: leave it; the relay pushes it again for another worker.
             return;
         }
-        if self.taken.fetch_add(1, Ordering::Relaxed) % RELAY_POKE_EVERY == 0 {
+        if self
+            .taken
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(RELAY_POKE_EVERY)
+        {
             self.relay_wake.notify_one();
         }
         let claimed = match self.claimer.call(envelope.task).await {
