@@ -33,8 +33,7 @@ use super::{
 use crate::{kinds::Registry, queue::Envelope};
 
 /// Groups concurrent calls into batch calls: whatever queued up while earlier batches ran
-/// goes into the next one. Up to `in_flight` batches run at once, so a task never waits for
-/// an unrelated statement's round trip (with one in flight, low concurrency stalls on it).
+/// goes into the next one. Up to `in_flight` batches run at once.
 struct Batcher<I, O> {
     tx: mpsc::UnboundedSender<(I, oneshot::Sender<O>)>,
 }
@@ -108,8 +107,10 @@ where
     Err(last.unwrap_or(sqlx::Error::PoolTimedOut))
 }
 
-/// Claim (and completion) statements allowed in flight at once per process.
-const BATCHES_IN_FLIGHT: usize = 4;
+/// Claim (and completion) statements allowed in flight at once per process. Measured
+/// (BENCHMARKS.md): 4 in flight made batches smaller and cost Postgres more per task, halving
+/// throughput (noop drain at concurrency 16: 1,040/s against 1,900/s with 1).
+const BATCHES_IN_FLIGHT: usize = 1;
 
 /// The relay is poked once per this many messages taken from Redis: often enough to keep
 /// the queue fed during a backlog, rarely enough not to run a relay pass per message.
