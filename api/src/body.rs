@@ -96,7 +96,15 @@ impl JsonObject {
         })
     }
 
-    fn fail(&mut self, name: &str, problem: impl Into<String>) {
+    /// Whether `name` is present and not null.
+    pub fn has(&self, name: &str) -> bool {
+        self.fields
+            .get(name)
+            .is_some_and(|v| v.get().trim() != "null")
+    }
+
+    /// Records a problem with `name` (the first one per field is kept).
+    pub fn fail(&mut self, name: &str, problem: impl Into<String>) {
         self.errors
             .entry(name.to_string())
             .or_insert_with(|| problem.into());

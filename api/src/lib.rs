@@ -20,6 +20,7 @@ use axum::{
     Router,
 };
 use jobs::{
+    domain::report_cache::ReportCache,
     enqueue::Enqueuer,
     kinds::{self, KindSpec},
     queue::Transport,
@@ -36,6 +37,8 @@ use error::ApiError;
 #[derive(Debug)]
 pub struct Kinds {
     pub assignment: KindSpec,
+    pub payment: KindSpec,
+    pub kpi_refresh: KindSpec,
 }
 
 #[derive(Clone)]
@@ -45,6 +48,7 @@ pub struct AppState {
     pub enqueuer: Enqueuer,
     pub progress: ProgressStore,
     pub notifier: Notifier,
+    pub report_cache: ReportCache,
     pub hub: events::EventHub,
     pub tokens: auth::Tokens,
     pub config: Arc<ApiConfig>,
@@ -61,11 +65,14 @@ impl AppState {
             enqueuer: Enqueuer::new(pool.clone(), transport, core.task_ttl),
             progress: ProgressStore::new(redis.clone(), keys.clone(), core.task_ttl),
             notifier: Notifier::new(redis.clone(), keys.clone()),
-            hub: events::EventHub::start(core.redis_url.clone(), keys),
+            hub: events::EventHub::start(core.redis_url.clone(), keys.clone()),
             tokens: config.tokens.clone(),
             kinds: Arc::new(Kinds {
                 assignment: kinds::assignment::spec(),
+                payment: kinds::payment::spec(),
+                kpi_refresh: kinds::kpi_refresh::spec(),
             }),
+            report_cache: ReportCache::new(redis.clone(), keys.clone()),
             config: Arc::new(config),
             pool,
             redis,
@@ -130,7 +137,7 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 }
 
 pub fn router(state: AppState) -> Router {
-    use routes::{director, health, tasks};
+    use routes::{director, health, reports, tasks};
     let task_routes = |prefix: &str, r: Router<AppState>| {
         r.route(&format!("{prefix}/{{id}}"), get(tasks::get_task))
             .route(&format!("{prefix}/{{id}}/result"), get(tasks::get_result))
@@ -140,7 +147,21 @@ pub fn router(state: AppState) -> Router {
     let r = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/director/assign", post(director::assign));
+        .route("/director/assign", post(director::assign))
+        .route("/director/payments", post(director::payment))
+        .route("/director/organizers/{id}/ledger", get(reports::ledger))
+        .route("/director/overview", get(reports::legacy_overview))
+        .route("/director/reports/overview", get(reports::overview))
+        .route(
+            "/director/reports/top-organizers",
+            get(reports::top_organizers),
+        )
+        .route("/director/reports/debt-aging", get(reports::debt_aging))
+        .route(
+            "/director/reports/tickets-usage",
+            get(reports::tickets_usage),
+        )
+        .route("/director/kpis/refresh", post(reports::refresh_kpis));
     let r = task_routes("/tasks", r);
     let r = task_routes("/director/reports/tasks", r);
     r.fallback(not_found_route)

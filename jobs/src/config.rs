@@ -3,7 +3,9 @@
 //! Variables (all optional, defaults work on a developer machine; see `.env.example`):
 //! `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`, `REDIS_URL`, `REDIS_PREFIX`,
 //! `QUEUE_MAX_READY`, `QUEUE_REPUSH_AFTER_SECONDS`, `TASK_LEASE_SECONDS`,
-//! `DIRECTOR_REPORT_JOB_TTL_SECONDS`, `TICKET_PREMIUM_FACTOR`, `DEFAULT_CURRENCY`.
+//! `DIRECTOR_REPORT_JOB_TTL_SECONDS`, `TICKET_PREMIUM_FACTOR`, `DEFAULT_CURRENCY`,
+//! `DIRECTOR_CACHE_TTL_SECONDS`, `DIRECTOR_REPORT_CACHE_TTL_SECONDS`,
+//! `KPI_REFRESH_INTERVAL_MINUTES`, `KPI_REFRESH_COALESCE_SECONDS`.
 
 use std::{env, str::FromStr, time::Duration};
 
@@ -68,6 +70,14 @@ pub struct Config {
     pub task_ttl: Duration,
     pub ticket_premium_factor: i64,
     pub default_currency: String,
+    /// TTL of the cached `/director/overview` (`DIRECTOR_CACHE_TTL_SECONDS`).
+    pub director_cache_ttl: Duration,
+    /// TTL of cached `/director/reports/*` (`DIRECTOR_REPORT_CACHE_TTL_SECONDS`).
+    pub director_report_cache_ttl: Duration,
+    /// Period of the cron-driven KPI refresh (`KPI_REFRESH_INTERVAL_MINUTES`).
+    pub kpi_refresh_interval: Duration,
+    /// Writes within this window share one KPI refresh, run at its end.
+    pub kpi_refresh_coalesce: Duration,
 }
 
 impl Config {
@@ -117,6 +127,12 @@ impl Config {
             task_ttl: seconds("DIRECTOR_REPORT_JOB_TTL_SECONDS", 86_400)?,
             ticket_premium_factor: factor,
             default_currency: currency,
+            director_cache_ttl: seconds("DIRECTOR_CACHE_TTL_SECONDS", 45)?,
+            director_report_cache_ttl: seconds("DIRECTOR_REPORT_CACHE_TTL_SECONDS", 45)?,
+            kpi_refresh_interval: Duration::from_secs(
+                60 * parsed::<u64>("KPI_REFRESH_INTERVAL_MINUTES", 30)?.max(1),
+            ),
+            kpi_refresh_coalesce: seconds("KPI_REFRESH_COALESCE_SECONDS", 5)?,
         })
     }
 }

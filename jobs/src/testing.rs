@@ -117,6 +117,10 @@ impl TestEnv {
             task_ttl: Duration::from_secs(86_400),
             ticket_premium_factor: 2,
             default_currency: "MXN".into(),
+            director_cache_ttl: Duration::from_secs(45),
+            director_report_cache_ttl: Duration::from_secs(45),
+            kpi_refresh_interval: Duration::from_secs(1800),
+            kpi_refresh_coalesce: Duration::from_secs(5),
         };
         Self {
             keys: Keys::new(schema.clone()),

@@ -3,6 +3,7 @@
 //! janitor. Every task a message points at is run by the [`jobs::task::runner::Runner`].
 
 pub mod config;
+pub mod cron;
 pub mod wake;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -13,11 +14,7 @@ use jobs::{
     kinds::Registry,
     queue::{relay::Relay, Envelope, Transport},
     redis_conn::Keys,
-    task::{
-        context::Shared,
-        progress::{Notifier, ProgressStore},
-        runner::Runner,
-    },
+    task::{context::Shared, runner::Runner},
 };
 use redis::aio::ConnectionManager;
 use serde_json::Value;
@@ -144,17 +141,12 @@ pub async fn run(
         jobs::redis_conn::connect_with_retry(&core.redis_url, Duration::from_secs(60)).await?;
     let keys = Keys::new(core.redis_prefix.clone());
     let transport = Transport::new(conn.clone(), keys.clone(), core.queue_max_ready);
-    let notifier = Notifier::new(conn.clone(), keys.clone());
-    let shared = Arc::new(Shared {
-        pool: pool.clone(),
-        config: core.clone(),
-        progress: ProgressStore::new(conn.clone(), keys.clone(), core.task_ttl),
-        notifier: notifier.clone(),
-    });
+    let shared = Arc::new(Shared::new(pool.clone(), core.clone(), conn.clone()));
+    let notifier = shared.notifier.clone();
     let instance = instance_name();
     let relay_wake = Arc::new(Notify::new());
     let runner = Runner::start(
-        shared,
+        shared.clone(),
         Arc::new(registry),
         instance.clone(),
         relay_wake.clone(),
@@ -180,6 +172,12 @@ pub async fn run(
         keys.clone(),
         queues.clone(),
         Duration::from_secs(5),
+        background.clone(),
+    ));
+    tasks.spawn(cron::run(
+        shared.enqueuer.clone(),
+        jobs::kinds::kpi_refresh::spec(),
+        core.kpi_refresh_interval,
         background.clone(),
     ));
     let signals: HashMap<String, Arc<WakeSignal>> = queues

@@ -19,6 +19,77 @@ enum Command {
     Run,
     /// Apply database migrations and exit.
     Migrate,
+    /// Create one task, wait for a worker to finish it, print it, exit 0 if it completed.
+    /// For an external cron, e.g. `worker run-once kpi-refresh`.
+    RunOnce {
+        /// What to run: `kpi-refresh`.
+        job: String,
+        /// Give up waiting after this many seconds (the task itself goes on).
+        #[arg(long, default_value_t = 900)]
+        timeout: u64,
+    },
+}
+
+/// `worker run-once <job>`: enqueue, then wait on the task row.
+async fn run_once(cfg: &worker::WorkerConfig, job: &str, timeout: u64) -> anyhow::Result<bool> {
+    use jobs::{
+        enqueue::{Enqueued, Enqueuer, Request},
+        queue::Transport,
+        redis_conn::Keys,
+        task::store,
+    };
+    let spec = match job {
+        "kpi-refresh" | "kpi_refresh" => jobs::kinds::kpi_refresh::spec(),
+        other => anyhow::bail!("unknown job {other:?}; known: kpi-refresh"),
+    };
+    let core = &cfg.core;
+    let pool = jobs::db::connect(&core.database_url, 2).await?;
+    jobs::db::migrate(&pool).await?;
+    let redis =
+        jobs::redis_conn::connect_with_retry(&core.redis_url, std::time::Duration::from_secs(10))
+            .await?;
+    let transport = Transport::new(
+        redis,
+        Keys::new(core.redis_prefix.clone()),
+        core.queue_max_ready,
+    );
+    let enqueuer = Enqueuer::new(pool.clone(), transport, core.task_ttl);
+    let rec = match enqueuer
+        .enqueue(Request {
+            spec: &spec,
+            params: serde_json::json!({ "trigger": "cli" }),
+            requester: "cli",
+            idempotency_key: None,
+            request_id: None,
+            run_at: None,
+        })
+        .await?
+    {
+        Enqueued::Created(rec) | Enqueued::Replayed(rec) | Enqueued::Conflict(rec) => rec,
+    };
+    tracing::info!(task.id = %rec.id, "task created; waiting for a worker to run it");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(timeout);
+    loop {
+        let rec = store::get(&pool, rec.id, None)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("task vanished"))?;
+        if rec.status().is_terminal() {
+            println!(
+                "{}",
+                serde_json::json!({ "taskId": rec.id, "status": rec.status, "attempts": rec.attempts,
+                                    "result": rec.result, "error": rec.error })
+            );
+            return Ok(rec.status() == jobs::task::TaskStatus::Completed);
+        }
+        if tokio::time::Instant::now() > deadline {
+            println!(
+                "{}",
+                serde_json::json!({ "taskId": rec.id, "status": rec.status, "timedOut": true })
+            );
+            return Ok(false);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
 }
 
 async fn shutdown_signal() {
@@ -53,6 +124,10 @@ async fn main() -> anyhow::Result<()> {
             jobs::db::migrate(&pool).await?;
             tracing::info!("migrations applied");
             Ok(())
+        }
+        Command::RunOnce { job, timeout } => {
+            let ok = run_once(&cfg, &job, timeout).await?;
+            std::process::exit(if ok { 0 } else { 1 });
         }
         Command::Run => {
             let shutdown = CancellationToken::new();

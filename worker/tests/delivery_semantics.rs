@@ -9,23 +9,17 @@ use common::*;
 use jobs::{
     kinds::{assignment, Registry},
     queue::Envelope,
-    task::{
-        context::Shared,
-        progress::{Notifier, ProgressStore},
-        runner::Runner,
-        TaskStatus,
-    },
+    task::{context::Shared, runner::Runner, TaskStatus},
     testing::TestEnv,
 };
 use tokio::sync::Notify;
 
 fn runner(env: &TestEnv, name: &str) -> Arc<Runner> {
-    let shared = Arc::new(Shared {
-        pool: env.pool.clone(),
-        config: env.config.clone(),
-        progress: ProgressStore::new(env.redis.clone(), env.keys.clone(), env.config.task_ttl),
-        notifier: Notifier::new(env.redis.clone(), env.keys.clone()),
-    });
+    let shared = Arc::new(Shared::new(
+        env.pool.clone(),
+        env.config.clone(),
+        env.redis.clone(),
+    ));
     Runner::start(
         shared,
         Arc::new(Registry::standard()),

@@ -1,8 +1,9 @@
 //! Director writes (seeds/000): each validated request becomes a task.
 
 use axum::{extract::State, http::HeaderMap, response::Response};
-use jobs::kinds::assignment::{
-    self, AssignmentParams, AssignmentType, MAX_PRICE_CENTS, MAX_TICKETS,
+use jobs::kinds::{
+    assignment::{self, AssignmentParams, AssignmentType, MAX_PRICE_CENTS, MAX_TICKETS},
+    payment::{PaymentParams, MAX_AMOUNT_CENTS},
 };
 
 use crate::{auth::Principal, body::JsonObject, error::ApiError, AppState};
@@ -55,4 +56,51 @@ pub async fn assign(
         params,
     )
     .await
+}
+
+/// `POST /director/payments` `{organizerId, amount | amountCents, currency?, metadata?}` →
+/// 202 with a `payment` task. `amount` is in major units (at most 2 decimals), `amountCents`
+/// an integer; exactly one of them.
+pub async fn payment(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    mut body: JsonObject,
+) -> Result<Response, ApiError> {
+    let organizer_id = body.required_str("organizerId", assignment::id_problem);
+    let cents = match (body.has("amount"), body.has("amountCents")) {
+        (true, false) => body.required_money("amount", MAX_AMOUNT_CENTS),
+        (false, true) => body.required_int("amountCents", 1, MAX_AMOUNT_CENTS),
+        (true, true) => {
+            body.required_money("amount", MAX_AMOUNT_CENTS);
+            body.required_int("amountCents", 1, MAX_AMOUNT_CENTS);
+            body.fail("amount", "give either amount or amountCents, not both");
+            None
+        }
+        (false, false) => {
+            body.fail("amount", "is required (or amountCents)");
+            body.required_money("amount", MAX_AMOUNT_CENTS);
+            body.required_int("amountCents", 1, MAX_AMOUNT_CENTS);
+            None
+        }
+    };
+    if cents == Some(0) {
+        body.fail("amount", "must be > 0");
+    }
+    let currency = body.optional_str("currency", currency_problem);
+    let metadata = body.optional_object("metadata", 4096);
+    body.finish()?;
+    let (Some(organizer_id), Some(amount_cents)) = (organizer_id, cents) else {
+        return Err(ApiError::validation(Default::default()));
+    };
+    let params = PaymentParams {
+        organizer_id,
+        amount_cents,
+        currency: currency
+            .map(|c| c.to_ascii_uppercase())
+            .unwrap_or_else(|| state.config.core.default_currency.clone()),
+        metadata: metadata.unwrap_or_else(|| serde_json::json!({})),
+    };
+    let params = serde_json::to_value(params).map_err(|e| ApiError::unavailable("encoder", e))?;
+    super::enqueue(&state, &principal, &headers, &state.kinds.payment, params).await
 }

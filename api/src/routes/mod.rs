@@ -2,6 +2,7 @@
 
 pub mod director;
 pub mod health;
+pub mod reports;
 pub mod tasks;
 
 use axum::{

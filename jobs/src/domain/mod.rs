@@ -2,3 +2,5 @@
 
 pub mod ledger;
 pub mod money;
+pub mod report_cache;
+pub mod reports;

@@ -158,5 +158,7 @@ async fn run(ctx: TaskContext) -> Result<Done, JobError> {
         "eventType": event_type,
         "balance": balance,
     });
-    ctx.complete_in(tx, result).await
+    let done = ctx.complete_in(tx, result).await?;
+    super::kpi_refresh::after_ledger_write(&ctx).await;
+    Ok(done)
 }

@@ -4,7 +4,9 @@
 //! in the api.
 
 pub mod assignment;
+pub mod kpi_refresh;
 pub mod noop;
+pub mod payment;
 
 use std::{collections::BTreeMap, future::Future, pin::Pin, sync::Arc, time::Duration};
 
@@ -78,6 +80,8 @@ impl Registry {
         let mut r = Self::default();
         r.register(assignment::spec());
         r.register(noop::spec());
+        r.register(payment::spec());
+        r.register(kpi_refresh::spec());
         r
     }
 

@@ -19,7 +19,7 @@ use super::{
     progress::{Notifier, ProgressStore},
     store,
 };
-use crate::config::Config;
+use crate::{config::Config, domain::report_cache::ReportCache, enqueue::Enqueuer};
 
 /// Why an attempt did not complete. The variant decides what happens next.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -81,6 +81,26 @@ pub struct Shared {
     pub config: Config,
     pub progress: ProgressStore,
     pub notifier: Notifier,
+    /// For jobs that create tasks (follow-ups, fan-out).
+    pub enqueuer: Enqueuer,
+    pub report_cache: ReportCache,
+}
+
+impl Shared {
+    /// Everything built on one pool and one Redis connection.
+    pub fn new(pool: PgPool, config: Config, redis: redis::aio::ConnectionManager) -> Self {
+        let keys = crate::redis_conn::Keys::new(config.redis_prefix.clone());
+        let transport =
+            crate::queue::Transport::new(redis.clone(), keys.clone(), config.queue_max_ready);
+        Self {
+            progress: ProgressStore::new(redis.clone(), keys.clone(), config.task_ttl),
+            notifier: Notifier::new(redis.clone(), keys.clone()),
+            enqueuer: Enqueuer::new(pool.clone(), transport, config.task_ttl),
+            report_cache: ReportCache::new(redis, keys),
+            pool,
+            config,
+        }
+    }
 }
 
 /// Signals set by the runner from outside the handler (lease renewal sees them first).
@@ -129,6 +149,14 @@ impl TaskContext {
 
     pub fn config(&self) -> &Config {
         &self.shared.config
+    }
+
+    pub fn enqueuer(&self) -> &Enqueuer {
+        &self.shared.enqueuer
+    }
+
+    pub fn report_cache(&self) -> &ReportCache {
+        &self.shared.report_cache
     }
 
     /// The task's params as `T`. Params were validated before enqueue, so a mismatch means a

@@ -1,0 +1,131 @@
+//! `kpi_refresh`: refreshes the director KPI views (concurrently, so reports keep reading
+//! them), then pre-warms the common report caches. Created by the worker's cron (one task
+//! per tick across replicas), by `POST /director/kpis/refresh`, by `worker run-once
+//! kpi-refresh`, and a few seconds after ledger writes (one per burst).
+
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use serde_json::{json, Value};
+
+use super::KindSpec;
+use crate::{
+    domain::reports::{self, Query, Sort, VIEWS},
+    enqueue::Request,
+    queue,
+    task::{
+        context::{Done, JobError, TaskContext},
+        retry::Backoff,
+    },
+};
+
+pub const NAME: &str = "kpi_refresh";
+/// Requester of the tasks the system creates by itself.
+pub const SYSTEM: &str = "system";
+
+pub fn spec() -> KindSpec {
+    KindSpec::new(
+        NAME,
+        queue::MAINTENANCE,
+        3,
+        Duration::from_secs(600),
+        Backoff::new(Duration::from_secs(10), Duration::from_secs(120)),
+        run,
+    )
+}
+
+/// The report caches a refresh pre-warms: what the dashboard asks for by default.
+pub fn common_queries(currency: &str) -> Vec<(&'static str, Query)> {
+    let q = Query::new(currency);
+    let mut by_created = q.clone();
+    by_created.sort = Sort::CreatedAt;
+    vec![
+        ("overview", q.clone()),
+        ("legacy-overview", q.clone()),
+        ("top-organizers", q.clone()),
+        ("tickets-usage", q.clone()),
+        ("debt-aging", q),
+        ("tickets-usage", by_created),
+    ]
+}
+
+/// Computes one report by name (shared by the api and the pre-warm).
+pub async fn compute(pool: &sqlx::PgPool, report: &str, q: &Query) -> Result<Value, sqlx::Error> {
+    match report {
+        "top-organizers" => reports::top_organizers(pool, q).await,
+        "tickets-usage" => reports::tickets_usage(pool, q).await,
+        "debt-aging" => reports::debt_aging(pool, q).await,
+        _ => reports::overview(pool, q).await,
+    }
+}
+
+async fn run(ctx: TaskContext) -> Result<Done, JobError> {
+    let total = VIEWS.len() + 1;
+    let mut views = Vec::new();
+    for (i, view) in VIEWS.iter().enumerate() {
+        ctx.check_cancel().await?;
+        ctx.progress((i * 100 / total) as u8, &format!("refresh:{view}"))
+            .await;
+        let started = Instant::now();
+        sqlx::query(&format!("REFRESH MATERIALIZED VIEW CONCURRENTLY {view}"))
+            .execute(ctx.pool())
+            .await?;
+        views.push(json!({ "view": view, "ms": started.elapsed().as_millis() as u64 }));
+    }
+    ctx.progress((VIEWS.len() * 100 / total) as u8, "prewarm")
+        .await;
+    let cache = ctx.report_cache();
+    // New view contents: drop what was cached from the old ones, then fill the usual reports.
+    if let Err(e) = cache.invalidate().await {
+        tracing::warn!(error = %e, "report cache not invalidated; entries expire by TTL");
+    }
+    let mut prewarmed = Vec::new();
+    for (report, q) in common_queries(&ctx.config().default_currency) {
+        let ttl = if report == "legacy-overview" {
+            ctx.config().director_cache_ttl
+        } else {
+            ctx.config().director_report_cache_ttl
+        };
+        cache
+            .get_or(report, &q.cache_key(), ttl, || {
+                compute(ctx.pool(), report, &q)
+            })
+            .await?;
+        prewarmed.push(report);
+    }
+    Ok(Done::Result(
+        json!({ "views": views, "prewarmed": prewarmed }),
+    ))
+}
+
+/// After a ledger write: make cached reports stale now, and schedule one KPI refresh at the
+/// end of the current coalescing window (every write of a burst lands on the same task, by
+/// its idempotency key). Best effort: the write is already committed; the cron refresh
+/// catches up if this fails.
+pub async fn after_ledger_write(ctx: &TaskContext) {
+    if let Err(e) = ctx.report_cache().invalidate().await {
+        tracing::warn!(error = %e, "director caches not invalidated; they expire by TTL");
+    }
+    let window = ctx.config().kpi_refresh_coalesce.as_secs().max(1) as i64;
+    let now = Utc::now().timestamp();
+    let end = (now / window + 1) * window;
+    let Some(run_at) = Utc.timestamp_opt(end, 0).single() else {
+        return;
+    };
+    let key = format!("kpi_refresh:after-write:{end}");
+    let spec = spec();
+    let result = ctx
+        .enqueuer()
+        .enqueue(Request {
+            spec: &spec,
+            params: json!({ "trigger": "ledger-write" }),
+            requester: SYSTEM,
+            idempotency_key: Some(&key),
+            request_id: None,
+            run_at: Some(run_at),
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "coalesced KPI refresh not scheduled; cron will refresh");
+    }
+}

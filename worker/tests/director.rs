@@ -1,0 +1,476 @@
+//! Director: payments, the ledger read, the reports against a hand-computed fixture, the
+//! report cache, the KPI refresh job and its cron.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::http::{Request, StatusCode};
+use common::*;
+use jobs::{queue, task::TaskStatus, testing::TestEnv};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Fixture (MXN unless noted), ages as of 2025-12-31:
+///  1 org_demo ev_demo    assign_prepaid 100 t (eq 100) 35000  2025-08-01
+///  2 org_demo ev_premium assign_loan     10 t (eq  20) 20000  2025-10-15
+///  3 org_demo            payment                       40000  2025-11-01
+///  4 org_demo ev_demo    assign_prepaid   5 t (eq   5)  5000  2025-12-20
+///  5 org_acme ev_acme    assign_prepaid  50 t (eq  50) 10000  2025-11-20
+///  6 org_acme            payment                       15000  2025-12-01  (credit 5000)
+///  7 org_demo ev_demo    assign_prepaid   7 t (eq   7)   700 USD 2025-12-05
+async fn fixture(env: &TestEnv) {
+    env.seed_demo().await;
+    sqlx::raw_sql(
+        "INSERT INTO events (id, organizer_id, name, type) VALUES ('ev_acme', 'org_acme', 'Acme Fest', 'standard');
+         INSERT INTO director_ledger_entries (id, organizer_id, event_id, entry_type, tickets, tickets_equivalent, amount_cents, currency, task_id, created_at) VALUES
+          (gen_random_uuid(), 'org_demo', 'ev_demo',    'assign_prepaid', 100, 100, 35000, 'MXN', gen_random_uuid(), '2025-08-01 10:00Z'),
+          (gen_random_uuid(), 'org_demo', 'ev_premium', 'assign_loan',     10,  20, 20000, 'MXN', gen_random_uuid(), '2025-10-15 10:00Z'),
+          (gen_random_uuid(), 'org_demo', NULL,         'payment',          0,   0, 40000, 'MXN', gen_random_uuid(), '2025-11-01 10:00Z'),
+          (gen_random_uuid(), 'org_demo', 'ev_demo',    'assign_prepaid',   5,   5,  5000, 'MXN', gen_random_uuid(), '2025-12-20 10:00Z'),
+          (gen_random_uuid(), 'org_acme', 'ev_acme',    'assign_prepaid',  50,  50, 10000, 'MXN', gen_random_uuid(), '2025-11-20 10:00Z'),
+          (gen_random_uuid(), 'org_acme', NULL,         'payment',          0,   0, 15000, 'MXN', gen_random_uuid(), '2025-12-01 10:00Z'),
+          (gen_random_uuid(), 'org_demo', 'ev_demo',    'assign_prepaid',   7,   7,   700, 'USD', gen_random_uuid(), '2025-12-05 10:00Z');
+         INSERT INTO guests (id, event_id, name, status) VALUES
+          ('g1', 'ev_demo', 'A', 'confirmed'), ('g2', 'ev_demo', 'B', 'confirmed'), ('g3', 'ev_demo', 'C', 'scanned'),
+          ('g4', 'ev_acme', 'D', 'pending');
+         INSERT INTO deliveries (id, event_id, guest_id, channel, kind, status) VALUES
+          (gen_random_uuid(), 'ev_demo', 'g1', 'email', 'invitation', 'delivered'),
+          (gen_random_uuid(), 'ev_demo', 'g2', 'whatsapp', 'invitation', 'failed');
+         REFRESH MATERIALIZED VIEW mv_kpi_tickets_entregados;
+         REFRESH MATERIALIZED VIEW mv_kpi_deuda_abierta;
+         REFRESH MATERIALIZED VIEW mv_kpi_top_organizadores;",
+    )
+    .execute(&env.pool)
+    .await
+    .unwrap();
+}
+
+async fn get(app: &axum::Router, path: &str) -> (StatusCode, Value, Option<String>) {
+    let req = Request::builder()
+        .uri(path)
+        .header("authorization", format!("Bearer {DEMO}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let cache = resp
+        .headers()
+        .get("x-cache")
+        .map(|v| v.to_str().unwrap().to_string());
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 22)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        cache,
+    )
+}
+
+fn metric(body: &Value, name: &str) -> Value {
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["metric"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("metric {name} missing in {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overview_matches_the_fixture_with_filters_at_the_edges() {
+    let env = TestEnv::new().await;
+    fixture(&env).await;
+    let app = api(&env);
+    for path in ["/director/reports/overview", "/director/overview"] {
+        let (status, body, _) = get(&app, path).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(metric(&body, "ticketsEquivalentDelivered")["value"], 175);
+        assert_eq!(metric(&body, "assignedValueCents")["value"], 70_000);
+        assert_eq!(metric(&body, "paymentsAppliedCents")["value"], 55_000);
+        assert_eq!(metric(&body, "openDebtCents")["value"], 15_000);
+        assert_eq!(metric(&body, "activeOrganizers")["value"], 2);
+        assert_eq!(
+            metric(&body, "guestsByStatus")["breakdown"],
+            json!([{"status":"confirmed","count":2},{"status":"pending","count":1},{"status":"scanned","count":1}])
+        );
+        assert_eq!(
+            metric(&body, "deliveriesByStatus")["breakdown"],
+            json!([{"status":"delivered","count":1},{"status":"failed","count":1}])
+        );
+        assert!(body["meta"]["generatedAt"].is_string());
+        assert!(body["requestId"].is_string());
+    }
+    let (_, nov, _) = get(
+        &app,
+        "/director/reports/overview?from=2025-11-01&to=2025-11-30",
+    )
+    .await;
+    assert_eq!(metric(&nov, "ticketsEquivalentDelivered")["value"], 50);
+    assert_eq!(
+        metric(&nov, "paymentsAppliedCents")["value"],
+        40_000,
+        "the payment on the first day counts"
+    );
+    assert_eq!(metric(&nov, "openDebtCents")["value"], -30_000);
+    assert_eq!(nov["meta"]["from"], "2025-11-01");
+    let (_, day, _) = get(
+        &app,
+        "/director/reports/overview?from=2025-12-20&to=2025-12-20",
+    )
+    .await;
+    assert_eq!(
+        metric(&day, "assignedValueCents")["value"],
+        5_000,
+        "a one-day window includes that day"
+    );
+    assert_eq!(metric(&day, "activeOrganizers")["value"], 1);
+    let (_, usd, _) = get(&app, "/director/reports/overview?currency=usd").await;
+    assert_eq!(
+        metric(&usd, "assignedValueCents")["value"],
+        700,
+        "currencies are never summed together"
+    );
+    let (_, st, _) = get(
+        &app,
+        "/director/reports/overview?status=confirmed,delivered&eventId=ev_demo",
+    )
+    .await;
+    assert_eq!(
+        metric(&st, "guestsByStatus")["breakdown"],
+        json!([{"status":"confirmed","count":2}])
+    );
+    assert_eq!(
+        metric(&st, "deliveriesByStatus")["breakdown"],
+        json!([{"status":"delivered","count":1}])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_organizers_and_tickets_usage_rank_and_paginate() {
+    let env = TestEnv::new().await;
+    fixture(&env).await;
+    let app = api(&env);
+    let (status, body, _) = get(
+        &app,
+        "/director/reports/top-organizers?sort=tickets&dir=desc",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"][0]["organizerId"], "org_demo");
+    assert_eq!(body["data"][0]["ticketsEquivalent"], 125);
+    assert_eq!(body["data"][0]["assignedValueCents"], 60_000);
+    assert_eq!(body["data"][0]["lastActivityAt"], "2025-12-20T10:00:00Z");
+    assert_eq!(body["data"][1]["organizerId"], "org_acme");
+    assert_eq!(
+        body["data"][1]["lastActivityAt"], "2025-12-01T10:00:00Z",
+        "a payment is activity"
+    );
+    assert_eq!(
+        (body["meta"]["total"].clone(), body["meta"]["pages"].clone()),
+        (json!(2), json!(1))
+    );
+
+    let (_, p2, _) = get(&app, "/director/reports/top-organizers?page=2&pageSize=1").await;
+    assert_eq!(p2["data"].as_array().unwrap().len(), 1);
+    assert_eq!(p2["data"][0]["organizerId"], "org_acme");
+    assert_eq!(
+        (p2["meta"]["total"].clone(), p2["meta"]["pages"].clone()),
+        (json!(2), json!(2))
+    );
+    let (_, past, _) = get(&app, "/director/reports/top-organizers?page=3&pageSize=1").await;
+    assert_eq!(
+        past["data"],
+        json!([]),
+        "past the end: empty page, same totals"
+    );
+    assert_eq!(past["meta"]["total"], 2);
+    let (_, asc, _) = get(&app, "/director/reports/top-organizers?sort=amount&dir=asc").await;
+    assert_eq!(asc["data"][0]["organizerId"], "org_acme");
+    let (_, limited, _) = get(&app, "/director/reports/top-organizers?limit=1").await;
+    assert_eq!(limited["meta"]["total"], 1);
+    let (_, premium, _) = get(&app, "/director/reports/top-organizers?eventType=premium").await;
+    assert_eq!(premium["data"][0]["ticketsEquivalent"], 20);
+
+    let (status, usage, _) = get(&app, "/director/reports/tickets-usage?sort=tickets").await;
+    assert_eq!(status, StatusCode::OK, "{usage}");
+    let ids: Vec<&str> = usage["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["eventId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["ev_demo", "ev_acme", "ev_premium"]);
+    assert_eq!(usage["data"][0]["ticketsAssigned"], 105);
+    assert_eq!(usage["data"][0]["assignedValueCents"], 40_000);
+    assert_eq!(usage["data"][0]["eventName"], "Demo Fest");
+    let (_, prem, _) = get(
+        &app,
+        "/director/reports/tickets-usage?eventType=premium&from=2025-09-01&to=2025-10-31",
+    )
+    .await;
+    assert_eq!(
+        prem["data"],
+        json!([{
+            "eventId": "ev_premium", "eventName": "Premium Night", "eventType": "premium", "ticketsAssigned": 10,
+            "ticketsEquivalent": 20, "assignedValueCents": 20000, "lastMovementAt": "2025-10-15T10:00:00Z"
+        }])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debt_aging_pays_oldest_first_and_shows_credit_as_no_debt() {
+    let env = TestEnv::new().await;
+    fixture(&env).await;
+    let app = api(&env);
+    let (status, body, _) = get(&app, "/director/reports/debt-aging?to=2025-12-31").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // org_demo: 40000 paid settles #1 (35000) and 5000 of #2; #2 keeps 15000 (77 days), #4 5000 (11 days).
+    // org_acme: paid more than assigned, nothing open.
+    assert_eq!(
+        body["data"],
+        json!([
+            {"bucket": "0-30", "amountCents": 5000, "count": 1},
+            {"bucket": "31-60", "amountCents": 0, "count": 0},
+            {"bucket": "61-90", "amountCents": 15000, "count": 1},
+            {"bucket": ">90", "amountCents": 0, "count": 0},
+        ])
+    );
+    let (_, acme, _) = get(
+        &app,
+        "/director/reports/debt-aging?to=2025-12-31&organizerId=org_acme",
+    )
+    .await;
+    assert!(acme["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|b| b["amountCents"] == 0));
+
+    let (status, ledger, _) = get(&app, "/director/organizers/org_demo/ledger?pageSize=2").await;
+    assert_eq!(status, StatusCode::OK, "{ledger}");
+    assert_eq!(
+        ledger["data"][0]["createdAt"], "2025-12-20T10:00:00Z",
+        "newest first"
+    );
+    assert_eq!(ledger["meta"]["total"], 5);
+    assert_eq!(ledger["meta"]["pages"], 3);
+    assert_eq!(ledger["totals"]["assignedCents"], 60_000);
+    assert_eq!(ledger["totals"]["paidCents"], 40_000);
+    assert_eq!(ledger["totals"]["debtCents"], 20_000);
+    assert_eq!(ledger["totals"]["ticketsEquivalent"], 125);
+    assert_eq!(
+        ledger["balances"].as_array().unwrap().len(),
+        2,
+        "MXN and USD"
+    );
+    let (_, acme, _) = get(&app, "/director/organizers/org_acme/ledger").await;
+    assert_eq!(
+        acme["totals"]["debtCents"], -5_000,
+        "overpayment shows as credit"
+    );
+    let (status, _, _) = get(&app, "/director/organizers/org_nope/ledger").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_report_filters_are_400_naming_the_parameter() {
+    let env = TestEnv::new().await;
+    let app = api(&env);
+    for (query, param) in [
+        ("from=2025-13-01", "from"),
+        ("to=yesterday", "to"),
+        ("from=2025-12-02&to=2025-12-01", "from"),
+        ("sort=price", "sort"),
+        ("dir=up", "dir"),
+        ("pageSize=0", "pageSize"),
+        ("pageSize=501", "pageSize"),
+        ("page=-1", "page"),
+        ("status=lost", "status"),
+        ("eventType=vip", "eventType"),
+        ("currency=pesos", "currency"),
+        ("organizerId=bad%20id", "organizerId"),
+        ("limit=0", "limit"),
+    ] {
+        for report in ["overview", "top-organizers", "debt-aging", "tickets-usage"] {
+            let (status, body, _) = get(&app, &format!("/director/reports/{report}?{query}")).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{report}?{query}: {body}");
+            assert!(
+                body["error"]["fields"][param].is_string(),
+                "{report}?{query}: {body}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn payments_write_the_ledger_invalidate_caches_and_trigger_one_refresh() {
+    let mut env = TestEnv::new().await;
+    env.config.kpi_refresh_coalesce = Duration::from_secs(1);
+    fixture(&env).await;
+    let app = api(&env);
+    let worker = RunningWorker::start(
+        worker_config(&env, &[queue::ASSIGNMENTS, queue::MAINTENANCE]),
+        test_registry(),
+    );
+
+    let (_, before, first) = get(&app, "/director/reports/overview").await;
+    assert_eq!(first.as_deref(), Some("miss"));
+    let (_, again, second) = get(&app, "/director/reports/overview").await;
+    assert_eq!(second.as_deref(), Some("hit"));
+    assert_eq!(
+        metric(&before, "paymentsAppliedCents"),
+        metric(&again, "paymentsAppliedCents")
+    );
+
+    let mut ids = Vec::new();
+    for body in [
+        json!({"organizerId":"org_demo","amount":1500,"currency":"mxn"}),
+        json!({"organizerId":"org_demo","amountCents":250}),
+    ] {
+        let (status, resp) = call(&app, "POST", "/director/payments", Some(DEMO), Some(body)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{resp}");
+        ids.push(
+            resp["taskId"]
+                .as_str()
+                .unwrap()
+                .parse::<uuid::Uuid>()
+                .unwrap(),
+        );
+    }
+    let rec = env.wait_finished(ids[0], WAIT).await;
+    assert_eq!(rec.status(), TaskStatus::Completed, "{:?}", rec.error);
+    let result = rec.result.unwrap();
+    assert_eq!(result["entry"]["entryType"], "payment");
+    assert_eq!(result["entry"]["amountCents"], 150_000);
+    assert_eq!(result["entry"]["currency"], "MXN");
+    env.wait_finished(ids[1], WAIT).await;
+
+    // The writes made the cached overview stale at once…
+    let (_, _, after_write) = get(&app, "/director/reports/overview").await;
+    assert_eq!(after_write.as_deref(), Some("miss"));
+    // …and scheduled one coalesced refresh, after which the views include the payments.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, body, _) = get(&app, "/director/reports/overview").await;
+        if metric(&body, "paymentsAppliedCents")["value"] == 55_000 + 150_000 + 250 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "views never refreshed: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let refreshes: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM tasks WHERE kind = 'kpi_refresh' AND requester = 'system'",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert!(
+        (1..=2).contains(&refreshes),
+        "a burst of writes shares a refresh, got {refreshes}"
+    );
+    let (_, ledger, _) = get(&app, "/director/organizers/org_demo/ledger").await;
+    assert_eq!(ledger["totals"]["paidCents"], 40_000 + 150_000 + 250);
+    assert_eq!(
+        ledger["totals"]["debtCents"],
+        60_000 - 190_250,
+        "more paid than owed: credit"
+    );
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_payments_are_refused_with_the_field_named() {
+    let env = TestEnv::new().await;
+    let app = api(&env);
+    for (body, field) in [
+        (json!({"organizerId":"org_demo"}), "amount"),
+        (
+            json!({"organizerId":"org_demo","amount":1,"amountCents":100}),
+            "amount",
+        ),
+        (json!({"organizerId":"org_demo","amount":1.001}), "amount"),
+        (json!({"organizerId":"org_demo","amount":-5}), "amount"),
+        (json!({"organizerId":"org_demo","amount":0}), "amount"),
+        (
+            json!({"organizerId":"org_demo","amountCents":1.5}),
+            "amountCents",
+        ),
+        (
+            json!({"organizerId":"org_demo","amountCents":"100"}),
+            "amountCents",
+        ),
+        (
+            json!({"organizerId":"org_demo","amount":10,"currency":"pesos"}),
+            "currency",
+        ),
+        (json!({"amount":10}), "organizerId"),
+        (json!({"organizerId":"org_demo","amount":10,"tip":1}), "tip"),
+    ] {
+        let (status, resp) = call(
+            &app,
+            "POST",
+            "/director/payments",
+            Some(DEMO),
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {resp}");
+        assert!(resp["error"]["fields"][field].is_string(), "{body}: {resp}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_stay_correct_when_redis_is_down() {
+    let mut redis = PrivateRedis::start().await;
+    let env = TestEnv::with_redis(&redis.url()).await;
+    fixture(&env).await;
+    let app = api(&env);
+    redis.stop();
+    let (status, body, cache) = get(&app, "/director/reports/overview").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(cache.as_deref(), Some("miss"));
+    assert_eq!(metric(&body, "openDebtCents")["value"], 15_000);
+    let (status, _, _) = get(&app, "/director/reports/debt-aging").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kpi_refresh_runs_once_per_cron_tick_across_three_replicas() {
+    let mut env = TestEnv::new().await;
+    env.config.kpi_refresh_interval = Duration::from_secs(1);
+    fixture(&env).await;
+    let replicas: Vec<RunningWorker> = (0..3)
+        .map(|_| RunningWorker::start(worker_config(&env, &[queue::MAINTENANCE]), test_registry()))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
+    for r in replicas {
+        r.stop().await;
+    }
+    let per_tick: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT idempotency_key, count(*) FROM tasks WHERE kind = 'kpi_refresh' AND requester = 'cron' \
+         GROUP BY idempotency_key ORDER BY 1",
+    )
+    .fetch_all(&env.pool)
+    .await
+    .unwrap();
+    assert!(per_tick.len() >= 3, "several ticks passed: {per_tick:?}");
+    assert!(
+        per_tick.iter().all(|(_, n)| *n == 1),
+        "exactly one task per tick: {per_tick:?}"
+    );
+    let done: Vec<(String, serde_json::Value)> = sqlx::query_as(
+        "SELECT status, result FROM tasks WHERE kind = 'kpi_refresh' AND status = 'completed' LIMIT 1",
+    )
+    .fetch_all(&env.pool)
+    .await
+    .unwrap();
+    assert!(!done.is_empty(), "the refresh ran");
+    assert_eq!(done[0].1["views"].as_array().unwrap().len(), 3);
+}
