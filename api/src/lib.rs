@@ -137,7 +137,7 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 }
 
 pub fn router(state: AppState) -> Router {
-    use routes::{director, health, reports, tasks};
+    use routes::{admin, director, health, reports, tasks};
     let task_routes = |prefix: &str, r: Router<AppState>| {
         r.route(&format!("{prefix}/{{id}}"), get(tasks::get_task))
             .route(&format!("{prefix}/{{id}}/result"), get(tasks::get_result))
@@ -161,7 +161,12 @@ pub fn router(state: AppState) -> Router {
             "/director/reports/tickets-usage",
             get(reports::tickets_usage),
         )
-        .route("/director/kpis/refresh", post(reports::refresh_kpis));
+        .route("/director/kpis/refresh", post(reports::refresh_kpis))
+        .route("/admin/queues", get(admin::queues))
+        .route("/admin/tasks", get(admin::list))
+        .route("/admin/tasks/retry", post(admin::retry_all))
+        .route("/admin/tasks/{id}", axum::routing::delete(admin::delete))
+        .route("/admin/tasks/{id}/retry", post(admin::retry_one));
     let r = task_routes("/tasks", r);
     let r = task_routes("/director/reports/tasks", r);
     r.fallback(not_found_route)

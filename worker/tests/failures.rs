@@ -276,3 +276,103 @@ async fn a_lost_worker_on_the_last_attempt_makes_the_task_dead_and_a_cancelled_o
     .unwrap();
     assert_eq!(again[0].attempt, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operators_list_and_redrive_the_dead_letter_queue() {
+    let env = TestEnv::new().await;
+    let app = api(&env);
+    let worker = RunningWorker::start(worker_config(&env, &[queue::MAINTENANCE]), test_registry());
+    let dead_a = enqueue(&env, &failing(), json!({"n": 1})).await;
+    let dead_b = enqueue(&env, &failing(), json!({"n": 2})).await;
+    let failed = enqueue(&env, &permanent(), json!({})).await;
+    for id in [dead_a, dead_b, failed] {
+        env.wait_finished(id, WAIT).await;
+    }
+    const ADMIN: &str = "admin-token";
+
+    let (status, _) = call(&app, "GET", "/admin/tasks?status=dead", Some(DEMO), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "operators only");
+    let (status, body) = call(
+        &app,
+        "GET",
+        "/admin/tasks?status=dead&kind=test.failing",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["meta"]["total"], 2);
+    let (_, queues) = call(&app, "GET", "/admin/queues", Some(ADMIN), None).await;
+    let maintenance = queues["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == "maintenance")
+        .unwrap();
+    assert_eq!(
+        (maintenance["dead"].clone(), maintenance["failed"].clone()),
+        (json!(2), json!(1))
+    );
+
+    // One failed task re-driven: it runs again (and fails again: its error is permanent).
+    let (status, body) = call(
+        &app,
+        "POST",
+        &format!("/admin/tasks/{failed}/retry"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["status"], "pending");
+    assert_eq!(body["attempts"], 0);
+    let rec = env.wait_finished(failed, WAIT).await;
+    assert_eq!(rec.status(), TaskStatus::Failed);
+    assert_eq!(errors(&rec).len(), 2, "history kept across the re-drive");
+    let (status, _) = call(
+        &app,
+        "POST",
+        &format!("/admin/tasks/{}/retry", uuid::Uuid::now_v7()),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The whole dead-letter queue of a kind, re-driven at once: a fresh set of attempts each.
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/admin/tasks/retry?status=dead&kind=test.failing",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["redriven"], 2);
+    for id in [dead_a, dead_b] {
+        let rec = env.wait_finished(id, WAIT).await;
+        assert_eq!(rec.status(), TaskStatus::Dead);
+        assert_eq!(rec.attempts, failing().max_attempts);
+        assert_eq!(errors(&rec).len(), 2 * failing().max_attempts as usize);
+    }
+    let (status, _) = call(
+        &app,
+        "POST",
+        "/admin/tasks/retry?status=completed",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = call(
+        &app,
+        "DELETE",
+        &format!("/admin/tasks/{failed}"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    worker.stop().await;
+}

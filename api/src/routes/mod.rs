@@ -1,5 +1,6 @@
 //! HTTP routes, by area.
 
+pub mod admin;
 pub mod director;
 pub mod health;
 pub mod reports;

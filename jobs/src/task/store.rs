@@ -511,3 +511,128 @@ pub async fn take_expired(
     }
     Ok(out)
 }
+
+/// Re-drives a `failed` or `dead` task (operator action): a fresh set of attempts, due now.
+/// The error history is kept. Returns the task if it was re-driven.
+pub async fn redrive(
+    pool: &PgPool,
+    id: Uuid,
+    ttl: Duration,
+) -> Result<Option<TaskRecord>, sqlx::Error> {
+    let sql = format!(
+        "UPDATE tasks SET status = 'pending', attempts = 0, run_at = now(), pushed_at = NULL, \
+             lease_expires_at = NULL, worker = NULL, finished_at = NULL, cancel_requested = false, \
+             progress = 0, stage = NULL, updated_at = now(), expires_at = now() + make_interval(secs => $2) \
+         WHERE id = $1 AND status IN ('failed', 'dead') RETURNING {RECORD_COLUMNS}"
+    );
+    sqlx::query_as::<_, TaskRecord>(&sql)
+        .bind(id)
+        .bind(interval(ttl))
+        .fetch_optional(pool)
+        .await
+}
+
+/// Re-drives every task in `status` (`failed` or `dead`), optionally of one kind; returns
+/// their ids.
+pub async fn redrive_all(
+    pool: &PgPool,
+    status: TaskStatus,
+    kind: Option<&str>,
+    ttl: Duration,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE tasks SET status = 'pending', attempts = 0, run_at = now(), pushed_at = NULL, \
+             lease_expires_at = NULL, worker = NULL, finished_at = NULL, cancel_requested = false, \
+             progress = 0, stage = NULL, updated_at = now(), expires_at = now() + make_interval(secs => $3) \
+         WHERE status = $1 AND status IN ('failed', 'dead') AND ($2::text IS NULL OR kind = $2) RETURNING id",
+    )
+    .bind(status.as_str())
+    .bind(kind)
+    .bind(interval(ttl))
+    .fetch_all(pool)
+    .await
+}
+
+/// Tasks in `status` (any requester), newest first, optionally of one kind.
+pub async fn list(
+    pool: &PgPool,
+    status: Option<TaskStatus>,
+    kind: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<TaskRecord>, i64), sqlx::Error> {
+    let sql = format!(
+        "SELECT {RECORD_COLUMNS} FROM tasks WHERE ($1::text IS NULL OR status = $1) \
+             AND ($2::text IS NULL OR kind = $2) ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+    );
+    let rows = sqlx::query_as::<_, TaskRecord>(&sql)
+        .bind(status.map(|s| s.as_str()))
+        .bind(kind)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(pool)
+        .await?;
+    let total: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM tasks WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR kind = $2)",
+    )
+    .bind(status.map(|s| s.as_str()))
+    .bind(kind)
+    .fetch_one(pool)
+    .await?;
+    Ok((rows, total))
+}
+
+/// Deletes a task that is not running (operator action); `false` if none was deleted.
+pub async fn delete(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM tasks WHERE id = $1 AND status <> 'running'")
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Per queue: counts by state and the age of the oldest due task.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueStats {
+    pub queue: String,
+    pub pending: i64,
+    pub running: i64,
+    pub retrying: i64,
+    /// Pending or retrying, not due yet.
+    pub scheduled: i64,
+    pub failed: i64,
+    pub dead: i64,
+    pub oldest_pending_age_seconds: Option<f64>,
+}
+
+pub async fn queue_stats(pool: &PgPool) -> Result<Vec<QueueStats>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT queue, \
+             count(*) FILTER (WHERE status = 'pending' AND run_at <= now()) AS pending, \
+             count(*) FILTER (WHERE status = 'running') AS running, \
+             count(*) FILTER (WHERE status = 'retrying' AND run_at <= now()) AS retrying, \
+             count(*) FILTER (WHERE status IN ('pending', 'retrying') AND run_at > now()) AS scheduled, \
+             count(*) FILTER (WHERE status = 'failed') AS failed, \
+             count(*) FILTER (WHERE status = 'dead') AS dead, \
+             extract(epoch FROM now() - min(run_at) FILTER (WHERE status IN ('pending', 'retrying') \
+                 AND run_at <= now()))::float8 AS oldest \
+         FROM tasks WHERE status NOT IN ('completed', 'cancelled') GROUP BY queue ORDER BY queue",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(QueueStats {
+                queue: r.try_get("queue")?,
+                pending: r.try_get("pending")?,
+                running: r.try_get("running")?,
+                retrying: r.try_get("retrying")?,
+                scheduled: r.try_get("scheduled")?,
+                failed: r.try_get("failed")?,
+                dead: r.try_get("dead")?,
+                oldest_pending_age_seconds: r.try_get("oldest")?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,207 @@
+//! Operator routes (admin token): queue health, the dead-letter queue and its re-drive.
+
+use std::collections::HashMap;
+
+use axum::{
+    extract::{Path, Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    Json,
+};
+use jobs::task::{store, TaskStatus};
+use serde_json::json;
+
+use super::tasks::view;
+use crate::{auth::Principal, error::ApiError, request_id, AppState};
+
+fn require_admin(p: &Principal) -> Result<(), ApiError> {
+    if p.admin {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "an admin token is required",
+        ))
+    }
+}
+
+fn bad(param: &str, problem: &str) -> ApiError {
+    ApiError::field(StatusCode::BAD_REQUEST, "validation_failed", param, problem)
+}
+
+fn parse_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(raw).map_err(|_| ApiError::not_found(format!("no task with id {raw:?}")))
+}
+
+/// `status` (and, for re-drive, only `failed` or `dead`) and `kind` from the query string.
+fn filters(
+    q: &HashMap<String, String>,
+    redrive: bool,
+) -> Result<(Option<TaskStatus>, Option<String>), ApiError> {
+    let status = match q.get("status").map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        None if redrive => return Err(bad("status", "is required: failed or dead")),
+        None => None,
+        Some(s) => match TaskStatus::parse(s) {
+            Some(st) if !redrive || matches!(st, TaskStatus::Failed | TaskStatus::Dead) => Some(st),
+            _ if redrive => return Err(bad("status", "must be failed or dead")),
+            _ => return Err(bad("status", "must be a task status (pending, running, completed, failed, cancelled, retrying, dead)")),
+        },
+    };
+    let kind = q
+        .get("kind")
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    Ok((status, kind))
+}
+
+/// `GET /admin/queues`: per queue, tasks by state, the oldest due task's age and the
+/// messages waiting in Redis.
+pub async fn queues(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
+    require_admin(&principal)?;
+    let stats = store::queue_stats(&state.pool).await?;
+    let transport = jobs::queue::Transport::new(
+        state.redis.clone(),
+        jobs::redis_conn::Keys::new(state.config.core.redis_prefix.clone()),
+        state.config.core.queue_max_ready,
+    );
+    let mut out = Vec::new();
+    for q in jobs::queue::ALL {
+        let mut v = stats
+            .iter()
+            .find(|s| s.queue == q)
+            .map(|s| json!(s))
+            .unwrap_or_else(|| {
+                json!({ "queue": q, "pending": 0, "running": 0, "retrying": 0, "scheduled": 0,
+                                        "failed": 0, "dead": 0, "oldestPendingAgeSeconds": null })
+            });
+        v["inRedis"] = json!(transport.depth(q).await.ok());
+        out.push(v);
+    }
+    Ok(Json(json!({ "data": out, "requestId": request_id::current() })).into_response())
+}
+
+/// `GET /admin/tasks?status=dead&kind=…&page=&pageSize=`: tasks of every requester.
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    require_admin(&principal)?;
+    let (status, kind) = filters(&q, false)?;
+    let page: i64 = match q.get("page") {
+        None => 1,
+        Some(p) => p
+            .parse()
+            .ok()
+            .filter(|p| (1..=1_000_000).contains(p))
+            .ok_or_else(|| bad("page", "must be a whole number from 1"))?,
+    };
+    let size: i64 = match q.get("pageSize") {
+        None => 50,
+        Some(p) => p
+            .parse()
+            .ok()
+            .filter(|p| (1..=500).contains(p))
+            .ok_or_else(|| bad("pageSize", "must be a whole number from 1 to 500"))?,
+    };
+    let (rows, total) = store::list(
+        &state.pool,
+        status,
+        kind.as_deref(),
+        size,
+        (page - 1) * size,
+    )
+    .await?;
+    let data: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            let mut v = view(r, None);
+            v["requester"] = json!(r.requester);
+            v
+        })
+        .collect();
+    Ok(Json(json!({
+        "data": data,
+        "meta": { "page": page, "pageSize": size, "total": total, "pages": (total + size - 1) / size },
+        "requestId": request_id::current(),
+    }))
+    .into_response())
+}
+
+/// `POST /admin/tasks/{id}/retry`: re-drive one failed or dead task.
+pub async fn retry_one(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    require_admin(&principal)?;
+    let id = parse_id(&id)?;
+    match store::redrive(&state.pool, id, state.config.core.task_ttl).await? {
+        Some(rec) => {
+            state.notifier.changed(&[id]);
+            tracing::info!(task.id = %id, operator = %principal.requester, "task re-driven");
+            Ok((StatusCode::ACCEPTED, Json(view(&rec, None))).into_response())
+        }
+        None => match store::get(&state.pool, id, None).await? {
+            Some(rec) => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "not_redrivable",
+                format!(
+                    "task {id} is {}; only failed or dead tasks can be re-driven",
+                    rec.status
+                ),
+            )),
+            None => Err(ApiError::not_found(format!("no task with id {id}"))),
+        },
+    }
+}
+
+/// `POST /admin/tasks/retry?status=dead&kind=…`: re-drive them all.
+pub async fn retry_all(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    require_admin(&principal)?;
+    let (status, kind) = filters(&q, true)?;
+    let status = status.unwrap_or(TaskStatus::Dead);
+    let ids = store::redrive_all(
+        &state.pool,
+        status,
+        kind.as_deref(),
+        state.config.core.task_ttl,
+    )
+    .await?;
+    state.notifier.changed(&ids);
+    tracing::info!(count = ids.len(), status = %status, kind = ?kind, operator = %principal.requester, "tasks re-driven");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "redriven": ids.len(), "taskIds": ids, "requestId": request_id::current() })),
+    )
+        .into_response())
+}
+
+/// `DELETE /admin/tasks/{id}`: remove a task that is not running.
+pub async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    require_admin(&principal)?;
+    let id = parse_id(&id)?;
+    if store::delete(&state.pool, id).await? {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    match store::get(&state.pool, id, None).await? {
+        Some(_) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "task_running",
+            format!("task {id} is running; cancel it first"),
+        )),
+        None => Err(ApiError::not_found(format!("no task with id {id}"))),
+    }
+}
