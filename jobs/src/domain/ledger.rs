@@ -140,3 +140,12 @@ pub async fn record(
     };
     Ok((entry, balance))
 }
+
+/// Whether the organizer exists (ledger writers fail permanently when it does not).
+pub async fn organizer_exists(conn: &mut PgConnection, id: &str) -> Result<bool, sqlx::Error> {
+    let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM organizers WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(found.is_some())
+}

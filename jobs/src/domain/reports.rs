@@ -262,8 +262,9 @@ pub async fn top_organizers(pool: &PgPool, q: &Query) -> Result<Value, sqlx::Err
                     sum(assigned_cents)::bigint AS assigned_cents, max(last_activity_at) AS last_activity_at \
              FROM ({source}) s GROUP BY organizer_id \
              ORDER BY {order} {dir}, organizer_id LIMIT $7) \
-         SELECT *, count(*) OVER () AS total FROM ranked \
-         ORDER BY {order} {dir}, organizer_id LIMIT $8 OFFSET $9",
+         SELECT c.total, p.* FROM (SELECT count(*) AS total FROM ranked) c \
+         LEFT JOIN LATERAL (SELECT * FROM ranked ORDER BY {order} {dir}, organizer_id \
+                            LIMIT $8 OFFSET $9) p ON true",
         dir = q.dir()
     );
     let rows = sqlx::query(&sql)
@@ -278,12 +279,15 @@ pub async fn top_organizers(pool: &PgPool, q: &Query) -> Result<Value, sqlx::Err
         .bind(q.offset())
         .fetch_all(pool)
         .await?;
-    let total = match rows.first() {
-        Some(r) => r.try_get("total")?,
-        None => count_ranked(pool, q, source).await?,
-    };
+    // One row per result, or a single row of NULLs (but the total) past the end.
+    let total: i64 = rows
+        .first()
+        .map(|r| r.try_get("total"))
+        .transpose()?
+        .unwrap_or(0);
     let data = rows
         .iter()
+        .filter(|r| r.try_get::<Option<String>, _>("organizer_id").ok().flatten().is_some())
         .map(|r| {
             Ok(json!({
                 "organizerId": r.try_get::<String, _>("organizer_id")?,
@@ -294,21 +298,6 @@ pub async fn top_organizers(pool: &PgPool, q: &Query) -> Result<Value, sqlx::Err
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
     Ok(json!({ "meta": q.meta(Some(total)), "data": data }))
-}
-
-/// Size of the ranking when the requested page is past its end.
-async fn count_ranked(pool: &PgPool, q: &Query, source: &str) -> Result<i64, sqlx::Error> {
-    let sql = format!("SELECT LEAST(count(DISTINCT organizer_id), $7)::bigint FROM ({source}) s");
-    sqlx::query_scalar(&sql)
-        .bind(&q.currency)
-        .bind(q.from)
-        .bind(q.to)
-        .bind(&q.organizer_id)
-        .bind(&q.event_id)
-        .bind(&q.event_type)
-        .bind(q.limit.unwrap_or(i64::MAX))
-        .fetch_one(pool)
-        .await
 }
 
 /// `GET /director/reports/tickets-usage`: assignments per event.
@@ -330,8 +319,9 @@ pub async fn tickets_usage(pool: &PgPool, q: &Query) -> Result<Value, sqlx::Erro
                AND ($6::text IS NULL OR e.type = $6) \
              GROUP BY t.event_id, e.name, e.type \
              ORDER BY {order} {dir}, t.event_id LIMIT $7) \
-         SELECT *, count(*) OVER () AS total FROM usage \
-         ORDER BY {order} {dir}, event_id LIMIT $8 OFFSET $9",
+         SELECT c.total, p.* FROM (SELECT count(*) AS total FROM usage) c \
+         LEFT JOIN LATERAL (SELECT * FROM usage ORDER BY {order} {dir}, event_id \
+                            LIMIT $8 OFFSET $9) p ON true",
         dir = q.dir()
     );
     let rows = sqlx::query(&sql)
@@ -346,27 +336,14 @@ pub async fn tickets_usage(pool: &PgPool, q: &Query) -> Result<Value, sqlx::Erro
         .bind(q.offset())
         .fetch_all(pool)
         .await?;
-    let total: i64 = match rows.first() {
-        Some(r) => r.try_get("total")?,
-        None => sqlx::query_scalar(
-            "SELECT LEAST(count(DISTINCT t.event_id), $7)::bigint FROM mv_kpi_tickets_entregados t \
-             JOIN events e ON e.id = t.event_id \
-             WHERE t.currency = $1 AND ($2::date IS NULL OR t.day >= $2) AND ($3::date IS NULL OR t.day <= $3) \
-               AND ($4::text IS NULL OR t.organizer_id = $4) AND ($5::text IS NULL OR t.event_id = $5) \
-               AND ($6::text IS NULL OR e.type = $6)",
-        )
-        .bind(&q.currency)
-        .bind(q.from)
-        .bind(q.to)
-        .bind(&q.organizer_id)
-        .bind(&q.event_id)
-        .bind(&q.event_type)
-        .bind(q.limit.unwrap_or(i64::MAX))
-        .fetch_one(pool)
-        .await?,
-    };
+    let total: i64 = rows
+        .first()
+        .map(|r| r.try_get("total"))
+        .transpose()?
+        .unwrap_or(0);
     let data = rows
         .iter()
+        .filter(|r| r.try_get::<Option<String>, _>("event_id").ok().flatten().is_some())
         .map(|r| {
             Ok(json!({
                 "eventId": r.try_get::<String, _>("event_id")?,

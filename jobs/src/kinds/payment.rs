@@ -46,11 +46,7 @@ pub fn spec() -> KindSpec {
 async fn run(ctx: TaskContext) -> Result<Done, JobError> {
     let p: PaymentParams = ctx.params()?;
     let mut tx = ctx.pool().begin().await?;
-    let organizer: Option<i32> = sqlx::query_scalar("SELECT 1 FROM organizers WHERE id = $1")
-        .bind(&p.organizer_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if organizer.is_none() {
+    if !ledger::organizer_exists(&mut tx, &p.organizer_id).await? {
         return Err(JobError::permanent(
             "organizer_not_found",
             format!("organizer {:?} does not exist", p.organizer_id),
