@@ -1,6 +1,6 @@
 //! `worker`: runs the queues of this replica until SIGTERM/SIGINT.
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -22,16 +22,23 @@ enum Command {
     /// Create one task, wait for a worker to finish it, print it, exit 0 if it completed.
     /// For an external cron, e.g. `worker run-once kpi-refresh`.
     RunOnce {
-        /// What to run: `kpi-refresh`.
-        job: String,
+        /// What to run.
+        #[arg(value_enum)]
+        job: OnceJob,
         /// Give up waiting after this many seconds (the task itself goes on).
         #[arg(long, default_value_t = 900)]
         timeout: u64,
     },
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum OnceJob {
+    /// Refresh the director KPI views and pre-warm the report caches.
+    KpiRefresh,
+}
+
 /// `worker run-once <job>`: enqueue, then wait on the task row.
-async fn run_once(cfg: &worker::WorkerConfig, job: &str, timeout: u64) -> anyhow::Result<bool> {
+async fn run_once(cfg: &worker::WorkerConfig, job: OnceJob, timeout: u64) -> anyhow::Result<bool> {
     use jobs::{
         enqueue::{Enqueued, Enqueuer, Request},
         queue::Transport,
@@ -39,8 +46,7 @@ async fn run_once(cfg: &worker::WorkerConfig, job: &str, timeout: u64) -> anyhow
         task::store,
     };
     let spec = match job {
-        "kpi-refresh" | "kpi_refresh" => jobs::kinds::kpi_refresh::spec(),
-        other => anyhow::bail!("unknown job {other:?}; known: kpi-refresh"),
+        OnceJob::KpiRefresh => jobs::kinds::kpi_refresh::spec(),
     };
     let core = &cfg.core;
     let pool = jobs::db::connect(&core.database_url, 2).await?;
@@ -126,7 +132,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::RunOnce { job, timeout } => {
-            let ok = run_once(&cfg, &job, timeout).await?;
+            let ok = run_once(&cfg, job, timeout).await?;
             std::process::exit(if ok { 0 } else { 1 });
         }
         Command::Run => {
