@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use axum::{
     extract::{Path, Query as QueryString, State},
-    http::{HeaderMap, HeaderValue, StatusCode},
+    http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     Json,
 };
@@ -141,16 +141,32 @@ pub fn parse_query(
     Ok(q)
 }
 
-fn respond(mut body: Value, source: Source) -> Response {
-    body["requestId"] = json!(request_id::current());
-    let mut resp = Json(body).into_response();
+/// Serves a report's JSON object text with this request's id added, without parsing it.
+fn respond(text: String, source: Source) -> Response {
+    let id = serde_json::to_string(&request_id::current()).unwrap_or_else(|_| "\"\"".into());
+    let body = match text.strip_prefix('{') {
+        Some(rest) if rest.trim_start().starts_with('}') => format!("{{\"requestId\":{id}}}"),
+        Some(rest) => format!("{{\"requestId\":{id},{rest}"),
+        None => format!("{{\"requestId\":{id},\"data\":{text}}}"),
+    };
     let tag = match source {
         Source::Cache => "hit",
         Source::Database => "miss",
     };
-    resp.headers_mut()
-        .insert("x-cache", HeaderValue::from_static(tag));
-    resp
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (
+                HeaderName::from_static("x-cache"),
+                HeaderValue::from_static(tag),
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 async fn report(
@@ -165,13 +181,13 @@ async fn report(
         state.config.core.director_report_cache_ttl
     };
     let pool = state.pool.clone();
-    let (body, source) = state
+    let (text, source) = state
         .report_cache
         .get_or(name, &q.cache_key(), ttl, || async move {
             kpi_refresh::compute(&pool, name, &q).await
         })
         .await?;
-    Ok(respond(body, source))
+    Ok(respond(text, source))
 }
 
 macro_rules! report_route {

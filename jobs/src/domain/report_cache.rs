@@ -62,32 +62,28 @@ impl ReportCache {
         Ok(())
     }
 
-    /// The cached body of `report` for `key`, or `compute()` stored for `ttl`.
+    /// The cached JSON text of `report` for `key`, or `compute()` stored for `ttl`. A hit is
+    /// returned as stored, never parsed: the api serves it with its request id spliced in.
     pub async fn get_or<F, Fut, E>(
         &self,
         report: &str,
         key: &str,
         ttl: Duration,
         compute: F,
-    ) -> Result<(Value, Source), E>
+    ) -> Result<(String, Source), E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Value, E>>,
     {
         let generation = match self.read(report, key).await {
-            Ok((_, Some(hit))) => {
-                if let Ok(v) = serde_json::from_str(&hit) {
-                    return Ok((v, Source::Cache));
-                }
-                None
-            }
+            Ok((_, Some(hit))) => return Ok((hit, Source::Cache)),
             Ok((generation, None)) => Some(generation),
             Err(e) => {
                 tracing::debug!(error = %e, "report cache unavailable; reading Postgres");
                 None
             }
         };
-        let value = compute().await?;
+        let text = compute().await?.to_string();
         if let Some(generation) = generation {
             // Stored under the generation read before computing: if a write bumped it
             // meanwhile, this entry is already unreachable, never stale.
@@ -95,12 +91,12 @@ impl ReportCache {
             let mut conn = self.conn.clone();
             let _: redis::RedisResult<()> = redis::cmd("SET")
                 .arg(full)
-                .arg(value.to_string())
+                .arg(&text)
                 .arg("EX")
                 .arg(ttl.as_secs().max(1))
                 .query_async(&mut conn)
                 .await;
         }
-        Ok((value, Source::Database))
+        Ok((text, Source::Database))
     }
 }

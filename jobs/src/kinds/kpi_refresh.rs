@@ -67,9 +67,16 @@ async fn run(ctx: TaskContext) -> Result<Done, JobError> {
         ctx.progress((i * 100 / total) as u8, &format!("refresh:{view}"))
             .await;
         let started = Instant::now();
-        sqlx::query(&format!("REFRESH MATERIALIZED VIEW CONCURRENTLY {view}"))
-            .execute(ctx.pool())
+        // The refresh groups the whole ledger; with the default 4 MB of work_mem it spills
+        // to disk in many batches (BENCHMARKS.md). Raise it for this transaction only.
+        let mut tx = ctx.pool().begin().await?;
+        sqlx::query("SET LOCAL work_mem = '256MB'")
+            .execute(&mut *tx)
             .await?;
+        sqlx::query(&format!("REFRESH MATERIALIZED VIEW CONCURRENTLY {view}"))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         views.push(json!({ "view": view, "ms": started.elapsed().as_millis() as u64 }));
     }
     ctx.progress((VIEWS.len() * 100 / total) as u8, "prewarm")
