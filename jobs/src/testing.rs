@@ -117,6 +117,14 @@ impl TestEnv {
             task_ttl: Duration::from_secs(86_400),
             ticket_premium_factor: 2,
             default_currency: "MXN".into(),
+            // Mock providers writing under the system temp dir, no rate limit; tests that
+            // exercise a real client point these at their own servers.
+            deliveries: crate::config::DeliveryConfig {
+                outbox_dir: std::env::temp_dir().join(format!("taquilla-outbox-{schema}")),
+                whatsapp_max_per_second: 0,
+                email_max_per_second: 0,
+                ..Default::default()
+            },
         };
         Self {
             keys: Keys::new(schema.clone()),

@@ -145,12 +145,7 @@ pub async fn run(
     let keys = Keys::new(core.redis_prefix.clone());
     let transport = Transport::new(conn.clone(), keys.clone(), core.queue_max_ready);
     let notifier = Notifier::new(conn.clone(), keys.clone());
-    let shared = Arc::new(Shared {
-        pool: pool.clone(),
-        config: core.clone(),
-        progress: ProgressStore::new(conn.clone(), keys.clone(), core.task_ttl),
-        notifier: notifier.clone(),
-    });
+    let shared = Arc::new(Shared::new(pool.clone(), core.clone(), conn.clone()));
     let instance = instance_name();
     let relay_wake = Arc::new(Notify::new());
     let runner = Runner::start(

@@ -20,12 +20,11 @@ use jobs::{
 use tokio::sync::Notify;
 
 fn runner(env: &TestEnv, name: &str) -> Arc<Runner> {
-    let shared = Arc::new(Shared {
-        pool: env.pool.clone(),
-        config: env.config.clone(),
-        progress: ProgressStore::new(env.redis.clone(), env.keys.clone(), env.config.task_ttl),
-        notifier: Notifier::new(env.redis.clone(), env.keys.clone()),
-    });
+    let shared = Arc::new(Shared::new(
+        env.pool.clone(),
+        env.config.clone(),
+        env.redis.clone(),
+    ));
     Runner::start(
         shared,
         Arc::new(Registry::standard()),

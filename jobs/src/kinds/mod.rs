@@ -4,7 +4,10 @@
 //! in the api.
 
 pub mod assignment;
+pub mod delivery;
+pub mod delivery_bulk;
 pub mod noop;
+pub mod wa_inbound;
 
 use std::{collections::BTreeMap, future::Future, pin::Pin, sync::Arc, time::Duration};
 
@@ -77,7 +80,10 @@ impl Registry {
     pub fn standard() -> Self {
         let mut r = Self::default();
         r.register(assignment::spec());
+        r.register(delivery::spec());
+        r.register(delivery_bulk::spec());
         r.register(noop::spec());
+        r.register(wa_inbound::spec());
         r
     }
 

@@ -511,3 +511,34 @@ pub async fn take_expired(
     }
     Ok(out)
 }
+
+/// Creates tasks of one kind inside the caller's transaction (a fan-out, together with the
+/// rows that point at them). They are left unpushed: the relay pushes them within its
+/// interval, no faster than `QUEUE_MAX_READY` allows.
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_many_in_tx(
+    tx: &mut Transaction<'_, Postgres>,
+    ids: &[Uuid],
+    params: &[Value],
+    kind: &str,
+    queue: &str,
+    max_attempts: i32,
+    requester: &str,
+    ttl: Duration,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO tasks (id, kind, queue, status, params, max_attempts, requester, run_at, expires_at) \
+         SELECT u.id, $3, $4, 'pending', u.params, $5, $6, now(), now() + make_interval(secs => $7) \
+         FROM unnest($1::uuid[], $2::jsonb[]) AS u(id, params)",
+    )
+    .bind(ids)
+    .bind(params)
+    .bind(kind)
+    .bind(queue)
+    .bind(max_attempts)
+    .bind(requester)
+    .bind(interval(ttl))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
