@@ -36,6 +36,9 @@ use error::ApiError;
 #[derive(Debug)]
 pub struct Kinds {
     pub assignment: KindSpec,
+    pub delivery: KindSpec,
+    pub delivery_bulk: KindSpec,
+    pub wa_inbound: KindSpec,
 }
 
 #[derive(Clone)]
@@ -65,6 +68,9 @@ impl AppState {
             tokens: config.tokens.clone(),
             kinds: Arc::new(Kinds {
                 assignment: kinds::assignment::spec(),
+                delivery: kinds::delivery::spec(),
+                delivery_bulk: kinds::delivery_bulk::spec(),
+                wa_inbound: kinds::wa_inbound::spec(),
             }),
             config: Arc::new(config),
             pool,
@@ -130,7 +136,7 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 }
 
 pub fn router(state: AppState) -> Router {
-    use routes::{director, health, tasks};
+    use routes::{deliveries, director, health, tasks, whatsapp};
     let task_routes = |prefix: &str, r: Router<AppState>| {
         r.route(&format!("{prefix}/{{id}}"), get(tasks::get_task))
             .route(&format!("{prefix}/{{id}}/result"), get(tasks::get_result))
@@ -140,7 +146,14 @@ pub fn router(state: AppState) -> Router {
     let r = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/director/assign", post(director::assign));
+        .route("/director/assign", post(director::assign))
+        .route(
+            "/events/{event_id}/guests/{guest_id}/send",
+            post(deliveries::send),
+        )
+        .route("/events/{event_id}/deliveries", post(deliveries::bulk))
+        .route("/wa/webhook", post(whatsapp::webhook))
+        .route("/wa/session/{phone}", get(whatsapp::session));
     let r = task_routes("/tasks", r);
     let r = task_routes("/director/reports/tasks", r);
     r.fallback(not_found_route)

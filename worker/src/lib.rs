@@ -13,11 +13,7 @@ use jobs::{
     kinds::Registry,
     queue::{relay::Relay, Envelope, Transport},
     redis_conn::Keys,
-    task::{
-        context::Shared,
-        progress::{Notifier, ProgressStore},
-        runner::Runner,
-    },
+    task::{context::Shared, progress::Notifier, runner::Runner},
 };
 use redis::aio::ConnectionManager;
 use serde_json::Value;

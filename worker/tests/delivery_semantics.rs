@@ -9,12 +9,7 @@ use common::*;
 use jobs::{
     kinds::{assignment, Registry},
     queue::Envelope,
-    task::{
-        context::Shared,
-        progress::{Notifier, ProgressStore},
-        runner::Runner,
-        TaskStatus,
-    },
+    task::{context::Shared, runner::Runner, TaskStatus},
     testing::TestEnv,
 };
 use tokio::sync::Notify;

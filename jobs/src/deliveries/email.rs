@@ -10,10 +10,13 @@ use lettre::{
 use super::{MessageKind, Recipient};
 use crate::task::context::JobError;
 
+/// Host, port and optional (user, password) of the relay.
+pub type SmtpTarget = (String, u16, Option<(String, String)>);
+
 /// `smtp://[user:pass@]host[:port]` → (host, port, credentials). Plaintext only: TLS would
 /// need a TLS feature of lettre that this build leaves out (local relays and sinks do not
 /// need it).
-pub fn parse_smtp_url(url: &str) -> Result<(String, u16, Option<(String, String)>), String> {
+pub fn parse_smtp_url(url: &str) -> Result<SmtpTarget, String> {
     let u = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
     if u.scheme() != "smtp" {
         return Err("only smtp:// (plaintext) is supported".into());

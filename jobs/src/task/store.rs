@@ -51,6 +51,16 @@ pub enum Inserted {
 }
 
 pub async fn insert(pool: &PgPool, new: &NewTask) -> Result<Inserted, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    insert_conn(&mut conn, new).await
+}
+
+/// [`insert`] on a given connection, e.g. inside a transaction that also writes the rows
+/// the task will work on.
+pub async fn insert_conn(
+    conn: &mut sqlx::PgConnection,
+    new: &NewTask,
+) -> Result<Inserted, sqlx::Error> {
     let sql = format!(
         "INSERT INTO tasks (id, kind, queue, status, params, max_attempts, requester, idempotency_key, \
              request_id, run_at, expires_at, pushed_at) \
@@ -71,7 +81,7 @@ pub async fn insert(pool: &PgPool, new: &NewTask) -> Result<Inserted, sqlx::Erro
         .bind(new.run_at)
         .bind(interval(new.ttl))
         .bind(new.will_push)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *conn)
         .await?;
     if let Some(rec) = created {
         return Ok(Inserted::Created(rec));
@@ -83,7 +93,7 @@ pub async fn insert(pool: &PgPool, new: &NewTask) -> Result<Inserted, sqlx::Erro
     let rec = sqlx::query_as::<_, TaskRecord>(&sql)
         .bind(&new.requester)
         .bind(&new.idempotency_key)
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await?;
     if rec.kind == new.kind && rec.params == new.params {
         Ok(Inserted::Replayed(rec))
