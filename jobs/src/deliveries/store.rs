@@ -123,6 +123,24 @@ pub async fn mark_failed<'e>(
     Ok(())
 }
 
+/// Marks failed the still-queued deliveries of tasks that ended without their handler
+/// (dead after a lost worker).
+pub async fn fail_for_tasks<'e>(
+    db: impl PgExecutor<'e>,
+    tasks: &[Uuid],
+    error: &Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE deliveries SET status = 'failed', error = $2, failed_at = now(), updated_at = now() \
+         WHERE task_id = ANY($1) AND status = 'queued'",
+    )
+    .bind(tasks)
+    .bind(error)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 /// Applies a provider status to the delivery with that message id, forward only.
 /// Returns whether a delivery has this id at all (changed or not).
 pub async fn apply_status(
