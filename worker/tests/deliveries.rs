@@ -925,3 +925,82 @@ async fn bulk_send_to_2000_guests_with_a_flaky_provider_sends_each_once() {
     );
     worker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bulk_send_to_named_guests_reports_skipped_and_missing() {
+    let env = TestEnv::new().await;
+    seed_guests(&env).await;
+    let app = api(&env);
+    let worker = start_worker(&env);
+    let (status, resp) = call(
+        &app,
+        "POST",
+        "/events/ev_demo/deliveries",
+        Some(DEMO),
+        Some(json!({"channel": "whatsapp", "guestIds": ["g1", "g2", "g3", "ghost", "g1"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{resp}");
+    let parent: Uuid = resp["taskId"].as_str().unwrap().parse().unwrap();
+    let rec = env.wait_finished(parent, WAIT).await;
+    assert_eq!(rec.status(), TaskStatus::Completed, "{:?}", rec.error);
+    let r = rec.result.unwrap();
+    assert_eq!(r["total"], 2, "{r}");
+    assert_eq!(r["sent"], 2, "{r}");
+    assert_eq!(r["skipped"]["guestIds"], json!(["g2"]), "g2 has no phone");
+    assert_eq!(r["missing"]["guestIds"], json!(["ghost"]));
+    let guests: Vec<String> = sqlx::query_scalar(
+        "SELECT guest_id FROM deliveries WHERE bulk_task_id = $1 ORDER BY guest_id",
+    )
+    .bind(parent)
+    .fetch_all(&env.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        guests,
+        ["g1", "g3"],
+        "one delivery per guest, duplicates in the list ignored"
+    );
+    let _ = std::fs::remove_dir_all(&env.config.deliveries.outbox_dir);
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_global_rate_limit_spreads_sends_over_windows() {
+    let mut env = TestEnv::new().await;
+    env.config.deliveries.whatsapp_max_per_second = 5;
+    env.seed_demo().await;
+    sqlx::query(
+        "INSERT INTO guests (id, event_id, name, phone) \
+         SELECT 'r' || i, 'ev_demo', 'Guest ' || i, '+52155' || lpad(i::text, 6, '0') \
+         FROM generate_series(1, 12) AS i",
+    )
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    let app = api(&env);
+    let worker = start_worker(&env);
+    let (status, resp) = call(
+        &app,
+        "POST",
+        "/events/ev_demo/deliveries",
+        Some(DEMO),
+        Some(json!({"channel": "whatsapp", "all": true})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{resp}");
+    let parent: Uuid = resp["taskId"].as_str().unwrap().parse().unwrap();
+    let rec = env.wait_finished(parent, WAIT).await;
+    assert_eq!(rec.result.unwrap()["sent"], 12);
+    // 12 sends at 5 per one-second window need at least three windows.
+    let spread: f64 = sqlx::query_scalar(
+        "SELECT extract(epoch FROM max(sent_at) - min(sent_at))::float8 FROM deliveries WHERE bulk_task_id = $1",
+    )
+    .bind(parent)
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert!(spread >= 1.0, "12 sends took only {spread}s at 5/s");
+    let _ = std::fs::remove_dir_all(&env.config.deliveries.outbox_dir);
+    worker.stop().await;
+}
