@@ -7,7 +7,8 @@
 #
 # TEST_DATABASE_URL (default postgres://postgres:postgres@127.0.0.1:5432/taquilla_test) and
 # TEST_REDIS_URL (default $REDIS_URL, else redis://127.0.0.1:6379) point the tests at the
-# servers; every test works in its own schema and Redis key prefix.
+# servers; every test works in its own schema and Redis key prefix. SMTP_SINK_PYTHON names a
+# python with aiosmtpd (default: a venv under ~/.cache/taquilla, installed when missing).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -39,6 +40,18 @@ DATABASE_URL=$TEST_DATABASE_URL ensure_postgres
 ensure_database "$TEST_DATABASE_URL"
 REDIS_URL=$TEST_REDIS_URL ensure_redis
 ensure_redis_server_binary
+
+# The SMTP sink of the e-mail tests: aiosmtpd in a venv (the tests start their own server
+# on a free port; without it that test reports SKIPPED).
+SMTP_VENV="${HOME:-$ROOT}/.cache/taquilla/venv"
+if [ -z "${SMTP_SINK_PYTHON:-}" ]; then
+  if ! "$SMTP_VENV/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1; then
+    step "installing aiosmtpd (SMTP sink for the e-mail tests) into $SMTP_VENV"
+    { python3 -m venv "$SMTP_VENV" && "$SMTP_VENV/bin/pip" install -q 'aiosmtpd==1.4.6'; } ||
+      echo "warning: aiosmtpd could not be installed; the SMTP test will be skipped" >&2
+  fi
+  export SMTP_SINK_PYTHON="$SMTP_VENV/bin/python"
+fi
 
 step "cargo fmt --all -- --check"
 cargo fmt --all -- --check

@@ -260,6 +260,64 @@ impl JsonObject {
         }
     }
 
+    /// Whether the field is present and not null (without marking it read).
+    pub fn raw_present(&self, name: &str) -> bool {
+        self.fields
+            .get(name)
+            .is_some_and(|v| v.get().trim() != "null")
+    }
+
+    /// An optional boolean.
+    pub fn optional_bool(&mut self, name: &str) -> Option<bool> {
+        let raw = self.raw(name)?;
+        match raw.as_str() {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => {
+                self.fail(name, "must be true or false");
+                None
+            }
+        }
+    }
+
+    /// An optional array of 1 to `max` strings that `check` accepts, duplicates removed
+    /// (first occurrence kept).
+    pub fn optional_str_array(
+        &mut self,
+        name: &str,
+        max: usize,
+        check: impl Fn(&str) -> Option<&'static str>,
+    ) -> Option<Vec<String>> {
+        let raw = self.raw(name)?;
+        let items = match serde_json::from_str::<Value>(&raw) {
+            Ok(Value::Array(items)) => items,
+            _ => {
+                self.fail(name, "must be an array of strings");
+                return None;
+            }
+        };
+        if items.is_empty() || items.len() > max {
+            self.fail(name, format!("must hold 1 to {max} items"));
+            return None;
+        }
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            let Value::String(s) = item else {
+                self.fail(name, format!("item {i} must be a string"));
+                return None;
+            };
+            if let Some(problem) = check(&s) {
+                self.fail(name, format!("item {i} {problem}"));
+                return None;
+            }
+            if seen.insert(s.clone()) {
+                out.push(s);
+            }
+        }
+        Some(out)
+    }
+
     /// Ends the checks: unknown fields and every problem found become one 400.
     pub fn finish(mut self) -> Result<(), ApiError> {
         let unknown: Vec<String> = self

@@ -39,6 +39,9 @@ pub struct Kinds {
     pub assignment: KindSpec,
     pub payment: KindSpec,
     pub kpi_refresh: KindSpec,
+    pub delivery: KindSpec,
+    pub delivery_bulk: KindSpec,
+    pub wa_inbound: KindSpec,
 }
 
 #[derive(Clone)]
@@ -71,6 +74,9 @@ impl AppState {
                 assignment: kinds::assignment::spec(),
                 payment: kinds::payment::spec(),
                 kpi_refresh: kinds::kpi_refresh::spec(),
+                delivery: kinds::delivery::spec(),
+                delivery_bulk: kinds::delivery_bulk::spec(),
+                wa_inbound: kinds::wa_inbound::spec(),
             }),
             report_cache: ReportCache::new(redis.clone(), keys.clone()),
             config: Arc::new(config),
@@ -137,7 +143,7 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 }
 
 pub fn router(state: AppState) -> Router {
-    use routes::{admin, director, health, reports, tasks};
+    use routes::{admin, deliveries, director, health, reports, tasks, whatsapp};
     let task_routes = |prefix: &str, r: Router<AppState>| {
         r.route(&format!("{prefix}/{{id}}"), get(tasks::get_task))
             .route(&format!("{prefix}/{{id}}/result"), get(tasks::get_result))
@@ -166,7 +172,14 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/tasks", get(admin::list))
         .route("/admin/tasks/retry", post(admin::retry_all))
         .route("/admin/tasks/{id}", axum::routing::delete(admin::delete))
-        .route("/admin/tasks/{id}/retry", post(admin::retry_one));
+        .route("/admin/tasks/{id}/retry", post(admin::retry_one))
+        .route(
+            "/events/{event_id}/guests/{guest_id}/send",
+            post(deliveries::send),
+        )
+        .route("/events/{event_id}/deliveries", post(deliveries::bulk))
+        .route("/wa/webhook", post(whatsapp::webhook))
+        .route("/wa/session/{phone}", get(whatsapp::session));
     let r = task_routes("/tasks", r);
     let r = task_routes("/director/reports/tasks", r);
     r.fallback(not_found_route)

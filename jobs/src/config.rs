@@ -5,9 +5,10 @@
 //! `QUEUE_MAX_READY`, `QUEUE_REPUSH_AFTER_SECONDS`, `TASK_LEASE_SECONDS`,
 //! `DIRECTOR_REPORT_JOB_TTL_SECONDS`, `TICKET_PREMIUM_FACTOR`, `DEFAULT_CURRENCY`,
 //! `DIRECTOR_CACHE_TTL_SECONDS`, `DIRECTOR_REPORT_CACHE_TTL_SECONDS`,
-//! `KPI_REFRESH_INTERVAL_MINUTES`, `KPI_REFRESH_COALESCE_SECONDS`.
+//! `KPI_REFRESH_INTERVAL_MINUTES`, `KPI_REFRESH_COALESCE_SECONDS`, and the delivery settings
+//! of [`DeliveryConfig`].
 
-use std::{env, str::FromStr, time::Duration};
+use std::{env, path::PathBuf, str::FromStr, time::Duration};
 
 use thiserror::Error;
 
@@ -78,6 +79,94 @@ pub struct Config {
     pub kpi_refresh_interval: Duration,
     /// Writes within this window share one KPI refresh, run at its end.
     pub kpi_refresh_coalesce: Duration,
+    pub deliveries: DeliveryConfig,
+}
+
+pub const DEFAULT_WHATSAPP_API_URL: &str = "https://waba-v2.360dialog.io";
+
+/// Outbound messages (issue 5). A provider without credentials runs in mock mode: sends
+/// succeed and are written to `OUTBOX_DIR` instead.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// `WHATSAPP_API_URL`: base of the 360dialog (Cloud API) endpoint; `/messages` is added.
+    pub whatsapp_api_url: String,
+    /// `WHATSAPP_API_KEY` (header `D360-API-KEY`); unset = mock mode.
+    pub whatsapp_api_key: Option<String>,
+    /// `WHATSAPP_TEMPLATE_LANGUAGE`: language code of template messages.
+    pub whatsapp_template_language: String,
+    /// `WA_WEBHOOK_SECRET`: expected `X-Webhook-Secret` of `/wa/webhook`; unset = not checked.
+    pub wa_webhook_secret: Option<String>,
+    /// `SMTP_URL`, e.g. `smtp://user:pass@127.0.0.1:9125` (plaintext); unset = mock mode.
+    pub smtp_url: Option<String>,
+    /// `EMAIL_FROM`: sender of ticket e-mails.
+    pub email_from: String,
+    /// `WHATSAPP_MAX_PER_SECOND` / `EMAIL_MAX_PER_SECOND`: global limits across every
+    /// replica (0 = unlimited).
+    pub whatsapp_max_per_second: u32,
+    pub email_max_per_second: u32,
+    /// `OUTBOX_DIR`: where mock mode records what it would have sent.
+    pub outbox_dir: PathBuf,
+    /// `PROVIDER_TIMEOUT_SECONDS`: one provider call, connect to answer.
+    pub provider_timeout: Duration,
+    /// `DELIVERY_BULK_BATCH`: children created per transaction by a bulk send.
+    pub bulk_batch: usize,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            whatsapp_api_url: DEFAULT_WHATSAPP_API_URL.into(),
+            whatsapp_api_key: None,
+            whatsapp_template_language: "es_MX".into(),
+            wa_webhook_secret: None,
+            smtp_url: None,
+            email_from: "Taquilla <no-reply@taquilla.local>".into(),
+            whatsapp_max_per_second: 80,
+            email_max_per_second: 10,
+            outbox_dir: PathBuf::from("var/outbox"),
+            provider_timeout: Duration::from_secs(10),
+            bulk_batch: 500,
+        }
+    }
+}
+
+impl DeliveryConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let batch: usize = parsed("DELIVERY_BULK_BATCH", d.bulk_batch)?;
+        if !(1..=5000).contains(&batch) {
+            return Err(ConfigError {
+                name: "DELIVERY_BULK_BATCH".into(),
+                message: "must be between 1 and 5000".into(),
+            });
+        }
+        let smtp_url = var("SMTP_URL");
+        if let Some(url) = &smtp_url {
+            if let Err(message) = crate::deliveries::email::parse_smtp_url(url) {
+                return Err(ConfigError {
+                    name: "SMTP_URL".into(),
+                    message,
+                });
+            }
+        }
+        Ok(Self {
+            whatsapp_api_url: var("WHATSAPP_API_URL")
+                .unwrap_or(d.whatsapp_api_url)
+                .trim_end_matches('/')
+                .to_string(),
+            whatsapp_api_key: var("WHATSAPP_API_KEY"),
+            whatsapp_template_language: var("WHATSAPP_TEMPLATE_LANGUAGE")
+                .unwrap_or(d.whatsapp_template_language),
+            wa_webhook_secret: var("WA_WEBHOOK_SECRET"),
+            smtp_url,
+            email_from: var("EMAIL_FROM").unwrap_or(d.email_from),
+            whatsapp_max_per_second: parsed("WHATSAPP_MAX_PER_SECOND", d.whatsapp_max_per_second)?,
+            email_max_per_second: parsed("EMAIL_MAX_PER_SECOND", d.email_max_per_second)?,
+            outbox_dir: var("OUTBOX_DIR").map(PathBuf::from).unwrap_or(d.outbox_dir),
+            provider_timeout: seconds("PROVIDER_TIMEOUT_SECONDS", 10)?,
+            bulk_batch: batch,
+        })
+    }
 }
 
 impl Config {
@@ -133,6 +222,7 @@ impl Config {
                 60 * parsed::<u64>("KPI_REFRESH_INTERVAL_MINUTES", 30)?.max(1),
             ),
             kpi_refresh_coalesce: seconds("KPI_REFRESH_COALESCE_SECONDS", 5)?,
+            deliveries: DeliveryConfig::from_env()?,
         })
     }
 }

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::{
@@ -50,18 +50,50 @@ impl Enqueuer {
     /// A `Created` task is committed in Postgres whatever happens to Redis: when the push
     /// fails (or the queue is at `QUEUE_MAX_READY`) the relay pushes it later.
     pub async fn enqueue(&self, req: Request<'_>) -> Result<Enqueued, sqlx::Error> {
-        let spec = req.spec;
+        let will_push = self.will_push(&req).await;
+        let new = self.new_task(req, will_push);
+        let rec = match store::insert(&self.pool, &new).await? {
+            Inserted::Created(rec) => rec,
+            Inserted::Replayed(rec) => return Ok(Enqueued::Replayed(rec)),
+            Inserted::Conflict(rec) => return Ok(Enqueued::Conflict(rec)),
+        };
+        self.push_created(&rec, will_push).await;
+        Ok(Enqueued::Created(rec))
+    }
+
+    /// Like [`Enqueuer::enqueue`], inside the caller's transaction, so the task and the rows
+    /// it works on commit together. After the commit, call [`Enqueuer::push_created`] with
+    /// the returned flag (a rolled-back task needs nothing: a stray message claims nothing).
+    pub async fn enqueue_in(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        req: Request<'_>,
+    ) -> Result<(Enqueued, bool), sqlx::Error> {
+        let will_push = self.will_push(&req).await;
+        let new = self.new_task(req, will_push);
+        Ok(match store::insert_conn(tx, &new).await? {
+            Inserted::Created(rec) => (Enqueued::Created(rec), will_push),
+            Inserted::Replayed(rec) => (Enqueued::Replayed(rec), false),
+            Inserted::Conflict(rec) => (Enqueued::Conflict(rec), false),
+        })
+    }
+
+    /// Fast path only while the queue has room; past that, work waits in Postgres.
+    async fn will_push(&self, req: &Request<'_>) -> bool {
         let due_now = req.run_at.is_none_or(|t| t <= Utc::now());
-        // Fast path only while the queue has room; past that, work waits in Postgres.
-        let will_push = due_now
-            && match self.transport.room_cached(spec.queue).await {
+        due_now
+            && match self.transport.room_cached(req.spec.queue).await {
                 Ok(room) => room > 0,
                 Err(e) => {
-                    tracing::warn!(queue = spec.queue, error = %e, "redis unavailable; task left for the relay");
+                    tracing::warn!(queue = req.spec.queue, error = %e, "redis unavailable; task left for the relay");
                     false
                 }
-            };
-        let new = NewTask {
+            }
+    }
+
+    fn new_task(&self, req: Request<'_>, will_push: bool) -> NewTask {
+        let spec = req.spec;
+        NewTask {
             id: Uuid::now_v7(),
             kind: spec.name.to_string(),
             queue: spec.queue.to_string(),
@@ -73,25 +105,24 @@ impl Enqueuer {
             run_at: req.run_at,
             ttl: self.ttl,
             will_push,
+        }
+    }
+
+    /// Pushes the message of a committed task that was marked pushed at insert.
+    pub async fn push_created(&self, rec: &TaskRecord, will_push: bool) {
+        if !will_push {
+            return;
+        }
+        let envelope = Envelope {
+            task: rec.id,
+            kind: rec.kind.clone(),
         };
-        let rec = match store::insert(&self.pool, &new).await? {
-            Inserted::Created(rec) => rec,
-            Inserted::Replayed(rec) => return Ok(Enqueued::Replayed(rec)),
-            Inserted::Conflict(rec) => return Ok(Enqueued::Conflict(rec)),
-        };
-        if will_push {
-            let envelope = Envelope {
-                task: rec.id,
-                kind: rec.kind.clone(),
-            };
-            if let Err(e) = self.transport.push(spec.queue, &[envelope]).await {
-                tracing::warn!(task.id = %rec.id, error = %e, "push failed; the relay will push the task");
-                if let Err(e) = store::mark_unpushed(&self.pool, &[rec.id]).await {
-                    // The relay still re-pushes after QUEUE_REPUSH_AFTER_SECONDS.
-                    tracing::warn!(task.id = %rec.id, error = %e, "could not clear pushed_at");
-                }
+        if let Err(e) = self.transport.push(&rec.queue, &[envelope]).await {
+            tracing::warn!(task.id = %rec.id, error = %e, "push failed; the relay will push the task");
+            if let Err(e) = store::mark_unpushed(&self.pool, &[rec.id]).await {
+                // The relay still re-pushes after QUEUE_REPUSH_AFTER_SECONDS.
+                tracing::warn!(task.id = %rec.id, error = %e, "could not clear pushed_at");
             }
         }
-        Ok(Enqueued::Created(rec))
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod db;
+pub mod deliveries;
 pub mod domain;
 pub mod enqueue;
 pub mod kinds;

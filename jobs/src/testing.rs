@@ -121,6 +121,14 @@ impl TestEnv {
             director_report_cache_ttl: Duration::from_secs(45),
             kpi_refresh_interval: Duration::from_secs(1800),
             kpi_refresh_coalesce: Duration::from_secs(5),
+            // Mock providers writing under the system temp dir, no rate limit; tests that
+            // exercise a real client point these at their own servers.
+            deliveries: crate::config::DeliveryConfig {
+                outbox_dir: std::env::temp_dir().join(format!("taquilla-outbox-{schema}")),
+                whatsapp_max_per_second: 0,
+                email_max_per_second: 0,
+                ..Default::default()
+            },
         };
         Self {
             keys: Keys::new(schema.clone()),

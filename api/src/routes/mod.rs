@@ -1,10 +1,12 @@
 //! HTTP routes, by area.
 
 pub mod admin;
+pub mod deliveries;
 pub mod director;
 pub mod health;
 pub mod reports;
 pub mod tasks;
+pub mod whatsapp;
 
 use axum::{
     http::{header, HeaderMap, HeaderValue, StatusCode},
@@ -31,7 +33,7 @@ pub fn links(id: uuid::Uuid) -> Value {
 }
 
 /// The optional `Idempotency-Key` header: 1–255 visible ASCII characters.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -49,12 +51,20 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 fn accepted(rec: &TaskRecord, replayed: bool) -> Response {
-    let body = json!({
+    accepted_with(rec, replayed, json!({}))
+}
+
+/// The 202 of an enqueue, with `extra` fields merged into the body.
+pub(crate) fn accepted_with(rec: &TaskRecord, replayed: bool, extra: Value) -> Response {
+    let mut body = json!({
         "taskId": rec.id,
         "status": rec.status,
         "requestId": request_id::current(),
         "links": links(rec.id),
     });
+    if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+        body.extend(extra);
+    }
     let mut resp = (StatusCode::ACCEPTED, Json(body)).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/tasks/{}", rec.id)) {
         resp.headers_mut().insert(header::LOCATION, location);

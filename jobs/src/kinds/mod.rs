@@ -4,9 +4,12 @@
 //! in the api.
 
 pub mod assignment;
+pub mod delivery;
+pub mod delivery_bulk;
 pub mod kpi_refresh;
 pub mod noop;
 pub mod payment;
+pub mod wa_inbound;
 
 use std::{collections::BTreeMap, future::Future, pin::Pin, sync::Arc, time::Duration};
 
@@ -79,9 +82,12 @@ impl Registry {
     pub fn standard() -> Self {
         let mut r = Self::default();
         r.register(assignment::spec());
+        r.register(delivery::spec());
+        r.register(delivery_bulk::spec());
         r.register(noop::spec());
         r.register(payment::spec());
         r.register(kpi_refresh::spec());
+        r.register(wa_inbound::spec());
         r
     }
 

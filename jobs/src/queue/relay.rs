@@ -96,6 +96,16 @@ impl Relay {
             // unpushed for the next pass.
             self.transport.push(queue, &envelopes).await?;
         }
+        if !expired.dead.is_empty() {
+            // A delivery whose task died with its worker will not be sent: say so on the
+            // delivery too (its handler, which normally does this, never got the chance).
+            crate::deliveries::store::fail_for_tasks(
+                &mut *tx,
+                &expired.dead,
+                &serde_json::json!({"code": "worker_lost", "message": "the worker sending it was lost on the last attempt"}),
+            )
+            .await?;
+        }
         tx.commit().await?;
         if !expired.dead.is_empty() {
             tracing::warn!(

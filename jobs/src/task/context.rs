@@ -19,7 +19,11 @@ use super::{
     progress::{Notifier, ProgressStore},
     store,
 };
-use crate::{config::Config, domain::report_cache::ReportCache, enqueue::Enqueuer};
+use crate::{
+    config::Config, deliveries::providers::Providers, domain::report_cache::ReportCache,
+    enqueue::Enqueuer, queue::Transport, redis_conn::Keys,
+};
+use redis::aio::ConnectionManager;
 
 /// Why an attempt did not complete. The variant decides what happens next.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -28,6 +32,14 @@ pub enum JobError {
     /// then `dead`.
     #[error("{code}: {message}")]
     Retryable { code: String, message: String },
+    /// Like `Retryable`, but the next attempt must not start before `after` (a provider's
+    /// `Retry-After`): the delay is the larger of `after` and the kind's backoff.
+    #[error("{code}: {message} (retry after {after:?})")]
+    RetryAfter {
+        code: String,
+        message: String,
+        after: std::time::Duration,
+    },
     /// Will never succeed (invalid params, unknown entity): `failed` at once.
     #[error("{code}: {message}")]
     Permanent { code: String, message: String },
@@ -81,22 +93,24 @@ pub struct Shared {
     pub config: Config,
     pub progress: ProgressStore,
     pub notifier: Notifier,
-    /// For jobs that create tasks (follow-ups, fan-out).
+    /// Lets a task create tasks (follow-ups, bulk fan-out).
     pub enqueuer: Enqueuer,
     pub report_cache: ReportCache,
+    /// Outbound message providers (SMTP, WhatsApp) and their shared rate limiter.
+    pub providers: Arc<Providers>,
 }
 
 impl Shared {
-    /// Everything built on one pool and one Redis connection.
-    pub fn new(pool: PgPool, config: Config, redis: redis::aio::ConnectionManager) -> Self {
-        let keys = crate::redis_conn::Keys::new(config.redis_prefix.clone());
-        let transport =
-            crate::queue::Transport::new(redis.clone(), keys.clone(), config.queue_max_ready);
+    /// Everything from one pool, one Redis connection and the configuration.
+    pub fn new(pool: PgPool, config: Config, redis: ConnectionManager) -> Self {
+        let keys = Keys::new(config.redis_prefix.clone());
+        let transport = Transport::new(redis.clone(), keys.clone(), config.queue_max_ready);
         Self {
+            enqueuer: Enqueuer::new(pool.clone(), transport, config.task_ttl),
             progress: ProgressStore::new(redis.clone(), keys.clone(), config.task_ttl),
             notifier: Notifier::new(redis.clone(), keys.clone()),
-            enqueuer: Enqueuer::new(pool.clone(), transport, config.task_ttl),
-            report_cache: ReportCache::new(redis, keys),
+            report_cache: ReportCache::new(redis.clone(), keys.clone()),
+            providers: Arc::new(Providers::new(&config.deliveries, redis, keys)),
             pool,
             config,
         }
@@ -157,6 +171,10 @@ impl TaskContext {
 
     pub fn report_cache(&self) -> &ReportCache {
         &self.shared.report_cache
+    }
+
+    pub fn providers(&self) -> &Providers {
+        &self.shared.providers
     }
 
     /// The task's params as `T`. Params were validated before enqueue, so a mismatch means a

@@ -349,18 +349,13 @@ impl Runner {
             ),
             JobError::Permanent { code, message } => (code, message, Disposition::Fail),
             JobError::Retryable { code, message } => {
-                let disposition = match spec {
-                    Some(spec) if c.attempt < c.max_attempts => {
-                        let delay = spec.backoff.delay(c.attempt);
-                        Disposition::Retry {
-                            run_at: Utc::now()
-                                + chrono::Duration::from_std(delay).unwrap_or_default(),
-                        }
-                    }
-                    _ => Disposition::Dead,
-                };
-                (code, message, disposition)
+                (code, message, retry_or_dead(c, spec, Duration::ZERO))
             }
+            JobError::RetryAfter {
+                code,
+                message,
+                after,
+            } => (code, message, retry_or_dead(c, spec, after)),
         };
         let error = AttemptError {
             attempt: c.attempt,
@@ -422,6 +417,25 @@ impl Runner {
 
     pub fn stop_taking(&self) {
         self.stopping.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A retryable failure: another attempt after the kind's backoff (at least `after`, a
+/// provider's Retry-After: retrying earlier only earns another 429), or `dead` when no
+/// attempts are left.
+fn retry_or_dead(
+    c: &Claimed,
+    spec: Option<&crate::kinds::KindSpec>,
+    after: Duration,
+) -> Disposition {
+    match spec {
+        Some(spec) if c.attempt < c.max_attempts => {
+            let delay = spec.backoff.delay(c.attempt).max(after);
+            Disposition::Retry {
+                run_at: Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default(),
+            }
+        }
+        _ => Disposition::Dead,
     }
 }
 

@@ -51,6 +51,16 @@ pub enum Inserted {
 }
 
 pub async fn insert(pool: &PgPool, new: &NewTask) -> Result<Inserted, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    insert_conn(&mut conn, new).await
+}
+
+/// [`insert`] on a given connection, e.g. inside a transaction that also writes the rows
+/// the task will work on.
+pub async fn insert_conn(
+    conn: &mut sqlx::PgConnection,
+    new: &NewTask,
+) -> Result<Inserted, sqlx::Error> {
     let sql = format!(
         "INSERT INTO tasks (id, kind, queue, status, params, max_attempts, requester, idempotency_key, \
              request_id, run_at, expires_at, pushed_at) \
@@ -71,7 +81,7 @@ pub async fn insert(pool: &PgPool, new: &NewTask) -> Result<Inserted, sqlx::Erro
         .bind(new.run_at)
         .bind(interval(new.ttl))
         .bind(new.will_push)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *conn)
         .await?;
     if let Some(rec) = created {
         return Ok(Inserted::Created(rec));
@@ -83,7 +93,7 @@ pub async fn insert(pool: &PgPool, new: &NewTask) -> Result<Inserted, sqlx::Erro
     let rec = sqlx::query_as::<_, TaskRecord>(&sql)
         .bind(&new.requester)
         .bind(&new.idempotency_key)
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await?;
     if rec.kind == new.kind && rec.params == new.params {
         Ok(Inserted::Replayed(rec))
@@ -635,4 +645,35 @@ pub async fn queue_stats(pool: &PgPool) -> Result<Vec<QueueStats>, sqlx::Error> 
             })
         })
         .collect()
+}
+
+/// Creates tasks of one kind inside the caller's transaction (a fan-out, together with the
+/// rows that point at them). They are left unpushed: the relay pushes them within its
+/// interval, no faster than `QUEUE_MAX_READY` allows.
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_many_in_tx(
+    tx: &mut Transaction<'_, Postgres>,
+    ids: &[Uuid],
+    params: &[Value],
+    kind: &str,
+    queue: &str,
+    max_attempts: i32,
+    requester: &str,
+    ttl: Duration,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO tasks (id, kind, queue, status, params, max_attempts, requester, run_at, expires_at) \
+         SELECT u.id, $3, $4, 'pending', u.params, $5, $6, now(), now() + make_interval(secs => $7) \
+         FROM unnest($1::uuid[], $2::jsonb[]) AS u(id, params)",
+    )
+    .bind(ids)
+    .bind(params)
+    .bind(kind)
+    .bind(queue)
+    .bind(max_attempts)
+    .bind(requester)
+    .bind(interval(ttl))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

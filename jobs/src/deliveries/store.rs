@@ -1,0 +1,210 @@
+//! All SQL on `deliveries` and `wa_sessions`. Status changes are conditional updates that
+//! only move forward: queued < sent < delivered < read, and `failed` only from queued or
+//! sent, so duplicated or out-of-order webhooks and retried attempts are harmless.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{PgConnection, PgExecutor, Row};
+use uuid::Uuid;
+
+use super::{Channel, MessageKind, Recipient, SESSION_WINDOW};
+
+/// A delivery with what is needed to send it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: Uuid,
+    pub status: String,
+    pub channel: Channel,
+    pub kind: MessageKind,
+    pub template: Option<String>,
+    pub provider_message_id: Option<String>,
+    pub recipient: Recipient,
+}
+
+pub async fn by_task<'e>(
+    db: impl PgExecutor<'e>,
+    task: Uuid,
+) -> Result<Option<Delivery>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT d.id, d.status, d.channel, d.kind, d.template, d.provider_message_id, \
+                e.id AS event_id, e.name AS event_name, e.starts_at, \
+                g.id AS guest_id, g.name AS guest_name, g.email, g.phone, g.ticket_code \
+         FROM deliveries d \
+         JOIN guests g ON g.event_id = d.event_id AND g.id = d.guest_id \
+         JOIN events e ON e.id = d.event_id \
+         WHERE d.task_id = $1",
+    )
+    .bind(task)
+    .fetch_optional(db)
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    let channel: String = r.try_get("channel")?;
+    let kind: String = r.try_get("kind")?;
+    Ok(Some(Delivery {
+        id: r.try_get("id")?,
+        status: r.try_get("status")?,
+        // The table's CHECK constraints make other values impossible.
+        channel: Channel::parse(&channel).unwrap_or(Channel::Email),
+        kind: MessageKind::parse(&kind).unwrap_or(MessageKind::Invitation),
+        template: r.try_get("template")?,
+        provider_message_id: r.try_get("provider_message_id")?,
+        recipient: Recipient {
+            event_id: r.try_get("event_id")?,
+            event_name: r.try_get("event_name")?,
+            event_starts_at: r.try_get("starts_at")?,
+            guest_id: r.try_get("guest_id")?,
+            guest_name: r.try_get("guest_name")?,
+            email: r.try_get("email")?,
+            phone: r.try_get("phone")?,
+            ticket_code: r.try_get("ticket_code")?,
+        },
+    }))
+}
+
+/// A new `queued` delivery whose id is its task's id.
+#[allow(clippy::too_many_arguments)]
+pub async fn insert(
+    conn: &mut PgConnection,
+    task: Uuid,
+    event_id: &str,
+    guest_id: &str,
+    channel: Channel,
+    kind: MessageKind,
+    template: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO deliveries (id, event_id, guest_id, channel, kind, template, status, task_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'queued', $1)",
+    )
+    .bind(task)
+    .bind(event_id)
+    .bind(guest_id)
+    .bind(channel.as_str())
+    .bind(kind.as_str())
+    .bind(template)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The provider accepted the message. A status webhook may already have moved it further.
+pub async fn mark_sent(
+    conn: &mut PgConnection,
+    id: Uuid,
+    provider_message_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE deliveries SET status = CASE WHEN status = 'queued' THEN 'sent' ELSE status END, \
+             provider_message_id = $2, sent_at = COALESCE(sent_at, now()), error = NULL, \
+             updated_at = now() \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(provider_message_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The delivery will not be sent (permanent error, or the last attempt failed).
+pub async fn mark_failed<'e>(
+    db: impl PgExecutor<'e>,
+    id: Uuid,
+    error: &Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE deliveries SET status = 'failed', error = $2, failed_at = now(), updated_at = now() \
+         WHERE id = $1 AND status = 'queued'",
+    )
+    .bind(id)
+    .bind(error)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Marks failed the still-queued deliveries of tasks that ended without their handler
+/// (dead after a lost worker).
+pub async fn fail_for_tasks<'e>(
+    db: impl PgExecutor<'e>,
+    tasks: &[Uuid],
+    error: &Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE deliveries SET status = 'failed', error = $2, failed_at = now(), updated_at = now() \
+         WHERE task_id = ANY($1) AND status = 'queued'",
+    )
+    .bind(tasks)
+    .bind(error)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Applies a provider status to the delivery with that message id, forward only.
+/// Returns whether a delivery has this id at all (changed or not).
+pub async fn apply_status(
+    conn: &mut PgConnection,
+    message_id: &str,
+    status: &str,
+    at: DateTime<Utc>,
+    error: Option<&Value>,
+) -> Result<bool, sqlx::Error> {
+    let found: Option<String> = sqlx::query_scalar(
+        "WITH target AS (SELECT id, status AS old FROM deliveries WHERE provider_message_id = $1 FOR UPDATE), \
+         upd AS ( \
+             UPDATE deliveries d SET status = $2, \
+                 sent_at = CASE WHEN $2 IN ('sent', 'delivered', 'read') THEN COALESCE(d.sent_at, $3) ELSE d.sent_at END, \
+                 delivered_at = CASE WHEN $2 IN ('delivered', 'read') THEN COALESCE(d.delivered_at, $3) ELSE d.delivered_at END, \
+                 read_at = CASE WHEN $2 = 'read' THEN COALESCE(d.read_at, $3) ELSE d.read_at END, \
+                 failed_at = CASE WHEN $2 = 'failed' THEN $3 ELSE d.failed_at END, \
+                 error = CASE WHEN $2 = 'failed' THEN $4 ELSE d.error END, \
+                 updated_at = now() \
+             FROM target t WHERE d.id = t.id AND ( \
+                 ($2 = 'failed' AND t.old IN ('queued', 'sent')) OR \
+                 ($2 <> 'failed' AND array_position(ARRAY['queued','sent','delivered','read'], t.old) \
+                     < array_position(ARRAY['queued','sent','delivered','read'], $2::text))) \
+             RETURNING d.id) \
+         SELECT old FROM target",
+    )
+    .bind(message_id)
+    .bind(status)
+    .bind(at)
+    .bind(error)
+    .fetch_optional(conn)
+    .await?;
+    Ok(found.is_some())
+}
+
+/// Opens or extends the session window of `phone` from an inbound message at `at` (never
+/// moves it back: webhooks may arrive out of order).
+pub async fn touch_session(
+    conn: &mut PgConnection,
+    phone: &str,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO wa_sessions (phone, last_inbound_at) VALUES ($1, $2) \
+         ON CONFLICT (phone) DO UPDATE SET \
+             last_inbound_at = GREATEST(wa_sessions.last_inbound_at, EXCLUDED.last_inbound_at), \
+             updated_at = now()",
+    )
+    .bind(phone)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The session window of a normalized phone: (last inbound, expiry) when ever opened.
+pub async fn session<'e>(
+    db: impl PgExecutor<'e>,
+    phone: &str,
+) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, sqlx::Error> {
+    let last: Option<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT last_inbound_at FROM wa_sessions WHERE phone = $1")
+            .bind(phone)
+            .fetch_optional(db)
+            .await?;
+    Ok(last.map(|l| (l, l + SESSION_WINDOW)))
+}
