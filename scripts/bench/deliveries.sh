@@ -7,7 +7,8 @@
 # Each run: a fresh database (taquilla_bench_deliveries) and Redis prefix, the workers
 # started and idle, then N `delivery` tasks (+ their delivery rows and guests) inserted in
 # one transaction, as a bulk fan-out leaves them; the relay pushes them and the workers send.
-# Rate = N / (last task finished - tasks created), from the task rows. Only 127.0.0.1.
+# Rate = N / (last task finished - tasks due), from the task rows (due 3 s after the insert,
+# once the tables are analyzed). Only 127.0.0.1.
 # Overridable: BENCH_DELIVERIES, BENCH_CONCURRENCY (per process), BENCH_PROVIDER_DELAY_MS,
 # BENCH_PROVIDER_PORT, BENCH_PG_ADMIN_URL, BENCH_PROCESSES ("1 2").
 set -euo pipefail
@@ -84,8 +85,11 @@ d AS (INSERT INTO deliveries (id, event_id, guest_id, channel, kind, status, tas
 INSERT INTO tasks (id, kind, queue, status, params, max_attempts, requester, run_at, expires_at)
   SELECT id, 'delivery', 'deliveries', 'pending',
          jsonb_build_object('eventId', 'ev_bench', 'guestId', guest_id, 'channel', 'whatsapp', 'kind', 'invitation'),
-         5, 'bench', now(), now() + interval '1 day' FROM d;
+         5, 'bench', now() + interval '3 seconds', now() + interval '1 day' FROM d;
 COMMIT;
+-- Fresh tables have no statistics: without them the planner may scan instead of using the
+-- indexes, which makes each send cost O(N). The tasks are due in 3 s, after this.
+ANALYZE guests; ANALYZE deliveries; ANALYZE tasks;
 SQL
   local deadline=$((SECONDS + 600)) done=0
   while [ "$SECONDS" -lt "$deadline" ]; do
@@ -100,8 +104,8 @@ SQL
   psql "$DATABASE_URL" -X -qtA -F ' ' -c "
     SELECT '$procs proc(s):', count(*) FILTER (WHERE t.status = 'completed') AS completed,
            count(*) FILTER (WHERE d.status = 'sent') AS sent,
-           round(extract(epoch FROM max(t.finished_at) - min(t.created_at))::numeric, 2) AS seconds,
-           round(count(*) / extract(epoch FROM max(t.finished_at) - min(t.created_at))::numeric) AS per_second,
+           round(extract(epoch FROM max(t.finished_at) - min(t.run_at))::numeric, 2) AS seconds,
+           round(count(*) / extract(epoch FROM max(t.finished_at) - min(t.run_at))::numeric) AS per_second,
            max(t.attempts) AS max_attempts
     FROM tasks t JOIN deliveries d ON d.task_id = t.id" | tee -a "$LOG_DIR/results.txt"
   echo "  worker CPU seconds during the run: $cpu" | tee -a "$LOG_DIR/results.txt"

@@ -1004,3 +1004,35 @@ async fn the_global_rate_limit_spreads_sends_over_windows() {
     let _ = std::fs::remove_dir_all(&env.config.deliveries.outbox_dir);
     worker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delivery_whose_worker_died_on_the_last_attempt_ends_failed() {
+    let env = TestEnv::new().await;
+    seed_guests(&env).await;
+    // A delivery task on its last attempt whose worker vanished (lease expired).
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO deliveries (id, event_id, guest_id, channel, kind, status, task_id) \
+         VALUES ($1, 'ev_demo', 'g1', 'whatsapp', 'invitation', 'queued', $1)",
+    )
+    .bind(id)
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO tasks (id, kind, queue, status, params, attempts, max_attempts, requester, \
+             started_at, lease_expires_at) \
+         VALUES ($1, 'delivery', 'deliveries', 'running', '{}', 5, 5, 'demo', now(), now() - interval '1 second')",
+    )
+    .bind(id)
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    let worker = start_worker(&env);
+    let rec = env.wait_finished(id, WAIT).await;
+    assert_eq!(rec.status(), TaskStatus::Dead);
+    let row = delivery_row(&env, id).await;
+    assert_eq!(row.status, "failed");
+    assert_eq!(row.error.unwrap()["code"], "worker_lost");
+    worker.stop().await;
+}
