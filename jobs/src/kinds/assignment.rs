@@ -5,19 +5,13 @@
 //! (`tickets × TICKET_PREMIUM_FACTOR` for premium events), writes the ledger entry, moves
 //! the organizer's balance and completes the task, all in one transaction.
 
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::KindSpec;
 use crate::{
     domain::ledger::{self, EntryType, NewEntry},
-    queue,
-    task::{
-        context::{Done, JobError, TaskContext},
-        retry::Backoff,
-    },
+    task::context::{Done, JobError, TaskContext},
 };
 
 pub const NAME: &str = "assignment";
@@ -85,14 +79,7 @@ pub fn id_problem(id: &str) -> Option<&'static str> {
 }
 
 pub fn spec() -> KindSpec {
-    KindSpec::new(
-        NAME,
-        queue::ASSIGNMENTS,
-        5,
-        Duration::from_secs(30),
-        Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
-        run,
-    )
+    super::ledger_writer(NAME, run)
 }
 
 async fn run(ctx: TaskContext) -> Result<Done, JobError> {
@@ -109,12 +96,7 @@ async fn run(ctx: TaskContext) -> Result<Done, JobError> {
             format!("event {:?} does not exist", p.event_id),
         ));
     };
-    if !ledger::organizer_exists(&mut tx, &p.organizer_id).await? {
-        return Err(JobError::permanent(
-            "organizer_not_found",
-            format!("organizer {:?} does not exist", p.organizer_id),
-        ));
-    }
+    super::require_organizer(&mut tx, &p.organizer_id).await?;
 
     let factor = if event_type == "premium" {
         ctx.config().ticket_premium_factor

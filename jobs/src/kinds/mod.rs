@@ -71,6 +71,38 @@ impl KindSpec {
     }
 }
 
+/// A kind that writes the director ledger: the assignments queue and its shared policy
+/// (several attempts with a short backoff; the write and the completion commit together).
+pub(crate) fn ledger_writer<F, Fut>(name: &'static str, handler: F) -> KindSpec
+where
+    F: Fn(TaskContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Done, JobError>> + Send + 'static,
+{
+    KindSpec::new(
+        name,
+        crate::queue::ASSIGNMENTS,
+        5,
+        Duration::from_secs(30),
+        Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+        handler,
+    )
+}
+
+/// Fails the task for good when the organizer does not exist (no retry loop on a missing row).
+pub(crate) async fn require_organizer(
+    conn: &mut sqlx::PgConnection,
+    organizer_id: &str,
+) -> Result<(), JobError> {
+    if crate::domain::ledger::organizer_exists(conn, organizer_id).await? {
+        Ok(())
+    } else {
+        Err(JobError::permanent(
+            "organizer_not_found",
+            format!("organizer {organizer_id:?} does not exist"),
+        ))
+    }
+}
+
 /// The kinds a process knows, by name.
 #[derive(Debug, Clone, Default)]
 pub struct Registry {

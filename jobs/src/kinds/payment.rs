@@ -2,19 +2,13 @@
 //! Writes a `payment` ledger entry and moves the balance in the task's own transaction; a
 //! payment above the open debt is accepted and shows as credit (negative debt).
 
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{kpi_refresh, KindSpec};
 use crate::{
     domain::ledger::{self, EntryType, NewEntry},
-    queue,
-    task::{
-        context::{Done, JobError, TaskContext},
-        retry::Backoff,
-    },
+    task::context::{Done, JobError, TaskContext},
 };
 
 pub const NAME: &str = "payment";
@@ -33,25 +27,13 @@ pub struct PaymentParams {
 }
 
 pub fn spec() -> KindSpec {
-    KindSpec::new(
-        NAME,
-        queue::ASSIGNMENTS,
-        5,
-        Duration::from_secs(30),
-        Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
-        run,
-    )
+    super::ledger_writer(NAME, run)
 }
 
 async fn run(ctx: TaskContext) -> Result<Done, JobError> {
     let p: PaymentParams = ctx.params()?;
     let mut tx = ctx.pool().begin().await?;
-    if !ledger::organizer_exists(&mut tx, &p.organizer_id).await? {
-        return Err(JobError::permanent(
-            "organizer_not_found",
-            format!("organizer {:?} does not exist", p.organizer_id),
-        ));
-    }
+    super::require_organizer(&mut tx, &p.organizer_id).await?;
     let (entry, balance) = ledger::record(
         &mut tx,
         &NewEntry {

@@ -522,22 +522,25 @@ pub async fn take_expired(
     Ok(out)
 }
 
-/// Re-drives a `failed` or `dead` task (operator action): a fresh set of attempts, due now.
-/// The error history is kept. Returns the task if it was re-driven.
+/// The re-drive of failed/dead tasks: a fresh set of attempts, due now, error history kept.
+/// `$1` is the retention in seconds; callers add their own conditions.
+const REDRIVE: &str = "UPDATE tasks SET status = 'pending', attempts = 0, run_at = now(), \
+    pushed_at = NULL, lease_expires_at = NULL, worker = NULL, finished_at = NULL, \
+    cancel_requested = false, progress = 0, stage = NULL, updated_at = now(), \
+    expires_at = now() + make_interval(secs => $1) \
+    WHERE status IN ('failed', 'dead')";
+
+/// Re-drives a `failed` or `dead` task (operator action). Returns the task if it was
+/// re-driven.
 pub async fn redrive(
     pool: &PgPool,
     id: Uuid,
     ttl: Duration,
 ) -> Result<Option<TaskRecord>, sqlx::Error> {
-    let sql = format!(
-        "UPDATE tasks SET status = 'pending', attempts = 0, run_at = now(), pushed_at = NULL, \
-             lease_expires_at = NULL, worker = NULL, finished_at = NULL, cancel_requested = false, \
-             progress = 0, stage = NULL, updated_at = now(), expires_at = now() + make_interval(secs => $2) \
-         WHERE id = $1 AND status IN ('failed', 'dead') RETURNING {RECORD_COLUMNS}"
-    );
+    let sql = format!("{REDRIVE} AND id = $2 RETURNING {RECORD_COLUMNS}");
     sqlx::query_as::<_, TaskRecord>(&sql)
-        .bind(id)
         .bind(interval(ttl))
+        .bind(id)
         .fetch_optional(pool)
         .await
 }
@@ -550,17 +553,13 @@ pub async fn redrive_all(
     kind: Option<&str>,
     ttl: Duration,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
-        "UPDATE tasks SET status = 'pending', attempts = 0, run_at = now(), pushed_at = NULL, \
-             lease_expires_at = NULL, worker = NULL, finished_at = NULL, cancel_requested = false, \
-             progress = 0, stage = NULL, updated_at = now(), expires_at = now() + make_interval(secs => $3) \
-         WHERE status = $1 AND status IN ('failed', 'dead') AND ($2::text IS NULL OR kind = $2) RETURNING id",
-    )
-    .bind(status.as_str())
-    .bind(kind)
-    .bind(interval(ttl))
-    .fetch_all(pool)
-    .await
+    let sql = format!("{REDRIVE} AND status = $2 AND ($3::text IS NULL OR kind = $3) RETURNING id");
+    sqlx::query_scalar(&sql)
+        .bind(interval(ttl))
+        .bind(status.as_str())
+        .bind(kind)
+        .fetch_all(pool)
+        .await
 }
 
 /// Tasks in `status` (any requester), newest first, optionally of one kind.
