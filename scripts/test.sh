@@ -8,7 +8,8 @@
 # TEST_DATABASE_URL (default postgres://postgres:postgres@127.0.0.1:5432/taquilla_test) and
 # TEST_REDIS_URL (default $REDIS_URL, else redis://127.0.0.1:6379) point the tests at the
 # servers; every test works in its own schema and Redis key prefix. SMTP_SINK_PYTHON names a
-# python with aiosmtpd (default: a venv under ~/.cache/taquilla, installed when missing).
+# python with aiosmtpd, TEST_S3_ENDPOINT (+ TEST_S3_ACCESS_KEY, TEST_S3_SECRET_KEY) an S3
+# server; by default both come from a venv under ~/.cache/taquilla, installed when missing.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -41,17 +42,19 @@ ensure_database "$TEST_DATABASE_URL"
 REDIS_URL=$TEST_REDIS_URL ensure_redis
 ensure_redis_server_binary
 
-# The SMTP sink of the e-mail tests: aiosmtpd in a venv (the tests start their own server
-# on a free port; without it that test reports SKIPPED).
-SMTP_VENV="${HOME:-$ROOT}/.cache/taquilla/venv"
-if [ -z "${SMTP_SINK_PYTHON:-}" ]; then
-  if ! "$SMTP_VENV/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1; then
-    step "installing aiosmtpd (SMTP sink for the e-mail tests) into $SMTP_VENV"
-    { python3 -m venv "$SMTP_VENV" && "$SMTP_VENV/bin/pip" install -q 'aiosmtpd==1.4.6'; } ||
-      echo "warning: aiosmtpd could not be installed; the SMTP test will be skipped" >&2
-  fi
-  export SMTP_SINK_PYTHON="$SMTP_VENV/bin/python"
+# The real S3 server and SMTP sink of the export and e-mail tests (DESIGN §7): SeaweedFS
+# and aiosmtpd from a venv. The S3 server runs for this script only; the e-mail tests start
+# their own sinks on free ports. TAQUILLA_REQUIRE_SERVICES makes a test that cannot reach
+# them fail instead of reporting SKIPPED.
+step "services: S3 server (SeaweedFS) and SMTP sink (aiosmtpd)"
+ensure_tools_venv
+export SMTP_SINK_PYTHON=${SMTP_SINK_PYTHON:-$TAQUILLA_TOOLS_VENV/bin/python}
+if [ -z "${TEST_S3_ENDPOINT:-}" ]; then
+  start_s3_server "${TMPDIR:-/tmp}/taquilla-test-s3"
+  trap stop_s3_server EXIT
+  export TEST_S3_ENDPOINT="http://127.0.0.1:$TAQUILLA_S3_PORT" TEST_S3_ACCESS_KEY=testkey TEST_S3_SECRET_KEY=testsecret
 fi
+export TAQUILLA_REQUIRE_SERVICES=1
 
 step "cargo fmt --all -- --check"
 cargo fmt --all -- --check

@@ -260,6 +260,12 @@ impl JsonObject {
         }
     }
 
+    /// An optional field of any JSON type, for callers that check it themselves.
+    pub fn optional_value(&mut self, name: &str) -> Option<Value> {
+        let raw = self.raw(name)?;
+        serde_json::from_str(&raw).ok()
+    }
+
     /// Whether the field is present and not null (without marking it read).
     pub fn raw_present(&self, name: &str) -> bool {
         self.fields

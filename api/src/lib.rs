@@ -25,6 +25,7 @@ use jobs::{
     kinds::{self, KindSpec},
     queue::Transport,
     redis_conn::Keys,
+    storage::{local::LocalStore, Store},
     task::progress::{Notifier, ProgressStore},
 };
 use redis::aio::ConnectionManager;
@@ -42,6 +43,7 @@ pub struct Kinds {
     pub delivery: KindSpec,
     pub delivery_bulk: KindSpec,
     pub wa_inbound: KindSpec,
+    pub report_export: KindSpec,
 }
 
 #[derive(Clone)]
@@ -56,6 +58,9 @@ pub struct AppState {
     pub tokens: auth::Tokens,
     pub config: Arc<ApiConfig>,
     pub kinds: Arc<Kinds>,
+    /// The local-disk export store whose signed links `GET /files/...` serves; `None` when
+    /// exports go to S3 (or the directory is unusable, logged at start).
+    pub local_files: Option<LocalStore>,
 }
 
 impl AppState {
@@ -77,7 +82,16 @@ impl AppState {
                 delivery: kinds::delivery::spec(),
                 delivery_bulk: kinds::delivery_bulk::spec(),
                 wa_inbound: kinds::wa_inbound::spec(),
+                report_export: kinds::report_export::spec(),
             }),
+            local_files: match Store::from_config(&core.exports) {
+                Ok(Store::Local(local)) => Some(local),
+                Ok(Store::S3(_)) => None,
+                Err(e) => {
+                    tracing::error!(error = %e, "local export store unavailable: /files links will fail");
+                    None
+                }
+            },
             report_cache: ReportCache::new(redis.clone(), keys.clone()),
             config: Arc::new(config),
             pool,
@@ -143,7 +157,7 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 }
 
 pub fn router(state: AppState) -> Router {
-    use routes::{admin, deliveries, director, health, reports, tasks, whatsapp};
+    use routes::{admin, deliveries, director, exports, files, health, reports, tasks, whatsapp};
     let task_routes = |prefix: &str, r: Router<AppState>| {
         r.route(&format!("{prefix}/{{id}}"), get(tasks::get_task))
             .route(&format!("{prefix}/{{id}}/result"), get(tasks::get_result))
@@ -168,6 +182,8 @@ pub fn router(state: AppState) -> Router {
             get(reports::tickets_usage),
         )
         .route("/director/kpis/refresh", post(reports::refresh_kpis))
+        .route("/director/reports/exports", post(exports::create))
+        .route("/files/{*key}", get(files::download))
         .route("/admin/queues", get(admin::queues))
         .route("/admin/tasks", get(admin::list))
         .route("/admin/tasks/retry", post(admin::retry_all))

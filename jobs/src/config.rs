@@ -5,8 +5,9 @@
 //! `QUEUE_MAX_READY`, `QUEUE_REPUSH_AFTER_SECONDS`, `TASK_LEASE_SECONDS`,
 //! `DIRECTOR_REPORT_JOB_TTL_SECONDS`, `TICKET_PREMIUM_FACTOR`, `DEFAULT_CURRENCY`,
 //! `DIRECTOR_CACHE_TTL_SECONDS`, `DIRECTOR_REPORT_CACHE_TTL_SECONDS`,
-//! `KPI_REFRESH_INTERVAL_MINUTES`, `KPI_REFRESH_COALESCE_SECONDS`, and the delivery settings
-//! of [`DeliveryConfig`].
+//! `KPI_REFRESH_INTERVAL_MINUTES`, `KPI_REFRESH_COALESCE_SECONDS`,
+//! `TASK_CLEANUP_INTERVAL_MINUTES`, the delivery settings of [`DeliveryConfig`] and the
+//! export settings of [`ExportConfig`].
 
 use std::{env, path::PathBuf, str::FromStr, time::Duration};
 
@@ -79,7 +80,11 @@ pub struct Config {
     pub kpi_refresh_interval: Duration,
     /// Writes within this window share one KPI refresh, run at its end.
     pub kpi_refresh_coalesce: Duration,
+    /// Period of the retention job `task_cleanup` (`TASK_CLEANUP_INTERVAL_MINUTES`, default
+    /// 1440: ticks aligned on the epoch, so nightly at 00:00 UTC).
+    pub task_cleanup_interval: Duration,
     pub deliveries: DeliveryConfig,
+    pub exports: ExportConfig,
 }
 
 pub const DEFAULT_WHATSAPP_API_URL: &str = "https://waba-v2.360dialog.io";
@@ -222,7 +227,129 @@ impl Config {
                 60 * parsed::<u64>("KPI_REFRESH_INTERVAL_MINUTES", 30)?.max(1),
             ),
             kpi_refresh_coalesce: seconds("KPI_REFRESH_COALESCE_SECONDS", 5)?,
+            task_cleanup_interval: Duration::from_secs(
+                60 * parsed::<u64>("TASK_CLEANUP_INTERVAL_MINUTES", 1440)?.max(1),
+            ),
             deliveries: DeliveryConfig::from_env()?,
+            exports: ExportConfig::from_env()?,
+        })
+    }
+}
+
+/// An S3-compatible bucket (`S3_BUCKET` set): AWS, or any server given by `S3_ENDPOINT`.
+#[derive(Clone)]
+pub struct S3Config {
+    pub bucket: String,
+    /// `S3_ENDPOINT`, e.g. `http://127.0.0.1:9100`; unset = AWS for `region`.
+    pub endpoint: Option<String>,
+    /// `S3_REGION` (or `AWS_REGION`), default `us-east-1`.
+    pub region: String,
+    /// `S3_ACCESS_KEY_ID` / `S3_SECRET_ACCESS_KEY` (or the `AWS_` names).
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// `S3_FORCE_PATH_STYLE`: `bucket` in the path, not the host name; default on when an
+    /// endpoint is set (what S3-compatible servers expect).
+    pub force_path_style: bool,
+}
+
+impl std::fmt::Debug for S3Config {
+    // Never print the secret key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("force_path_style", &self.force_path_style)
+            .finish()
+    }
+}
+
+/// Report exports (issue 4): where files go and how their links are signed.
+#[derive(Debug, Clone)]
+pub struct ExportConfig {
+    /// `None` = the local-disk store under `dir`, with links signed by us and served by the api.
+    pub s3: Option<S3Config>,
+    /// `EXPORT_DIR`: root of the local-disk store (shared by the api and the worker).
+    pub dir: PathBuf,
+    /// `EXPORT_SCRATCH_DIR`: where files are written before the upload (the XLSX writer also
+    /// keeps its sheet data here: about 430 MB per million rows). Default: the system temp dir.
+    pub scratch_dir: PathBuf,
+    /// `PUBLIC_BASE_URL`: how clients reach the api, for local-disk links.
+    pub public_base_url: String,
+    /// `FILE_URL_SECRET`: HMAC key of local-disk links; unset = a random key kept in
+    /// `EXPORT_DIR/.url-secret`, shared by every process that shares the directory.
+    pub url_secret: Option<String>,
+    /// `REPORT_EXPORTS_PER_ORGANIZER`: exports of one organizer running at once, all replicas.
+    pub per_organizer: u32,
+    /// `S3_MULTIPART_PART_MB`: part size of multipart uploads (S3 minimum 5).
+    pub part_bytes: usize,
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        Self {
+            s3: None,
+            dir: PathBuf::from("var/exports"),
+            scratch_dir: env::temp_dir().join("taquilla-exports"),
+            public_base_url: "http://127.0.0.1:8080".into(),
+            url_secret: None,
+            per_organizer: 1,
+            part_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+impl ExportConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let either = |a: &str, b: &str| var(a).or_else(|| var(b));
+        let s3 = match var("S3_BUCKET") {
+            None => None,
+            Some(bucket) => {
+                let missing = |name: &str| ConfigError {
+                    name: name.into(),
+                    message: "is required when S3_BUCKET is set".into(),
+                };
+                let endpoint = var("S3_ENDPOINT").map(|e| e.trim_end_matches('/').to_string());
+                Some(S3Config {
+                    bucket,
+                    region: either("S3_REGION", "AWS_REGION").unwrap_or_else(|| "us-east-1".into()),
+                    access_key_id: either("S3_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID")
+                        .ok_or_else(|| missing("S3_ACCESS_KEY_ID"))?,
+                    secret_access_key: either("S3_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY")
+                        .ok_or_else(|| missing("S3_SECRET_ACCESS_KEY"))?,
+                    force_path_style: parsed("S3_FORCE_PATH_STYLE", endpoint.is_some())?,
+                    endpoint,
+                })
+            }
+        };
+        let per_organizer: u32 = parsed("REPORT_EXPORTS_PER_ORGANIZER", d.per_organizer)?;
+        if !(1..=1000).contains(&per_organizer) {
+            return Err(ConfigError {
+                name: "REPORT_EXPORTS_PER_ORGANIZER".into(),
+                message: "must be between 1 and 1000".into(),
+            });
+        }
+        let part_mb: usize = parsed("S3_MULTIPART_PART_MB", d.part_bytes >> 20)?;
+        if !(5..=512).contains(&part_mb) {
+            return Err(ConfigError {
+                name: "S3_MULTIPART_PART_MB".into(),
+                message: "must be between 5 and 512 (S3 parts are at least 5 MiB)".into(),
+            });
+        }
+        Ok(Self {
+            s3,
+            dir: var("EXPORT_DIR").map(PathBuf::from).unwrap_or(d.dir),
+            scratch_dir: var("EXPORT_SCRATCH_DIR")
+                .map(PathBuf::from)
+                .unwrap_or(d.scratch_dir),
+            public_base_url: var("PUBLIC_BASE_URL")
+                .map(|u| u.trim_end_matches('/').to_string())
+                .unwrap_or(d.public_base_url),
+            url_secret: var("FILE_URL_SECRET"),
+            per_organizer,
+            part_bytes: part_mb << 20,
         })
     }
 }

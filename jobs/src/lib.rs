@@ -7,9 +7,11 @@ pub mod db;
 pub mod deliveries;
 pub mod domain;
 pub mod enqueue;
+pub mod exports;
 pub mod kinds;
 pub mod queue;
 pub mod redis_conn;
+pub mod storage;
 pub mod task;
 pub mod telemetry;
 #[cfg(feature = "testing")]

@@ -129,6 +129,14 @@ impl TestEnv {
                 email_max_per_second: 0,
                 ..Default::default()
             },
+            task_cleanup_interval: Duration::from_secs(86_400),
+            // Local-disk store per test; tests of the S3 client set `s3` themselves.
+            exports: crate::config::ExportConfig {
+                dir: std::env::temp_dir().join(format!("taquilla-exports-{schema}")),
+                scratch_dir: std::env::temp_dir().join(format!("taquilla-scratch-{schema}")),
+                url_secret: Some(format!("test-secret-{schema}")),
+                ..Default::default()
+            },
         };
         Self {
             keys: Keys::new(schema.clone()),

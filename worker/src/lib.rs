@@ -180,6 +180,12 @@ pub async fn run(
         core.kpi_refresh_interval,
         background.clone(),
     ));
+    tasks.spawn(cron::run(
+        shared.enqueuer.clone(),
+        jobs::kinds::task_cleanup::spec(),
+        core.task_cleanup_interval,
+        background.clone(),
+    ));
     let signals: HashMap<String, Arc<WakeSignal>> = queues
         .iter()
         .map(|q| (q.clone(), Arc::new(WakeSignal::default())))

@@ -700,75 +700,6 @@ async fn without_credentials_sends_go_to_the_outbox() {
 
 // --------------------------------------------------------------------- email ----
 
-/// A private aiosmtpd writing a Maildir, or `None` when aiosmtpd is not installed
-/// (`SMTP_SINK_PYTHON` names a python that has it; scripts/test.sh sets it up).
-struct SmtpSink {
-    child: std::process::Child,
-    port: u16,
-    maildir: std::path::PathBuf,
-}
-
-impl SmtpSink {
-    async fn start() -> Option<Self> {
-        let python = std::env::var("SMTP_SINK_PYTHON").unwrap_or_else(|_| "python3".into());
-        let has = std::process::Command::new(&python)
-            .args(["-c", "import aiosmtpd"])
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !has {
-            return None;
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let maildir = std::env::temp_dir().join(format!("taquilla-maildir-{}", Uuid::now_v7()));
-        let child = std::process::Command::new(&python)
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(&maildir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .ok()?;
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return Some(Self {
-                    child,
-                    port,
-                    maildir,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        None
-    }
-
-    async fn wait_message(&self) -> Vec<u8> {
-        let new = self.maildir.join("new");
-        for _ in 0..200 {
-            if let Some(entry) = std::fs::read_dir(&new).ok().and_then(|mut d| d.next()) {
-                return std::fs::read(entry.unwrap().path()).unwrap();
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("no message reached the SMTP sink");
-    }
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.maildir);
-    }
-}
-
 fn decode_qr(png_bytes: &[u8]) -> String {
     let decoder = png::Decoder::new(png_bytes);
     let mut reader = decoder.read_info().unwrap();
@@ -785,10 +716,7 @@ fn decode_qr(png_bytes: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn email_goes_through_a_real_smtp_server_with_both_parts_and_the_qr() {
     let Some(sink) = SmtpSink::start().await else {
-        eprintln!(
-            "SKIPPED: aiosmtpd is not installed (set SMTP_SINK_PYTHON or run scripts/test.sh)"
-        );
-        return;
+        return skipped("aiosmtpd is not installed (set SMTP_SINK_PYTHON or run scripts/test.sh)");
     };
     let mut env = TestEnv::new().await;
     env.config.deliveries.smtp_url = Some(format!("smtp://127.0.0.1:{}", sink.port));

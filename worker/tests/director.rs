@@ -13,41 +13,6 @@ use tower::ServiceExt;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// Fixture (MXN unless noted), ages as of 2025-12-31:
-///  1 org_demo ev_demo    assign_prepaid 100 t (eq 100) 35000  2025-08-01
-///  2 org_demo ev_premium assign_loan     10 t (eq  20) 20000  2025-10-15
-///  3 org_demo            payment                       40000  2025-11-01
-///  4 org_demo ev_demo    assign_prepaid   5 t (eq   5)  5000  2025-12-20
-///  5 org_acme ev_acme    assign_prepaid  50 t (eq  50) 10000  2025-11-20
-///  6 org_acme            payment                       15000  2025-12-01  (credit 5000)
-///  7 org_demo ev_demo    assign_prepaid   7 t (eq   7)   700 USD 2025-12-05
-async fn fixture(env: &TestEnv) {
-    env.seed_demo().await;
-    sqlx::raw_sql(
-        "INSERT INTO events (id, organizer_id, name, type) VALUES ('ev_acme', 'org_acme', 'Acme Fest', 'standard');
-         INSERT INTO director_ledger_entries (id, organizer_id, event_id, entry_type, tickets, tickets_equivalent, amount_cents, currency, task_id, created_at) VALUES
-          (gen_random_uuid(), 'org_demo', 'ev_demo',    'assign_prepaid', 100, 100, 35000, 'MXN', gen_random_uuid(), '2025-08-01 10:00Z'),
-          (gen_random_uuid(), 'org_demo', 'ev_premium', 'assign_loan',     10,  20, 20000, 'MXN', gen_random_uuid(), '2025-10-15 10:00Z'),
-          (gen_random_uuid(), 'org_demo', NULL,         'payment',          0,   0, 40000, 'MXN', gen_random_uuid(), '2025-11-01 10:00Z'),
-          (gen_random_uuid(), 'org_demo', 'ev_demo',    'assign_prepaid',   5,   5,  5000, 'MXN', gen_random_uuid(), '2025-12-20 10:00Z'),
-          (gen_random_uuid(), 'org_acme', 'ev_acme',    'assign_prepaid',  50,  50, 10000, 'MXN', gen_random_uuid(), '2025-11-20 10:00Z'),
-          (gen_random_uuid(), 'org_acme', NULL,         'payment',          0,   0, 15000, 'MXN', gen_random_uuid(), '2025-12-01 10:00Z'),
-          (gen_random_uuid(), 'org_demo', 'ev_demo',    'assign_prepaid',   7,   7,   700, 'USD', gen_random_uuid(), '2025-12-05 10:00Z');
-         INSERT INTO guests (id, event_id, name, status) VALUES
-          ('g1', 'ev_demo', 'A', 'confirmed'), ('g2', 'ev_demo', 'B', 'confirmed'), ('g3', 'ev_demo', 'C', 'scanned'),
-          ('g4', 'ev_acme', 'D', 'pending');
-         INSERT INTO deliveries (id, event_id, guest_id, channel, kind, status) VALUES
-          (gen_random_uuid(), 'ev_demo', 'g1', 'email', 'invitation', 'delivered'),
-          (gen_random_uuid(), 'ev_demo', 'g2', 'whatsapp', 'invitation', 'failed');
-         REFRESH MATERIALIZED VIEW mv_kpi_tickets_entregados;
-         REFRESH MATERIALIZED VIEW mv_kpi_deuda_abierta;
-         REFRESH MATERIALIZED VIEW mv_kpi_top_organizadores;",
-    )
-    .execute(&env.pool)
-    .await
-    .unwrap();
-}
-
 async fn get(app: &axum::Router, path: &str) -> (StatusCode, Value, Option<String>) {
     let req = Request::builder()
         .uri(path)
@@ -83,7 +48,7 @@ fn metric(body: &Value, name: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overview_matches_the_fixture_with_filters_at_the_edges() {
     let env = TestEnv::new().await;
-    fixture(&env).await;
+    director_fixture(&env).await;
     let app = api(&env);
     for path in ["/director/reports/overview", "/director/overview"] {
         let (status, body, _) = get(&app, path).await;
@@ -152,7 +117,7 @@ async fn overview_matches_the_fixture_with_filters_at_the_edges() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn top_organizers_and_tickets_usage_rank_and_paginate() {
     let env = TestEnv::new().await;
-    fixture(&env).await;
+    director_fixture(&env).await;
     let app = api(&env);
     let (status, body, _) = get(
         &app,
@@ -224,7 +189,7 @@ async fn top_organizers_and_tickets_usage_rank_and_paginate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debt_aging_pays_oldest_first_and_shows_credit_as_no_debt() {
     let env = TestEnv::new().await;
-    fixture(&env).await;
+    director_fixture(&env).await;
     let app = api(&env);
     let (status, body, _) = get(&app, "/director/reports/debt-aging?to=2025-12-31").await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -310,7 +275,7 @@ async fn invalid_report_filters_are_400_naming_the_parameter() {
 async fn payments_write_the_ledger_invalidate_caches_and_trigger_one_refresh() {
     let mut env = TestEnv::new().await;
     env.config.kpi_refresh_coalesce = Duration::from_secs(1);
-    fixture(&env).await;
+    director_fixture(&env).await;
     let app = api(&env);
     let worker = RunningWorker::start(
         worker_config(&env, &[queue::ASSIGNMENTS, queue::MAINTENANCE]),
@@ -430,7 +395,7 @@ async fn bad_payments_are_refused_with_the_field_named() {
 async fn reports_stay_correct_when_redis_is_down() {
     let mut redis = PrivateRedis::start().await;
     let env = TestEnv::with_redis(&redis.url()).await;
-    fixture(&env).await;
+    director_fixture(&env).await;
     let app = api(&env);
     redis.stop();
     let (status, body, cache) = get(&app, "/director/reports/overview").await;
@@ -445,7 +410,7 @@ async fn reports_stay_correct_when_redis_is_down() {
 async fn kpi_refresh_runs_once_per_cron_tick_across_three_replicas() {
     let mut env = TestEnv::new().await;
     env.config.kpi_refresh_interval = Duration::from_secs(1);
-    fixture(&env).await;
+    director_fixture(&env).await;
     let replicas: Vec<RunningWorker> = (0..3)
         .map(|_| RunningWorker::start(worker_config(&env, &[queue::MAINTENANCE]), test_registry()))
         .collect();

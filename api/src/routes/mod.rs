@@ -3,6 +3,8 @@
 pub mod admin;
 pub mod deliveries;
 pub mod director;
+pub mod exports;
+pub mod files;
 pub mod health;
 pub mod reports;
 pub mod tasks;

@@ -122,6 +122,21 @@ impl Providers {
         r: &Recipient,
     ) -> Result<Sent, JobError> {
         let message = email::build(&self.email_from, kind, r)?;
+        self.send_message(message, &delivery.to_string()).await
+    }
+
+    /// The configured sender (`EMAIL_FROM`).
+    pub fn email_from(&self) -> &str {
+        &self.email_from
+    }
+
+    /// Sends any e-mail through SMTP, or in mock mode writes it to `mail/<name>.eml` in the
+    /// outbox.
+    pub async fn send_message(
+        &self,
+        message: lettre::Message,
+        name: &str,
+    ) -> Result<Sent, JobError> {
         match &self.smtp {
             Some(transport) => Ok(Sent {
                 provider_message_id: email::send(transport, message).await?,
@@ -129,7 +144,7 @@ impl Providers {
             }),
             None => {
                 let dir = self.outbox.join("mail");
-                let path = dir.join(format!("{delivery}.eml"));
+                let path = dir.join(format!("{name}.eml"));
                 let bytes = message.formatted();
                 tokio::task::spawn_blocking(move || {
                     std::fs::create_dir_all(&dir)?;
@@ -139,7 +154,7 @@ impl Providers {
                 .map_err(|e| JobError::retryable("outbox_failed", e.to_string()))?
                 .map_err(|e| JobError::retryable("outbox_failed", e.to_string()))?;
                 Ok(Sent {
-                    provider_message_id: format!("mock-{delivery}"),
+                    provider_message_id: format!("mock-{name}"),
                     mode: "email-mock".into(),
                 })
             }

@@ -103,7 +103,7 @@ async fn run(ctx: TaskContext) -> Result<Done, JobError> {
                 JobError::Retryable { .. } | JobError::RetryAfter { .. } => {
                     ctx.attempt >= ctx.max_attempts
                 }
-                JobError::Cancelled | JobError::Superseded => false,
+                JobError::Cancelled | JobError::Superseded | JobError::Waiting { .. } => false,
             };
             if last {
                 let (code, message) = match &err {

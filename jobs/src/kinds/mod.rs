@@ -9,6 +9,8 @@ pub mod delivery_bulk;
 pub mod kpi_refresh;
 pub mod noop;
 pub mod payment;
+pub mod report_export;
+pub mod task_cleanup;
 pub mod wa_inbound;
 
 use std::{collections::BTreeMap, future::Future, pin::Pin, sync::Arc, time::Duration};
@@ -119,6 +121,8 @@ impl Registry {
         r.register(noop::spec());
         r.register(payment::spec());
         r.register(kpi_refresh::spec());
+        r.register(report_export::spec());
+        r.register(task_cleanup::spec());
         r.register(wa_inbound::spec());
         r
     }

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::{
     config::Config, deliveries::providers::Providers, domain::report_cache::ReportCache,
-    enqueue::Enqueuer, queue::Transport, redis_conn::Keys,
+    enqueue::Enqueuer, queue::Transport, redis_conn::Keys, storage::Store,
 };
 use redis::aio::ConnectionManager;
 
@@ -46,6 +46,14 @@ pub enum JobError {
     /// The handler saw a cancel request and stopped: `cancelled`.
     #[error("cancelled")]
     Cancelled,
+    /// Not now, and not a failure: a resource the task needs is busy (e.g. its organizer's
+    /// export slot). The task goes back to waiting for `after`, its attempt given back, with
+    /// `reason` as its stage so clients see why.
+    #[error("waiting: {reason}")]
+    Waiting {
+        reason: String,
+        after: std::time::Duration,
+    },
     /// This attempt lost the task (lease expired and another worker took over): nothing is
     /// recorded, the new owner decides.
     #[error("superseded by another attempt")]
@@ -98,6 +106,11 @@ pub struct Shared {
     pub report_cache: ReportCache,
     /// Outbound message providers (SMTP, WhatsApp) and their shared rate limiter.
     pub providers: Arc<Providers>,
+    /// Where exports are stored; an error (local directory not writable) fails only the
+    /// tasks that need it, with the reason.
+    pub storage: Result<Store, String>,
+    pub redis: ConnectionManager,
+    pub keys: Keys,
 }
 
 impl Shared {
@@ -110,7 +123,17 @@ impl Shared {
             progress: ProgressStore::new(redis.clone(), keys.clone(), config.task_ttl),
             notifier: Notifier::new(redis.clone(), keys.clone()),
             report_cache: ReportCache::new(redis.clone(), keys.clone()),
-            providers: Arc::new(Providers::new(&config.deliveries, redis, keys)),
+            providers: Arc::new(Providers::new(
+                &config.deliveries,
+                redis.clone(),
+                keys.clone(),
+            )),
+            redis,
+            keys,
+            storage: Store::from_config(&config.exports).map_err(|e| {
+                tracing::error!(error = %e, "export storage unavailable");
+                e.to_string()
+            }),
             pool,
             config,
         }
@@ -175,6 +198,19 @@ impl TaskContext {
 
     pub fn providers(&self) -> &Providers {
         &self.shared.providers
+    }
+
+    /// Our Redis connection and key names (for maintenance work on Redis itself).
+    pub fn redis(&self) -> (ConnectionManager, &Keys) {
+        (self.shared.redis.clone(), &self.shared.keys)
+    }
+
+    /// The export store, or a retryable error saying why it is unavailable.
+    pub fn storage(&self) -> Result<&Store, JobError> {
+        self.shared
+            .storage
+            .as_ref()
+            .map_err(|e| JobError::retryable("storage_unavailable", e.clone()))
     }
 
     /// The task's params as `T`. Params were validated before enqueue, so a mismatch means a

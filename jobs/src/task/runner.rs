@@ -338,6 +338,21 @@ impl Runner {
         err: JobError,
     ) {
         let (code, message, disposition) = match err {
+            JobError::Waiting { reason, after } => {
+                let run_at = Utc::now() + chrono::Duration::from_std(after).unwrap_or_default();
+                let deferred = with_retries("defer", || {
+                    store::defer(&self.shared.pool, c.id, c.attempt, run_at, &reason)
+                })
+                .await;
+                match deferred {
+                    Ok(_) => tracing::debug!(%reason, %run_at, "task waits"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "wait not recorded; the task runs again after its lease")
+                    }
+                }
+                self.shared.notifier.changed(&[c.id]);
+                return;
+            }
             JobError::Superseded => {
                 tracing::info!("attempt superseded by another worker; nothing recorded");
                 return;

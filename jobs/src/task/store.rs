@@ -381,6 +381,30 @@ pub async fn release(pool: &PgPool, id: Uuid, attempt: i32) -> Result<bool, sqlx
     Ok(done.rows_affected() == 1)
 }
 
+/// Puts a running task back to waiting until `run_at` without counting the attempt (see
+/// `JobError::Waiting`); `stage` tells clients why.
+pub async fn defer(
+    pool: &PgPool,
+    id: Uuid,
+    attempt: i32,
+    run_at: chrono::DateTime<chrono::Utc>,
+    stage: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE tasks SET status = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'pending' END, \
+             attempts = attempts - 1, run_at = $3, stage = $4, pushed_at = NULL, \
+             lease_expires_at = NULL, worker = NULL, updated_at = now() \
+         WHERE id = $1 AND attempts = $2 AND status = 'running'",
+    )
+    .bind(id)
+    .bind(attempt)
+    .bind(run_at)
+    .bind(stage)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Persists progress at a stage change (the Redis hash carries the percent in between).
 pub async fn save_progress(
     pool: &PgPool,

@@ -349,3 +349,116 @@ impl Drop for PrivateRedis {
         self.stop();
     }
 }
+
+/// A test whose external service is missing: reported as SKIPPED, or a failure under
+/// scripts/test.sh (TAQUILLA_REQUIRE_SERVICES), which always provides the services.
+pub fn skipped(why: &str) {
+    if std::env::var_os("TAQUILLA_REQUIRE_SERVICES").is_some() {
+        panic!("required test service missing: {why}");
+    }
+    eprintln!("SKIPPED: {why}");
+}
+
+/// A private aiosmtpd writing a Maildir, or `None` when aiosmtpd is not installed
+/// (`SMTP_SINK_PYTHON` names a python that has it; scripts/test.sh sets it up).
+pub struct SmtpSink {
+    child: std::process::Child,
+    pub port: u16,
+    pub maildir: std::path::PathBuf,
+}
+
+impl SmtpSink {
+    pub async fn start() -> Option<Self> {
+        let python = std::env::var("SMTP_SINK_PYTHON").unwrap_or_else(|_| "python3".into());
+        let has = std::process::Command::new(&python)
+            .args(["-c", "import aiosmtpd"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !has {
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let maildir = std::env::temp_dir().join(format!("taquilla-maildir-{}", Uuid::now_v7()));
+        let child = std::process::Command::new(&python)
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Some(Self {
+                    child,
+                    port,
+                    maildir,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    pub async fn wait_message(&self) -> Vec<u8> {
+        let new = self.maildir.join("new");
+        for _ in 0..200 {
+            if let Some(entry) = std::fs::read_dir(&new).ok().and_then(|mut d| d.next()) {
+                return std::fs::read(entry.unwrap().path()).unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no message reached the SMTP sink");
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.maildir);
+    }
+}
+
+/// Fixture (MXN unless noted), ages as of 2025-12-31:
+///  1 org_demo ev_demo    assign_prepaid 100 t (eq 100) 35000  2025-08-01
+///  2 org_demo ev_premium assign_loan     10 t (eq  20) 20000  2025-10-15
+///  3 org_demo            payment                       40000  2025-11-01
+///  4 org_demo ev_demo    assign_prepaid   5 t (eq   5)  5000  2025-12-20
+///  5 org_acme ev_acme    assign_prepaid  50 t (eq  50) 10000  2025-11-20
+///  6 org_acme            payment                       15000  2025-12-01  (credit 5000)
+///  7 org_demo ev_demo    assign_prepaid   7 t (eq   7)   700 USD 2025-12-05
+pub async fn director_fixture(env: &TestEnv) {
+    env.seed_demo().await;
+    sqlx::raw_sql(
+        "INSERT INTO events (id, organizer_id, name, type) VALUES ('ev_acme', 'org_acme', 'Acme Fest', 'standard');
+         INSERT INTO director_ledger_entries (id, organizer_id, event_id, entry_type, tickets, tickets_equivalent, amount_cents, currency, task_id, created_at) VALUES
+          (gen_random_uuid(), 'org_demo', 'ev_demo',    'assign_prepaid', 100, 100, 35000, 'MXN', gen_random_uuid(), '2025-08-01 10:00Z'),
+          (gen_random_uuid(), 'org_demo', 'ev_premium', 'assign_loan',     10,  20, 20000, 'MXN', gen_random_uuid(), '2025-10-15 10:00Z'),
+          (gen_random_uuid(), 'org_demo', NULL,         'payment',          0,   0, 40000, 'MXN', gen_random_uuid(), '2025-11-01 10:00Z'),
+          (gen_random_uuid(), 'org_demo', 'ev_demo',    'assign_prepaid',   5,   5,  5000, 'MXN', gen_random_uuid(), '2025-12-20 10:00Z'),
+          (gen_random_uuid(), 'org_acme', 'ev_acme',    'assign_prepaid',  50,  50, 10000, 'MXN', gen_random_uuid(), '2025-11-20 10:00Z'),
+          (gen_random_uuid(), 'org_acme', NULL,         'payment',          0,   0, 15000, 'MXN', gen_random_uuid(), '2025-12-01 10:00Z'),
+          (gen_random_uuid(), 'org_demo', 'ev_demo',    'assign_prepaid',   7,   7,   700, 'USD', gen_random_uuid(), '2025-12-05 10:00Z');
+         INSERT INTO guests (id, event_id, name, status) VALUES
+          ('g1', 'ev_demo', 'A', 'confirmed'), ('g2', 'ev_demo', 'B', 'confirmed'), ('g3', 'ev_demo', 'C', 'scanned'),
+          ('g4', 'ev_acme', 'D', 'pending');
+         INSERT INTO deliveries (id, event_id, guest_id, channel, kind, status) VALUES
+          (gen_random_uuid(), 'ev_demo', 'g1', 'email', 'invitation', 'delivered'),
+          (gen_random_uuid(), 'ev_demo', 'g2', 'whatsapp', 'invitation', 'failed');
+         REFRESH MATERIALIZED VIEW mv_kpi_tickets_entregados;
+         REFRESH MATERIALIZED VIEW mv_kpi_deuda_abierta;
+         REFRESH MATERIALIZED VIEW mv_kpi_top_organizadores;",
+    )
+    .execute(&env.pool)
+    .await
+    .unwrap();
+}

@@ -1,0 +1,231 @@
+//! Writes rows to a scratch file as they arrive: CSV with the `csv` crate (RFC 4180, UTF-8,
+//! header row), XLSX with `rust_xlsxwriter` in constant-memory mode (each row goes to a temp
+//! file at once; memory does not grow with the row count). Writing is synchronous and CPU
+//! bound, so it runs on a blocking thread fed through a small bounded channel: the database
+//! stream and the writer run side by side, and a slow writer slows the reader instead of
+//! filling memory.
+
+use std::{
+    fs::File,
+    io::{BufWriter, Write},
+    path::{Path, PathBuf},
+};
+
+use rust_xlsxwriter::{Format, FormatAlign, Workbook, XlsxError};
+use tokio::sync::mpsc;
+
+use super::{
+    table::{cents_text, excel_serial, timestamp_text, Cell, Column, Row},
+    Format as FileFormat,
+};
+
+/// Rows per channel message, and messages buffered: bounds what sits between the reader and
+/// the writer to a few thousand rows.
+pub const CHUNK_ROWS: usize = 2_000;
+const CHUNKS_BUFFERED: usize = 4;
+
+/// Excel's limit is 1,048,576 rows per sheet; past it the export continues on a new sheet
+/// (with the header again).
+const XLSX_ROWS_PER_SHEET: u32 = 1_048_575;
+
+/// `None` marks the end of the rows; a channel closed without it means "abandoned" (cancel or
+/// failure upstream): nothing more is written, not even the XLSX package.
+type Msg = Option<Vec<Row>>;
+
+const ABANDONED: &str = "abandoned before the end of the rows";
+
+/// Handle of a running writer: send chunks, then [`Writer::finish`].
+pub struct Writer {
+    tx: Option<mpsc::Sender<Msg>>,
+    join: tokio::task::JoinHandle<Result<u64, String>>,
+}
+
+impl Writer {
+    /// Starts writing `columns` as `format` into `path`; the XLSX writer keeps its sheet data
+    /// under `scratch`.
+    pub fn spawn(
+        format: FileFormat,
+        sheet: &str,
+        columns: &'static [Column],
+        path: PathBuf,
+        scratch: PathBuf,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel::<Msg>(CHUNKS_BUFFERED);
+        let sheet = sheet.to_string();
+        let join = tokio::task::spawn_blocking(move || match format {
+            FileFormat::Csv => write_csv(columns, &path, rx).map_err(|e| e.to_string()),
+            FileFormat::Xlsx => {
+                write_xlsx(&sheet, columns, &path, &scratch, rx).map_err(|e| e.to_string())
+            }
+        });
+        Self { tx: Some(tx), join }
+    }
+
+    /// Hands a chunk to the writer (waits while it is behind). `false` if the writer stopped
+    /// (its error comes from `finish`).
+    pub async fn send(&self, rows: Vec<Row>) -> bool {
+        match &self.tx {
+            Some(tx) => tx.send(Some(rows)).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// Closes the stream and waits for the file: the number of data rows written.
+    pub async fn finish(mut self) -> Result<u64, String> {
+        if let Some(tx) = self.tx.take() {
+            // If the writer already stopped, its own error comes out of the join below.
+            let _ = tx.send(None).await;
+        }
+        match self.join.await {
+            Ok(r) => r,
+            Err(e) => Err(format!("writer thread: {e}")),
+        }
+    }
+
+    /// Stops without finishing (cancel, failure): the writer sees the closed channel and
+    /// ends; the caller removes the file.
+    pub async fn abandon(mut self) {
+        self.tx.take();
+        let _ = self.join.await;
+    }
+}
+
+fn write_csv(
+    columns: &[Column],
+    path: &Path,
+    mut rx: mpsc::Receiver<Msg>,
+) -> Result<u64, csv::Error> {
+    let file = File::create(path)?;
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF) // RFC 4180 line ends
+        .from_writer(BufWriter::with_capacity(1 << 20, file));
+    w.write_record(columns.iter().map(|c| c.name))?;
+    let mut rows = 0u64;
+    let mut int = String::with_capacity(24);
+    loop {
+        let chunk = match rx.blocking_recv() {
+            Some(Some(chunk)) => chunk,
+            Some(None) => break,
+            None => return Err(std::io::Error::other(ABANDONED).into()),
+        };
+        for row in chunk {
+            for cell in &row {
+                match cell {
+                    Cell::Null => w.write_field("")?,
+                    Cell::Text(s) => w.write_field(s)?,
+                    Cell::Uuid(u) => w.write_field(
+                        u.hyphenated()
+                            .encode_lower(&mut uuid::Uuid::encode_buffer()),
+                    )?,
+                    Cell::Int(v) => {
+                        int.clear();
+                        use std::fmt::Write as _;
+                        let _ = write!(int, "{v}");
+                        w.write_field(&int)?
+                    }
+                    Cell::Money(c) => w.write_field(cents_text(*c))?,
+                    Cell::DateTime(t) => w.write_field(timestamp_text(t))?,
+                }
+            }
+            w.write_record(None::<&[u8]>)?;
+            rows += 1;
+        }
+    }
+    let mut inner = w
+        .into_inner()
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    inner.flush()?;
+    inner.get_ref().sync_all()?;
+    Ok(rows)
+}
+
+struct XlsxFormats {
+    header: Format,
+    money: Format,
+    date: Format,
+}
+
+fn start_sheet(
+    wb: &mut Workbook,
+    name: &str,
+    columns: &[Column],
+    formats: &XlsxFormats,
+) -> Result<(), XlsxError> {
+    let ws = wb.add_worksheet_with_constant_memory()?;
+    ws.set_name(name)?;
+    ws.set_freeze_panes(1, 0)?;
+    for (i, c) in columns.iter().enumerate() {
+        ws.set_column_width(i as u16, c.width)?;
+        ws.write_string_with_format(0, i as u16, c.name, &formats.header)?;
+    }
+    Ok(())
+}
+
+fn write_xlsx(
+    sheet: &str,
+    columns: &[Column],
+    path: &Path,
+    scratch: &Path,
+    mut rx: mpsc::Receiver<Msg>,
+) -> Result<u64, XlsxError> {
+    let mut wb = Workbook::new();
+    wb.set_tempdir(scratch)?;
+    // Level 3 deflate: ~1.3x faster than the default for a ~7 % larger file
+    // (shared/notes/export-writers.md).
+    wb.set_zip_compression_level(3);
+    let formats = XlsxFormats {
+        header: Format::new().set_bold().set_align(FormatAlign::Center),
+        money: Format::new().set_num_format("#,##0.00"),
+        date: Format::new().set_num_format("yyyy-mm-dd hh:mm:ss"),
+    };
+    let mut sheets = 1usize;
+    start_sheet(&mut wb, sheet, columns, &formats)?;
+    let mut row_in_sheet: u32 = 0;
+    let mut rows = 0u64;
+    loop {
+        let chunk = match rx.blocking_recv() {
+            Some(Some(chunk)) => chunk,
+            Some(None) => break,
+            None => return Err(XlsxError::ParameterError(ABANDONED.into())),
+        };
+        for row in chunk {
+            if row_in_sheet == XLSX_ROWS_PER_SHEET {
+                sheets += 1;
+                start_sheet(&mut wb, &format!("{sheet} ({sheets})"), columns, &formats)?;
+                row_in_sheet = 0;
+            }
+            row_in_sheet += 1;
+            let ws = wb.worksheet_from_index(sheets - 1)?;
+            for (i, cell) in row.iter().enumerate() {
+                let c = i as u16;
+                let r = row_in_sheet;
+                match cell {
+                    Cell::Null => {}
+                    Cell::Text(s) => {
+                        ws.write_string(r, c, s)?;
+                    }
+                    Cell::Uuid(u) => {
+                        ws.write_string(
+                            r,
+                            c,
+                            u.hyphenated()
+                                .encode_lower(&mut uuid::Uuid::encode_buffer()),
+                        )?;
+                    }
+                    Cell::Int(v) => {
+                        ws.write_number(r, c, *v as f64)?;
+                    }
+                    Cell::Money(cents) => {
+                        ws.write_number_with_format(r, c, *cents as f64 / 100.0, &formats.money)?;
+                    }
+                    Cell::DateTime(t) => {
+                        ws.write_number_with_format(r, c, excel_serial(t), &formats.date)?;
+                    }
+                }
+            }
+            rows += 1;
+        }
+    }
+    wb.save(path)?;
+    Ok(rows)
+}
