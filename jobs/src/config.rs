@@ -275,7 +275,8 @@ pub struct ExportConfig {
     /// `EXPORT_SCRATCH_DIR`: where files are written before the upload (the XLSX writer also
     /// keeps its sheet data here: about 430 MB per million rows). Default: the system temp dir.
     pub scratch_dir: PathBuf,
-    /// `PUBLIC_BASE_URL`: how clients reach the api, for local-disk links.
+    /// `PUBLIC_BASE_URL`: how clients reach the api, for local-disk links (default
+    /// `http://127.0.0.1:$PORT`).
     pub public_base_url: String,
     /// `FILE_URL_SECRET`: HMAC key of local-disk links; unset = a random key kept in
     /// `EXPORT_DIR/.url-secret`, shared by every process that shares the directory.
@@ -344,8 +345,10 @@ impl ExportConfig {
             scratch_dir: var("EXPORT_SCRATCH_DIR")
                 .map(PathBuf::from)
                 .unwrap_or(d.scratch_dir),
+            // Default: this machine at the api's port (PORT), as scripts/dev.sh runs it.
             public_base_url: var("PUBLIC_BASE_URL")
                 .map(|u| u.trim_end_matches('/').to_string())
+                .or_else(|| var("PORT").map(|p| format!("http://127.0.0.1:{}", p.trim())))
                 .unwrap_or(d.public_base_url),
             url_secret: var("FILE_URL_SECRET"),
             per_organizer,

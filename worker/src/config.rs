@@ -54,7 +54,15 @@ impl WorkerConfig {
                 });
             }
             let var_name = format!("WORKER_CONCURRENCY_{}", name.to_ascii_uppercase());
-            let concurrency: usize = parsed(&var_name, default_concurrency)?;
+            // An export keeps a core busy (the XLSX writer) and holds its own database
+            // connection for its whole run: by default a replica runs no more of them than it
+            // has cores, whatever WORKER_CONCURRENCY says for the light queues.
+            let fallback = if name == jobs::queue::REPORTS && var("WORKER_CONCURRENCY").is_none() {
+                std::thread::available_parallelism().map_or(2, |n| n.get())
+            } else {
+                default_concurrency
+            };
+            let concurrency: usize = parsed(&var_name, fallback)?;
             if !(1..=10_000).contains(&concurrency) {
                 return Err(ConfigError {
                     name: var_name,

@@ -19,6 +19,9 @@ enum Command {
     Run,
     /// Apply database migrations and exit.
     Migrate,
+    /// Check the export storage: create the S3 bucket when missing (S3_BUCKET; for
+    /// development and test servers), or the local directory. Exit 0 when usable.
+    EnsureStorage,
     /// Create one task, wait for a worker to finish it, print it, exit 0 if it completed.
     /// For an external cron, e.g. `worker run-once kpi-refresh`.
     RunOnce {
@@ -131,6 +134,17 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
+        Command::EnsureStorage => match jobs::storage::Store::from_config(&cfg.core.exports)? {
+            jobs::storage::Store::S3(s3) => {
+                s3.ensure_bucket().await?;
+                tracing::info!("S3 bucket ready");
+                Ok(())
+            }
+            jobs::storage::Store::Local(_) => {
+                tracing::info!(dir = %cfg.core.exports.dir.display(), "local export directory ready");
+                Ok(())
+            }
+        },
         Command::RunOnce { job, timeout } => {
             let ok = run_once(&cfg, job, timeout).await?;
             std::process::exit(if ok { 0 } else { 1 });

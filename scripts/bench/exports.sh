@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Report exports (issue 4): the ledger exported as CSV and XLSX, 100,000 and 1,000,000 rows,
+# Postgres → file → S3 (a local SeaweedFS started here), through the release api and worker.
+# Per run: wall time from POST to `completed` (and the task's own started→finished time),
+# the worker process's peak RSS (VmHWM; one fresh worker per run, its idle peak shown too),
+# rows and file size.
+#
+#   scripts/bench/exports.sh       # needs taquilla_bench_director (scripts/bench/director.sh
+#                                  # loads it: 1,000,000 ledger entries)
+#   ROUNDS=3 scripts/bench/exports.sh
+set -euo pipefail
+export BENCH_DB=${BENCH_DB:-taquilla_bench_director}
+export BENCH_PORT=${BENCH_PORT:-18482}
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=../lib/services.sh
+source "$ROOT/scripts/lib/services.sh"
+export REDIS_PREFIX=benchexp
+ROUNDS=${ROUNDS:-2}
+need psql curl python3
+check_binaries
+
+OUT="$LOG_DIR/exports-$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$OUT"
+machine_info | tee "$OUT/machine.txt"
+{
+  echo "--- top at start (other load on the shared cores)"
+  top -bn1 -w 200 | sed -n 1,15p
+} | tee -a "$OUT/machine.txt"
+
+n=$(psql_bench -Atc "SELECT count(*) FROM director_ledger_entries" 2>/dev/null || echo 0)
+[ "$n" -ge 1000000 ] || die "$BENCH_DB holds $n ledger entries; load it first with scripts/bench/director.sh"
+
+start_s3_server "${TMPDIR:-/tmp}/taquilla-bench-s3"
+trap 'stop_s3_server; bench_cleanup' EXIT
+export S3_BUCKET=taquilla-bench S3_ENDPOINT="http://127.0.0.1:$TAQUILLA_S3_PORT"
+export S3_ACCESS_KEY_ID=testkey S3_SECRET_ACCESS_KEY=testsecret
+export EXPORT_SCRATCH_DIR="$OUT/scratch"
+"$BIN_DIR/worker" ensure-storage >>"$OUT/ensure-storage.log" 2>&1 || die "bucket not created (see $OUT/ensure-storage.log)"
+rcli --scan --pattern 'benchexp*' | xargs -r -n 500 redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" DEL >/dev/null
+start_api
+AUTH="Authorization: Bearer $BENCH_TOKEN"
+
+# Waits for the task to finish; prints "status rows sizeBytes task_seconds".
+follow() {
+  python3 - "$API_URL" "$BENCH_TOKEN" "$1" <<'PY'
+import json, sys, time, urllib.request
+base, token, task = sys.argv[1:4]
+def get(path):
+    req = urllib.request.Request(base + path, headers={"Authorization": "Bearer " + token})
+    with urllib.request.urlopen(req, timeout=70) as r:
+        return json.load(r)
+while True:
+    t = get(f"/tasks/{task}?wait=30")
+    if t["status"] in ("completed", "failed", "dead", "cancelled"):
+        break
+r = t.get("result") or {}
+from datetime import datetime
+def ts(s): return datetime.fromisoformat(s.replace("Z", "+00:00"))
+secs = (ts(t["finishedAt"]) - ts(t["startedAt"])).total_seconds() if t.get("finishedAt") and t.get("startedAt") else float("nan")
+print(t["status"], r.get("rows", "-"), r.get("sizeBytes", "-"), f"{secs:.2f}")
+PY
+}
+
+{
+  printf '%-9s %-5s %5s %8s %8s %9s %9s %9s  %s\n' rows format round wall_s task_s peak_MiB idle_MiB file_MB status
+  for rows in 100000 1000000; do
+    for fmt in csv xlsx; do
+      for ((round = 1; round <= ROUNDS; round++)); do
+        start_worker WORKER_QUEUES=reports WORKER_CONCURRENCY_REPORTS=1
+        sleep 1.5
+        idle=$(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$WORKER_PID/status")
+        if [ "$rows" = 1000000 ]; then
+          body="{\"report\":\"ledger\",\"format\":\"$fmt\"}"
+        else
+          body="{\"report\":\"ledger\",\"format\":\"$fmt\",\"limit\":$rows}"
+        fi
+        t0=$(date +%s.%N)
+        id=$(curl -fsS -H "$AUTH" -H 'content-type: application/json' -d "$body" "$API_URL/director/reports/exports" |
+          python3 -c 'import json,sys; print(json.load(sys.stdin)["taskId"])')
+        read -r status got size task_s < <(follow "$id")
+        t1=$(date +%s.%N)
+        peak=$(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$WORKER_PID/status")
+        stop_started "$WORKER_PID"
+        printf '%-9s %-5s %5s %8.2f %8s %9s %9s %9.1f  %s (%s rows)\n' "$rows" "$fmt" "$round" \
+          "$(echo "$t1 - $t0" | bc)" "$task_s" "$peak" "$idle" "$(echo "$size / 1000000" | bc -l)" "$status" "$got"
+      done
+    done
+  done
+} | tee "$OUT/exports.txt"
+echo "output: $OUT"
