@@ -157,7 +157,10 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 }
 
 pub fn router(state: AppState) -> Router {
-    use routes::{admin, deliveries, director, exports, files, health, reports, tasks, whatsapp};
+    use routes::{
+        admin, deliveries, director, exports, files, health, metrics, openapi, reports, tasks,
+        whatsapp,
+    };
     let task_routes = |prefix: &str, r: Router<AppState>| {
         r.route(&format!("{prefix}/{{id}}"), get(tasks::get_task))
             .route(&format!("{prefix}/{{id}}/result"), get(tasks::get_result))
@@ -167,6 +170,8 @@ pub fn router(state: AppState) -> Router {
     let r = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
+        .route("/openapi.json", get(openapi::document))
         .route("/director/assign", post(director::assign))
         .route("/director/payments", post(director::payment))
         .route("/director/organizers/{id}/ledger", get(reports::ledger))
@@ -185,6 +190,7 @@ pub fn router(state: AppState) -> Router {
         .route("/director/reports/exports", post(exports::create))
         .route("/files/{*key}", get(files::download))
         .route("/admin/queues", get(admin::queues))
+        .route("/admin/workers", get(admin::workers))
         .route("/admin/tasks", get(admin::list))
         .route("/admin/tasks/retry", post(admin::retry_all))
         .route("/admin/tasks/{id}", axum::routing::delete(admin::delete))

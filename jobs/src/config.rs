@@ -283,7 +283,8 @@ pub struct ExportConfig {
     pub url_secret: Option<String>,
     /// `REPORT_EXPORTS_PER_ORGANIZER`: exports of one organizer running at once, all replicas.
     pub per_organizer: u32,
-    /// `S3_MULTIPART_PART_MB`: part size of multipart uploads (S3 minimum 5).
+    /// `S3_MULTIPART_PART_MB`: part size of multipart uploads (S3 minimum 5). A streaming
+    /// upload holds about four parts in memory.
     pub part_bytes: usize,
 }
 
@@ -296,7 +297,7 @@ impl Default for ExportConfig {
             public_base_url: "http://127.0.0.1:8080".into(),
             url_secret: None,
             per_organizer: 1,
-            part_bytes: 16 * 1024 * 1024,
+            part_bytes: 8 * 1024 * 1024,
         }
     }
 }

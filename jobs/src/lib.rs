@@ -9,6 +9,7 @@ pub mod domain;
 pub mod enqueue;
 pub mod exports;
 pub mod kinds;
+pub mod metrics;
 pub mod queue;
 pub mod redis_conn;
 pub mod storage;

@@ -74,6 +74,11 @@ impl Keys {
         format!("{}:task-events:", self.prefix)
     }
 
+    /// Hash of the task metrics every process adds to (see `metrics`).
+    pub fn metrics(&self) -> String {
+        format!("{}:metrics", self.prefix)
+    }
+
     /// Pub/sub channel that wakes idle workers of a queue right after a push.
     pub fn wake_channel(&self, queue: &str) -> String {
         format!("{}:wake:{}", self.prefix, queue)

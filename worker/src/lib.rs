@@ -180,6 +180,12 @@ pub async fn run(
         core.kpi_refresh_interval,
         background.clone(),
     ));
+    tasks.spawn(shared.metrics.clone().run_flusher(
+        conn.clone(),
+        keys.clone(),
+        Duration::from_secs(1),
+        background.clone(),
+    ));
     tasks.spawn(cron::run(
         shared.enqueuer.clone(),
         jobs::kinds::task_cleanup::spec(),

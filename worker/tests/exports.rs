@@ -790,3 +790,61 @@ async fn task_cleanup_deletes_expired_tasks_their_files_and_orphans() {
     assert_eq!(env.task(keep).await.status(), TaskStatus::Completed);
     worker.stop().await;
 }
+
+// ------------------------------------------------------------------ operators ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_and_workers_show_what_ran() {
+    let env = TestEnv::new().await;
+    director_fixture(&env).await;
+    let app = api(&env);
+    let worker = start_worker(&env);
+    let id = export(&app, json!({"report": "debt-aging", "format": "csv"})).await;
+    finished_result(&env, &app, id).await;
+    // Workers flush their metrics every second.
+    let want = "director_jobs_reports_duration_seconds_count{report=\"debt-aging\",format=\"csv\",status=\"completed\"} 1";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let req = Request::get("/metrics").body(Body::empty()).unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 22)
+            .await
+            .unwrap();
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        if text.contains(want) || tokio::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(text.contains(want), "{text}");
+    assert!(
+        text.contains(
+            "taquilla_task_duration_seconds_count{kind=\"report_export\",status=\"completed\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("taquilla_queue_tasks{queue=\"reports\",state=\"pending\"} 0"),
+        "{text}"
+    );
+
+    let (status, body) = call(&app, "GET", "/admin/workers", Some("admin-token"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let workers = body["data"].as_array().unwrap();
+    assert_eq!(workers.len(), 1, "{body}");
+    assert_eq!(workers[0]["alive"], true, "{body}");
+    let queues: Vec<&str> = workers[0]["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["queue"].as_str().unwrap())
+        .collect();
+    assert!(
+        queues.contains(&"reports") && queues.contains(&"maintenance"),
+        "{body}"
+    );
+    let (status, _) = call(&app, "GET", "/admin/workers", Some(DEMO), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    worker.stop().await;
+}

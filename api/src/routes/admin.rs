@@ -205,3 +205,77 @@ pub async fn delete(
         None => Err(ApiError::not_found(format!("no task with id {id}"))),
     }
 }
+
+/// A worker process whose apalis heartbeat is older than this is reported as not alive.
+const ALIVE_WITHIN_SECONDS: i64 = 30;
+
+/// `GET /admin/workers`: worker processes, from their apalis registrations (one per queue
+/// they serve, with the last heartbeat) and the tasks they are running now.
+pub async fn workers(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
+    require_admin(&principal)?;
+    let keys = jobs::redis_conn::Keys::new(state.config.core.redis_prefix.clone());
+    let now = chrono::Utc::now().timestamp();
+    let mut redis = state.redis.clone();
+    // instance → (queue → last heartbeat)
+    let mut seen: std::collections::BTreeMap<String, Vec<(String, i64)>> = Default::default();
+    for q in jobs::queue::ALL {
+        let set = format!("{}:workers", keys.apalis_queue(q));
+        let members: Vec<(String, i64)> = redis::cmd("ZRANGEBYSCORE")
+            .arg(&set)
+            .arg(now - 86_400)
+            .arg("+inf")
+            .arg("WITHSCORES")
+            .query_async(&mut redis)
+            .await
+            .map_err(|e| ApiError::unavailable("redis", e))?;
+        for (name, last) in members {
+            // apalis name = <instance>-<queue>-<restart number> (worker/src/lib.rs)
+            let instance = name
+                .strip_suffix(&format!("-{}", name.rsplit('-').next().unwrap_or("")))
+                .and_then(|rest| rest.strip_suffix(&format!("-{q}")))
+                .unwrap_or(&name)
+                .to_string();
+            seen.entry(instance)
+                .or_default()
+                .push((q.to_string(), last));
+        }
+    }
+    let running = sqlx::query_as::<_, (String, String, i64)>(
+        "SELECT worker, kind, count(*) FROM tasks WHERE status = 'running' AND worker IS NOT NULL \
+         GROUP BY worker, kind",
+    )
+    .fetch_all(&state.pool)
+    .await?;
+    let mut by_worker: HashMap<String, serde_json::Map<String, serde_json::Value>> = HashMap::new();
+    for (worker, kind, n) in running {
+        by_worker.entry(worker).or_default().insert(kind, json!(n));
+    }
+    let mut data = Vec::new();
+    for (instance, queues) in seen {
+        let last = queues.iter().map(|q| q.1).max().unwrap_or(0);
+        let kinds = by_worker.remove(&instance).unwrap_or_default();
+        let total: i64 = kinds.values().filter_map(|v| v.as_i64()).sum();
+        data.push(json!({
+            "worker": instance,
+            "alive": now - last <= ALIVE_WITHIN_SECONDS,
+            "lastSeenAt": chrono::DateTime::from_timestamp(last, 0),
+            "queues": queues.iter().map(|(q, t)| json!({
+                "queue": q, "lastSeenAt": chrono::DateTime::from_timestamp(*t, 0)
+            })).collect::<Vec<_>>(),
+            "running": total,
+            "runningByKind": kinds,
+        }));
+    }
+    // Tasks held by a worker with no registration left (its leases will expire).
+    for (worker, kinds) in by_worker {
+        let total: i64 = kinds.values().filter_map(|v| v.as_i64()).sum();
+        data.push(json!({
+            "worker": worker, "alive": false, "lastSeenAt": null, "queues": [],
+            "running": total, "runningByKind": kinds,
+        }));
+    }
+    Ok(Json(json!({ "data": data, "requestId": request_id::current() })).into_response())
+}

@@ -6,6 +6,8 @@ pub mod director;
 pub mod exports;
 pub mod files;
 pub mod health;
+pub mod metrics;
+pub mod openapi;
 pub mod reports;
 pub mod tasks;
 pub mod whatsapp;

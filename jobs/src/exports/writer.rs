@@ -1,6 +1,7 @@
-//! Writes rows to a scratch file as they arrive: CSV with the `csv` crate (RFC 4180, UTF-8,
-//! header row), XLSX with `rust_xlsxwriter` in constant-memory mode (each row goes to a temp
-//! file at once; memory does not grow with the row count). Writing is synchronous and CPU
+//! Writes rows as they arrive, to a scratch file or straight into a streaming S3 upload: CSV
+//! with the `csv` crate (RFC 4180, UTF-8, header row), XLSX with `rust_xlsxwriter` in
+//! constant-memory mode (each row goes to a temp file at once; memory does not grow with the
+//! row count). Writing is synchronous and CPU
 //! bound, so it runs on a blocking thread fed through a small bounded channel: the database
 //! stream and the writer run side by side, and a slow writer slows the reader instead of
 //! filling memory.
@@ -18,6 +19,14 @@ use super::{
     table::{cents_text, excel_serial, timestamp_text, Cell, Column, Row},
     Format as FileFormat,
 };
+use crate::storage::stream::PartWriter;
+
+/// Where the bytes go.
+pub enum Output {
+    File(PathBuf),
+    /// A multipart upload in progress (S3).
+    Stream(PartWriter),
+}
 
 /// Rows per channel message, and messages buffered: bounds what sits between the reader and
 /// the writer to a few thousand rows.
@@ -37,25 +46,45 @@ const ABANDONED: &str = "abandoned before the end of the rows";
 /// Handle of a running writer: send chunks, then [`Writer::finish`].
 pub struct Writer {
     tx: Option<mpsc::Sender<Msg>>,
-    join: tokio::task::JoinHandle<Result<u64, String>>,
+    join: tokio::task::JoinHandle<Result<(u64, u64), String>>,
 }
 
 impl Writer {
-    /// Starts writing `columns` as `format` into `path`; the XLSX writer keeps its sheet data
-    /// under `scratch`.
+    /// Starts writing `columns` as `format` into `output`; the XLSX writer keeps its sheet
+    /// data under `scratch`.
     pub fn spawn(
         format: FileFormat,
         sheet: &str,
         columns: &'static [Column],
-        path: PathBuf,
+        output: Output,
         scratch: PathBuf,
     ) -> Self {
         let (tx, rx) = mpsc::channel::<Msg>(CHUNKS_BUFFERED);
         let sheet = sheet.to_string();
-        let join = tokio::task::spawn_blocking(move || match format {
-            FileFormat::Csv => write_csv(columns, &path, rx).map_err(|e| e.to_string()),
-            FileFormat::Xlsx => {
-                write_xlsx(&sheet, columns, &path, &scratch, rx).map_err(|e| e.to_string())
+        let join = tokio::task::spawn_blocking(move || {
+            let rows = |w: &mut dyn WriteSend| match format {
+                FileFormat::Csv => write_csv(columns, w, rx).map_err(|e| e.to_string()),
+                FileFormat::Xlsx => {
+                    write_xlsx(&sheet, columns, w, &scratch, rx).map_err(|e| e.to_string())
+                }
+            };
+            match output {
+                Output::File(path) => {
+                    let file = File::create(&path).map_err(|e| e.to_string())?;
+                    let mut w = BufWriter::with_capacity(1 << 20, file);
+                    let n = rows(&mut w)?;
+                    w.flush().map_err(|e| e.to_string())?;
+                    w.get_ref().sync_all().map_err(|e| e.to_string())?;
+                    let bytes = std::fs::metadata(&path).map_err(|e| e.to_string())?.len();
+                    Ok((n, bytes))
+                }
+                Output::Stream(part_writer) => {
+                    let mut w = BufWriter::with_capacity(1 << 20, part_writer);
+                    let n = rows(&mut w)?;
+                    let part_writer = w.into_inner().map_err(|e| e.to_string())?;
+                    let bytes = part_writer.finish().map_err(|e| e.to_string())?;
+                    Ok((n, bytes))
+                }
             }
         });
         Self { tx: Some(tx), join }
@@ -70,8 +99,8 @@ impl Writer {
         }
     }
 
-    /// Closes the stream and waits for the file: the number of data rows written.
-    pub async fn finish(mut self) -> Result<u64, String> {
+    /// Closes the stream and waits for the file: the data rows and the bytes written.
+    pub async fn finish(mut self) -> Result<(u64, u64), String> {
         if let Some(tx) = self.tx.take() {
             // If the writer already stopped, its own error comes out of the join below.
             let _ = tx.send(None).await;
@@ -90,15 +119,18 @@ impl Writer {
     }
 }
 
+/// `Write + Send` as one trait object (the XLSX writer wants a `Send` sink).
+pub trait WriteSend: Write + Send {}
+impl<W: Write + Send> WriteSend for W {}
+
 fn write_csv(
     columns: &[Column],
-    path: &Path,
+    out: &mut dyn WriteSend,
     mut rx: mpsc::Receiver<Msg>,
 ) -> Result<u64, csv::Error> {
-    let file = File::create(path)?;
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF) // RFC 4180 line ends
-        .from_writer(BufWriter::with_capacity(1 << 20, file));
+        .from_writer(out);
     w.write_record(columns.iter().map(|c| c.name))?;
     let mut rows = 0u64;
     let mut int = String::with_capacity(24);
@@ -131,11 +163,7 @@ fn write_csv(
             rows += 1;
         }
     }
-    let mut inner = w
-        .into_inner()
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-    inner.flush()?;
-    inner.get_ref().sync_all()?;
+    w.flush()?;
     Ok(rows)
 }
 
@@ -164,7 +192,7 @@ fn start_sheet(
 fn write_xlsx(
     sheet: &str,
     columns: &[Column],
-    path: &Path,
+    out: &mut dyn WriteSend,
     scratch: &Path,
     mut rx: mpsc::Receiver<Msg>,
 ) -> Result<u64, XlsxError> {
@@ -226,6 +254,6 @@ fn write_xlsx(
             rows += 1;
         }
     }
-    wb.save(path)?;
+    wb.save_to_writer(out)?;
     Ok(rows)
 }

@@ -18,11 +18,11 @@ use super::KindSpec;
 use crate::{
     exports::{
         limiter, notify, source, storage_key,
-        writer::{Writer, CHUNK_ROWS},
+        writer::{Output, Writer, CHUNK_ROWS},
         ExportParams, Report,
     },
     queue,
-    storage::{StorageError, Store, Upload, UploadProgress},
+    storage::Store,
     task::{
         context::{Done, JobError, TaskContext},
         retry::Backoff,
@@ -58,6 +58,15 @@ async fn run(ctx: TaskContext) -> Result<Done, JobError> {
         Err(JobError::Superseded) => "superseded",
         Err(_) => "error",
     };
+    ctx.metrics().observe(
+        "director_jobs_reports_duration_seconds",
+        &[
+            ("report", params.report.as_str()),
+            ("format", params.format.extension()),
+            ("status", status),
+        ],
+        started.elapsed().as_secs_f64(),
+    );
     tracing::info!(
         metric = "director.jobs.reports",
         report = params.report.as_str(),
@@ -116,12 +125,26 @@ async fn produce(
         )
     })?;
     let file = scratch.0.join(&filename);
+    let key = storage_key(ctx.id, &filename);
     ctx.progress(0, "fetch").await;
+    let t_start = Instant::now();
+    // S3: the file streams into a multipart upload while it is written. Local disk: written
+    // to scratch, then moved into the store.
+    let (output, streaming) = match store {
+        Store::S3(s3) => {
+            let (part_writer, join) = s3
+                .start_stream(&key, p.format.content_type(), &filename)
+                .await
+                .map_err(|e| JobError::retryable("upload_failed", e.to_string()))?;
+            (Output::Stream(part_writer), Some(join))
+        }
+        Store::Local(_) => (Output::File(file.clone()), None),
+    };
     let writer = Writer::spawn(
         p.format,
         p.report.as_str(),
         source::columns(p.report),
-        file.clone(),
+        output,
         scratch.0.clone(),
     );
     let fed = match p.report {
@@ -130,36 +153,42 @@ async fn produce(
     };
     if let Err(e) = fed {
         writer.abandon().await;
+        if let Some(join) = streaming {
+            let _ = join.await; // the upload aborts itself once the writer is gone
+        }
         return Err(e);
     }
-    let rows = writer
-        .finish()
-        .await
-        .map_err(|e| JobError::retryable("export_failed", e))?;
-    ctx.check_cancel().await?;
-
+    let written = writer.finish().await;
+    let export_ms = t_start.elapsed().as_millis() as u64;
     ctx.progress(90, "upload").await;
-    let key = storage_key(ctx.id, &filename);
-    let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-    let upload = Upload {
-        key: &key,
-        file: &file,
-        content_type: p.format.content_type(),
-        filename: &filename,
-    };
-    let watch = UploadWatch { ctx, size };
-    let stored = store.put(&upload, &watch).await;
-    let size_bytes = match stored {
-        Ok(n) => n,
-        Err(StorageError::Cancelled) => {
-            return Err(ctx
-                .check_cancel()
-                .await
-                .err()
-                .unwrap_or(JobError::Cancelled));
+    let t_upload = Instant::now();
+    let (rows, size_bytes) = match (written, streaming) {
+        (Ok((rows, _)), Some(join)) => match join.await {
+            Ok(Ok(size)) => (rows, size),
+            Ok(Err(e)) => return Err(JobError::retryable("upload_failed", e.to_string())),
+            Err(e) => return Err(JobError::retryable("upload_failed", e.to_string())),
+        },
+        (Err(e), Some(join)) => {
+            // A failed upload stops the writer: report the upload's own error.
+            let cause = match join.await {
+                Ok(Err(up)) => format!("{e} ({up})"),
+                _ => e,
+            };
+            return Err(JobError::retryable("export_failed", cause));
         }
-        Err(StorageError::Failed(e)) => return Err(JobError::retryable("upload_failed", e)),
+        (Err(e), None) => return Err(JobError::retryable("export_failed", e)),
+        (Ok((rows, _)), None) => {
+            ctx.check_cancel().await?;
+            let Store::Local(local) = store else {
+                return Err(JobError::permanent("export_failed", "no stream for S3"));
+            };
+            match local.put(&key, &file).await {
+                Ok(size) => (rows, size),
+                Err(e) => return Err(JobError::retryable("upload_failed", e.to_string())),
+            }
+        }
     };
+    let upload_ms = t_upload.elapsed().as_millis() as u64;
     // A cancel that arrived during the last part: the file must not outlive the task.
     if let Err(e) = ctx.check_cancel().await {
         let _ = store.delete(&key).await;
@@ -186,6 +215,7 @@ async fn produce(
         "expiresAt": expires_at,
         "contentType": p.format.content_type(),
         "storage": { "backend": store.name(), "key": key },
+        "timings": { "exportMs": export_ms, "uploadMs": upload_ms },
     });
     if !p.notify_emails.is_empty() {
         ctx.progress(99, "notify").await;
@@ -217,6 +247,7 @@ async fn feed_ledger(
     conn: &mut PgConnection,
     writer: &Writer,
 ) -> Result<(), JobError> {
+    source::prepare(conn).await?;
     let total = source::ledger_count(conn, &p.filters).await?.max(1) as u64;
     ctx.progress(5, "export").await;
     let sql = source::ledger_sql();
@@ -265,24 +296,6 @@ async fn feed_report(ctx: &TaskContext, p: &ExportParams, writer: &Writer) -> Re
 /// `lo + (hi − lo) · done / total`, as a percent.
 fn percent(lo: u64, hi: u64, done: u64, total: u64) -> u8 {
     (lo + (hi - lo) * done.min(total) / total.max(1)) as u8
-}
-
-/// Upload progress (90–99 %) and cancellation between parts.
-struct UploadWatch<'a> {
-    ctx: &'a TaskContext,
-    size: u64,
-}
-
-impl UploadProgress for UploadWatch<'_> {
-    async fn sent(&self, bytes: u64) -> Result<(), StorageError> {
-        self.ctx
-            .progress(percent(90, 99, bytes, self.size.max(1)), "upload")
-            .await;
-        self.ctx
-            .check_cancel()
-            .await
-            .map_err(|_| StorageError::Cancelled)
-    }
 }
 
 /// The stored file of an export task's result, for retention.

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::{Listed, StorageError, Upload, UploadProgress, EXPORTS_PREFIX};
+use super::{Listed, StorageError, EXPORTS_PREFIX};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -113,21 +113,16 @@ impl LocalStore {
         Ok(path)
     }
 
-    pub async fn put(
-        &self,
-        upload: &Upload<'_>,
-        progress: &impl UploadProgress,
-    ) -> Result<u64, StorageError> {
+    /// Moves a finished file into the store under `key`; returns its size.
+    pub async fn put(&self, key: &str, file: &Path) -> Result<u64, StorageError> {
         let dest = self
-            .path_of(upload.key)
-            .ok_or_else(|| StorageError::failed(format!("unsafe key {:?}", upload.key)))?;
-        let src = upload.file.to_path_buf();
-        let size = tokio::task::spawn_blocking(move || place(&src, &dest))
+            .path_of(key)
+            .ok_or_else(|| StorageError::failed(format!("unsafe key {key:?}")))?;
+        let src = file.to_path_buf();
+        tokio::task::spawn_blocking(move || place(&src, &dest))
             .await
             .map_err(StorageError::failed)?
-            .map_err(StorageError::failed)?;
-        progress.sent(size).await?;
-        Ok(size)
+            .map_err(StorageError::failed)
     }
 
     pub async fn delete(&self, key: &str) -> Result<(), StorageError> {

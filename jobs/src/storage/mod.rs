@@ -5,8 +5,9 @@
 
 pub mod local;
 pub mod s3;
+pub mod stream;
 
-use std::{future::Future, path::Path, time::Duration};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
@@ -18,7 +19,8 @@ pub const EXPORTS_PREFIX: &str = "exports/";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    #[error("upload cancelled")]
+    /// The writer feeding a streaming upload went away before the end (cancel, failure).
+    #[error("upload abandoned")]
     Cancelled,
     #[error("storage: {0}")]
     Failed(String),
@@ -28,21 +30,6 @@ impl StorageError {
     pub fn failed(e: impl std::fmt::Display) -> Self {
         Self::Failed(e.to_string())
     }
-}
-
-/// What to upload and how clients should see it.
-pub struct Upload<'a> {
-    pub key: &'a str,
-    pub file: &'a Path,
-    pub content_type: &'a str,
-    /// Offered to the browser as the download's name.
-    pub filename: &'a str,
-}
-
-/// Called between parts of an upload with the bytes sent so far; an `Err` stops the upload
-/// and removes what was sent (a cancel request, typically).
-pub trait UploadProgress: Send + Sync {
-    fn sent(&self, bytes: u64) -> impl Future<Output = Result<(), StorageError>> + Send;
 }
 
 /// An object older than the retention horizon, found by [`Store::list_older_than`].
@@ -75,18 +62,6 @@ impl Store {
         match self {
             Self::S3(_) => "s3",
             Self::Local(_) => "local",
-        }
-    }
-
-    /// Stores `upload.file` under `upload.key`; returns the stored size in bytes.
-    pub async fn put(
-        &self,
-        upload: &Upload<'_>,
-        progress: &impl UploadProgress,
-    ) -> Result<u64, StorageError> {
-        match self {
-            Self::S3(s) => s.put(upload, progress).await,
-            Self::Local(l) => l.put(upload, progress).await,
         }
     }
 

@@ -1,26 +1,18 @@
 //! The S3 store: aws-sdk-s3 with static credentials against AWS or any S3-compatible server.
-//! Large files go up as a multipart upload read part by part from disk (never whole in
-//! memory), several parts at once; a failed or cancelled upload is aborted so no parts are
-//! left behind.
+//! Files go up as multipart uploads fed while they are written (`stream`); this module holds
+//! the client, links, deletion and the listings retention needs.
 
 use std::time::Duration;
 
 use aws_sdk_s3::{
     config::{Credentials, Region},
     presigning::PresigningConfig,
-    primitives::{ByteStream, Length},
-    types::{CompletedMultipartUpload, CompletedPart},
     Client,
 };
 use chrono::{DateTime, Utc};
-use futures::{StreamExt, TryStreamExt};
 
-use super::{Listed, StorageError, Upload, UploadProgress, EXPORTS_PREFIX};
+use super::{Listed, StorageError, EXPORTS_PREFIX};
 use crate::config::S3Config;
-
-/// Parts uploaded at once: enough to hide per-request latency, few enough to keep memory and
-/// sockets small (each part is streamed from the file).
-const PARTS_IN_FLIGHT: usize = 4;
 
 #[derive(Clone)]
 pub struct S3Store {
@@ -95,133 +87,6 @@ impl S3Store {
         }
     }
 
-    pub async fn put(
-        &self,
-        upload: &Upload<'_>,
-        progress: &impl UploadProgress,
-    ) -> Result<u64, StorageError> {
-        let size = tokio::fs::metadata(upload.file)
-            .await
-            .map_err(StorageError::failed)?
-            .len();
-        let disposition = format!("attachment; filename=\"{}\"", upload.filename);
-        if size <= self.part_bytes {
-            let body = ByteStream::from_path(upload.file)
-                .await
-                .map_err(StorageError::failed)?;
-            self.client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(upload.key)
-                .content_type(upload.content_type)
-                .content_disposition(disposition)
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| StorageError::failed(aws_sdk_s3::error::DisplayErrorContext(e)))?;
-            progress.sent(size).await?;
-            return Ok(size);
-        }
-        let created = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(upload.key)
-            .content_type(upload.content_type)
-            .content_disposition(disposition)
-            .send()
-            .await
-            .map_err(|e| StorageError::failed(aws_sdk_s3::error::DisplayErrorContext(e)))?;
-        let upload_id = created
-            .upload_id()
-            .ok_or_else(|| StorageError::failed("S3 returned no upload id"))?
-            .to_string();
-        match self.send_parts(upload, &upload_id, size, progress).await {
-            Ok(parts) => {
-                let done = self
-                    .client
-                    .complete_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(upload.key)
-                    .upload_id(&upload_id)
-                    .multipart_upload(
-                        CompletedMultipartUpload::builder()
-                            .set_parts(Some(parts))
-                            .build(),
-                    )
-                    .send()
-                    .await;
-                if let Err(e) = done {
-                    self.abort(upload.key, &upload_id).await;
-                    return Err(StorageError::failed(
-                        aws_sdk_s3::error::DisplayErrorContext(e),
-                    ));
-                }
-                Ok(size)
-            }
-            Err(e) => {
-                self.abort(upload.key, &upload_id).await;
-                Err(e)
-            }
-        }
-    }
-
-    async fn send_parts(
-        &self,
-        upload: &Upload<'_>,
-        upload_id: &str,
-        size: u64,
-        progress: &impl UploadProgress,
-    ) -> Result<Vec<CompletedPart>, StorageError> {
-        let count = size.div_ceil(self.part_bytes);
-        let mut sent = 0u64;
-        let mut parts: Vec<CompletedPart> = Vec::with_capacity(count as usize);
-        let mut uploads = futures::stream::iter(0..count)
-            .map(|i| {
-                let offset = i * self.part_bytes;
-                let len = self.part_bytes.min(size - offset);
-                async move {
-                    let body = ByteStream::read_from()
-                        .path(upload.file)
-                        .offset(offset)
-                        .length(Length::Exact(len))
-                        .build()
-                        .await
-                        .map_err(StorageError::failed)?;
-                    let number = i as i32 + 1;
-                    let out = self
-                        .client
-                        .upload_part()
-                        .bucket(&self.bucket)
-                        .key(upload.key)
-                        .upload_id(upload_id)
-                        .part_number(number)
-                        .content_length(len as i64)
-                        .body(body)
-                        .send()
-                        .await
-                        .map_err(|e| {
-                            StorageError::failed(aws_sdk_s3::error::DisplayErrorContext(e))
-                        })?;
-                    Ok::<_, StorageError>((
-                        len,
-                        CompletedPart::builder()
-                            .part_number(number)
-                            .set_e_tag(out.e_tag().map(str::to_string))
-                            .build(),
-                    ))
-                }
-            })
-            .buffer_unordered(PARTS_IN_FLIGHT);
-        while let Some((len, part)) = uploads.try_next().await? {
-            sent += len;
-            parts.push(part);
-            progress.sent(sent).await?;
-        }
-        parts.sort_by_key(|p| p.part_number());
-        Ok(parts)
-    }
-
     async fn abort(&self, key: &str, upload_id: &str) {
         let aborted = self
             .client
@@ -235,6 +100,24 @@ impl S3Store {
             // Retention aborts it later (abort_stale_uploads).
             tracing::warn!(key, error = %aws_sdk_s3::error::DisplayErrorContext(e), "multipart upload not aborted");
         }
+    }
+
+    /// A multipart upload fed by a writer while the file is produced (see `stream`).
+    pub async fn start_stream(
+        &self,
+        key: &str,
+        content_type: &str,
+        filename: &str,
+    ) -> Result<(super::stream::PartWriter, super::stream::UploadJoin), StorageError> {
+        super::stream::start(
+            &self.client,
+            &self.bucket,
+            key,
+            content_type,
+            filename,
+            self.part_bytes as usize,
+        )
+        .await
     }
 
     pub async fn presign(&self, key: &str, ttl: Duration) -> Result<String, StorageError> {

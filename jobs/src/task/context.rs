@@ -21,7 +21,7 @@ use super::{
 };
 use crate::{
     config::Config, deliveries::providers::Providers, domain::report_cache::ReportCache,
-    enqueue::Enqueuer, queue::Transport, redis_conn::Keys, storage::Store,
+    enqueue::Enqueuer, metrics::Metrics, queue::Transport, redis_conn::Keys, storage::Store,
 };
 use redis::aio::ConnectionManager;
 
@@ -111,6 +111,8 @@ pub struct Shared {
     pub storage: Result<Store, String>,
     pub redis: ConnectionManager,
     pub keys: Keys,
+    /// Task metrics of this process, flushed to Redis by the worker (`crate::metrics`).
+    pub metrics: Metrics,
 }
 
 impl Shared {
@@ -130,6 +132,7 @@ impl Shared {
             )),
             redis,
             keys,
+            metrics: Metrics::default(),
             storage: Store::from_config(&config.exports).map_err(|e| {
                 tracing::error!(error = %e, "export storage unavailable");
                 e.to_string()
@@ -198,6 +201,10 @@ impl TaskContext {
 
     pub fn providers(&self) -> &Providers {
         &self.shared.providers
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
     }
 
     /// Our Redis connection and key names (for maintenance work on Redis itself).

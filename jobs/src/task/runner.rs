@@ -262,6 +262,7 @@ impl Runner {
         };
 
         let flags = Arc::new(Flags::default());
+        let started = std::time::Instant::now();
         let id = claimed.id;
         let attempt = claimed.attempt;
         let ctx = TaskContext::new(claimed.clone(), self.shared.clone(), flags.clone());
@@ -289,6 +290,7 @@ impl Runner {
         }
         let err = match outcome {
             Ok(Ok(Ok(Done::Result(result)))) => {
+                self.observe(&claimed.kind, "completed", started);
                 match self.completer.call((id, attempt, result)).await {
                     Some(Ok(true)) => tracing::debug!(parent: &span, "completed"),
                     Some(Ok(false)) => {
@@ -302,6 +304,7 @@ impl Runner {
                 return;
             }
             Ok(Ok(Ok(Done::Committed(_)))) => {
+                self.observe(&claimed.kind, "completed", started);
                 self.shared.notifier.changed(&[id]);
                 tracing::debug!(parent: &span, "completed");
                 return;
@@ -326,9 +329,27 @@ impl Runner {
             // Aborted by shutdown: `release_all` gives the attempt back.
             Err(_) => return,
         };
+        let outcome = match &err {
+            JobError::Waiting { .. } => "waiting",
+            JobError::Cancelled => "cancelled",
+            JobError::Superseded => "superseded",
+            JobError::Permanent { .. } => "failed",
+            _ if claimed.attempt >= claimed.max_attempts => "dead",
+            _ => "retrying",
+        };
+        self.observe(&claimed.kind, outcome, started);
         self.record_failure(&claimed, Some(&spec), err)
             .instrument(span)
             .await;
+    }
+
+    /// One finished attempt in `taquilla_task_duration_seconds` (see `crate::metrics`).
+    fn observe(&self, kind: &str, outcome: &str, started: std::time::Instant) {
+        self.shared.metrics.observe(
+            "taquilla_task_duration_seconds",
+            &[("kind", kind), ("status", outcome)],
+            started.elapsed().as_secs_f64(),
+        );
     }
 
     async fn record_failure(
