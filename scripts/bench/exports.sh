@@ -9,6 +9,9 @@
 #                                  # benchmark's data set, 1,000,000 ledger entries) into
 #                                  # taquilla_bench_exports once; later runs reuse it
 #   ROUNDS=3 scripts/bench/exports.sh
+#   FORMATS=xlsx EXPORT_XLSX_ZIP_LEVEL=1 scripts/bench/exports.sh
+#
+# Sizes: 100,000 (limit), about 500,000 (from the middle day) and 1,000,000 (everything).
 set -euo pipefail
 export BENCH_DB=${BENCH_DB:-taquilla_bench_exports}
 export BENCH_PORT=${BENCH_PORT:-18482}
@@ -71,29 +74,33 @@ print(t["status"], r.get("rows", "-"), r.get("sizeBytes", "-"), f"{secs:.2f}",
 PY
 }
 
+# About half the ledger: every entry from the day of the 500,000th newest one.
+HALF_FROM=$(psql_bench -Atc "SELECT (created_at AT TIME ZONE 'UTC')::date FROM director_ledger_entries ORDER BY created_at DESC OFFSET 499999 LIMIT 1")
+
 {
   printf '%-9s %-5s %5s %8s %8s %9s %9s %9s %9s %9s  %s\n' rows format round wall_s task_s export_s upload_s peak_MiB idle_MiB file_MB status
-  for rows in 100000 1000000; do
-    for fmt in csv xlsx; do
+  for rows in 100000 500000 1000000; do
+    for fmt in ${FORMATS:-csv xlsx}; do
       for ((round = 1; round <= ROUNDS; round++)); do
-        start_worker WORKER_QUEUES=reports WORKER_CONCURRENCY_REPORTS=1
+        start_worker WORKER_QUEUES=reports WORKER_CONCURRENCY_REPORTS=1 RUST_LOG=warn,jobs::exports=info
         sleep 1.5
         idle=$(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$WORKER_PID/status")
-        if [ "$rows" = 1000000 ]; then
-          body="{\"report\":\"ledger\",\"format\":\"$fmt\"}"
-        else
-          body="{\"report\":\"ledger\",\"format\":\"$fmt\",\"limit\":$rows}"
-        fi
+        case $rows in
+          1000000) body="{\"report\":\"ledger\",\"format\":\"$fmt\"}" ;;
+          500000) body="{\"report\":\"ledger\",\"format\":\"$fmt\",\"from\":\"$HALF_FROM\"}" ;;
+          *) body="{\"report\":\"ledger\",\"format\":\"$fmt\",\"limit\":$rows}" ;;
+        esac
         t0=$(date +%s.%N)
         id=$(curl -fsS -H "$AUTH" -H 'content-type: application/json' -d "$body" "$API_URL/director/reports/exports" |
           python3 -c 'import json,sys; print(json.load(sys.stdin)["taskId"])')
         read -r status got size task_s export_s upload_s < <(follow "$id")
         t1=$(date +%s.%N)
         peak=$(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$WORKER_PID/status")
+        pack=$(grep -a 'xlsx packed' "$LOG_DIR/worker-$((${#BENCH_PIDS[@]} - 1)).log" 2>/dev/null | tail -1 | grep -o 'pack_ms=[0-9]*' || true)
         stop_started "$WORKER_PID"
         printf '%-9s %-5s %5s %8.2f %8s %9s %9s %9s %9s %9.1f  %s (%s rows)\n' "$rows" "$fmt" "$round" \
           "$(echo "$t1 - $t0" | bc)" "$task_s" "$export_s" "$upload_s" "$peak" "$idle" \
-          "$(echo "$size / 1000000" | bc -l)" "$status" "$got"
+          "$(echo "$size / 1000000" | bc -l)" "$status" "$got ${pack}"
       done
     done
   done

@@ -58,15 +58,15 @@ impl Writer {
         columns: &'static [Column],
         output: Output,
         scratch: PathBuf,
+        xlsx_zip_level: u8,
     ) -> Self {
         let (tx, rx) = mpsc::channel::<Msg>(CHUNKS_BUFFERED);
         let sheet = sheet.to_string();
         let join = tokio::task::spawn_blocking(move || {
             let rows = |w: &mut dyn WriteSend| match format {
                 FileFormat::Csv => write_csv(columns, w, rx).map_err(|e| e.to_string()),
-                FileFormat::Xlsx => {
-                    write_xlsx(&sheet, columns, w, &scratch, rx).map_err(|e| e.to_string())
-                }
+                FileFormat::Xlsx => write_xlsx(&sheet, columns, w, &scratch, xlsx_zip_level, rx)
+                    .map_err(|e| e.to_string()),
             };
             match output {
                 Output::File(path) => {
@@ -194,13 +194,14 @@ fn write_xlsx(
     columns: &[Column],
     out: &mut dyn WriteSend,
     scratch: &Path,
+    zip_level: u8,
     mut rx: mpsc::Receiver<Msg>,
 ) -> Result<u64, XlsxError> {
     let mut wb = Workbook::new();
     wb.set_tempdir(scratch)?;
-    // Level 3 deflate: ~1.3x faster than the default for a ~7 % larger file
-    // (shared/notes/export-writers.md).
-    wb.set_zip_compression_level(3);
+    // EXPORT_XLSX_ZIP_LEVEL, default 3: ~1.3x faster than the crate's 6 for a ~7 % larger
+    // file (shared/notes/export-writers.md; BENCHMARKS.md for 1).
+    wb.set_zip_compression_level(zip_level);
     let formats = XlsxFormats {
         header: Format::new().set_bold().set_align(FormatAlign::Center),
         money: Format::new().set_num_format("#,##0.00"),
@@ -254,6 +255,14 @@ fn write_xlsx(
             rows += 1;
         }
     }
+    // Packing (deflating the sheet data into the zip) starts only after the last row and
+    // runs on this one thread: logged apart from the rows, it is the XLSX's fixed tail.
+    let packing = std::time::Instant::now();
     wb.save_to_writer(out)?;
+    tracing::info!(
+        rows,
+        pack_ms = packing.elapsed().as_millis() as u64,
+        "xlsx packed"
+    );
     Ok(rows)
 }

@@ -146,6 +146,7 @@ async fn produce(
         source::columns(p.report),
         output,
         scratch.0.clone(),
+        ctx.config().exports.xlsx_zip_level,
     );
     let fed = match p.report {
         Report::Ledger => feed_ledger(ctx, p, conn, &writer).await,
