@@ -97,3 +97,46 @@ async fn two_workers_racing_for_one_task_change_the_ledger_once() {
     .unwrap();
     assert_eq!((tickets, equivalent, assigned), (60, 120, 20 * 3 * 199));
 }
+
+/// A completion effect (how a delivery becomes `sent`) is applied only for the tasks its
+/// batched statement actually completed: an attempt that lost its task changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completion_effects_apply_only_to_tasks_the_batch_completed() {
+    use jobs::task::{context::Effect, store};
+    let env = TestEnv::new().await;
+    sqlx::query("CREATE TABLE effect_probe (id uuid PRIMARY KEY, arg text NOT NULL)")
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let spec = jobs::kinds::noop::spec();
+    let a = enqueue(&env, &spec, serde_json::json!({})).await;
+    let b = enqueue(&env, &spec, serde_json::json!({})).await;
+    let claimed = store::claim(&env.pool, &[a, b], "probe", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    let effect = |arg: &str| {
+        Some(Effect {
+            sql: "INSERT INTO effect_probe (id, arg) SELECT e.id, e.arg FROM {done} e",
+            arg: arg.into(),
+        })
+    };
+    let done = store::complete_many(
+        &env.pool,
+        &[
+            (a, 1, serde_json::json!({"ok": true}), effect("for-a")),
+            // Attempt 7 does not own b (its attempt is 1): not completed, no effect.
+            (b, 7, serde_json::json!({"ok": true}), effect("for-b")),
+        ],
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert_eq!(done, vec![a]);
+    let rows: Vec<(uuid::Uuid, String)> = sqlx::query_as("SELECT id, arg FROM effect_probe")
+        .fetch_all(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, vec![(a, "for-a".to_string())]);
+    assert_eq!(env.task(b).await.status(), TaskStatus::Running);
+}

@@ -87,24 +87,14 @@ pub async fn insert(
     Ok(())
 }
 
-/// The provider accepted the message. A status webhook may already have moved it further.
-pub async fn mark_sent(
-    conn: &mut PgConnection,
-    id: Uuid,
-    provider_message_id: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE deliveries SET status = CASE WHEN status = 'queued' THEN 'sent' ELSE status END, \
-             provider_message_id = $2, sent_at = COALESCE(sent_at, now()), error = NULL, \
-             updated_at = now() \
-         WHERE id = $1",
-    )
-    .bind(id)
-    .bind(provider_message_id)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
+/// Marks deliveries `sent`, as a completion effect (`task::context::Effect`): the delivery
+/// ids are the task ids, `arg` the provider's message id. Applied in the runner's batched
+/// completion, so a burst of sends shares one commit instead of one per send.
+pub const MARK_SENT_EFFECT: &str = "UPDATE deliveries d SET \
+        status = CASE WHEN d.status = 'queued' THEN 'sent' ELSE d.status END, \
+        provider_message_id = e.arg, sent_at = COALESCE(d.sent_at, now()), error = NULL, \
+        updated_at = now() \
+    FROM {done} e WHERE d.id = e.id";
 
 /// The delivery will not be sent (permanent error, or the last attempt failed).
 pub async fn mark_failed<'e>(

@@ -2,7 +2,7 @@
 //!
 //! The task's id is its delivery's id. The handler reads the delivery, guest and event,
 //! waits for the channel's global rate limit, sends, and marks the delivery `sent` in the
-//! transaction that completes the task. A provider refusal (4xx) fails it at once; network
+//! statement that completes the task (the runner's batched completion). A provider refusal (4xx) fails it at once; network
 //! errors, 5xx and 429 are retried with backoff (429 no sooner than its `Retry-After`), and
 //! the last failed attempt marks the delivery `failed` before the task goes `dead`.
 
@@ -16,7 +16,7 @@ use crate::{
     deliveries::{store, Channel, MessageKind, SESSION_WINDOW},
     queue,
     task::{
-        context::{Done, JobError, TaskContext},
+        context::{Done, Effect, JobError, TaskContext},
         retry::Backoff,
     },
 };
@@ -83,19 +83,22 @@ async fn run(ctx: TaskContext) -> Result<Done, JobError> {
     }
     match send(&ctx, &d).await {
         Ok(sent) => {
-            let mut tx = ctx.pool().begin().await?;
-            store::mark_sent(&mut tx, d.id, &sent.provider_message_id).await?;
-            ctx.complete_in(
-                tx,
-                json!({
-                    "deliveryId": d.id,
-                    "status": "sent",
-                    "channel": d.channel,
-                    "mode": sent.mode,
-                    "providerMessageId": sent.provider_message_id,
-                }),
-            )
-            .await
+            // The delivery row (same id as the task) becomes `sent` in the statement that
+            // completes the task: both or neither, batched with other completions.
+            let result = json!({
+                "deliveryId": d.id,
+                "status": "sent",
+                "channel": d.channel,
+                "mode": sent.mode,
+                "providerMessageId": sent.provider_message_id,
+            });
+            Ok(Done::ResultWith(
+                result,
+                Effect {
+                    sql: store::MARK_SENT_EFFECT,
+                    arg: sent.provider_message_id,
+                },
+            ))
         }
         Err(err) => {
             let last = match &err {

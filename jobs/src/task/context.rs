@@ -86,11 +86,25 @@ impl From<sqlx::Error> for JobError {
 #[derive(Debug)]
 pub struct Committed(());
 
+/// A write that must commit together with its task's completion, done in the runner's
+/// batched completion statement instead of a transaction of its own (one commit for many
+/// tasks). `sql` is one data-modifying statement reading `{done}` (a subquery: give it an
+/// alias, `FROM {done} e`): the rows `(id uuid, arg text)` of the tasks of the batch that
+/// carry this effect *and* were completed by it, so a superseded attempt's effect is never
+/// applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Effect {
+    pub sql: &'static str,
+    pub arg: String,
+}
+
 /// How a successful attempt ends.
 #[derive(Debug)]
 pub enum Done {
     /// The runner stores this result and marks the task completed (batched).
     Result(Value),
+    /// Like `Result`, with a write committed in the same statement as the completion.
+    ResultWith(Value, Effect),
     /// Already completed in the handler's transaction, together with its side effects.
     Committed(Committed),
 }

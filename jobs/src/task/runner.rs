@@ -17,7 +17,6 @@ use std::{
 };
 
 use chrono::Utc;
-use serde_json::Value;
 use tokio::{
     sync::{mpsc, oneshot, Notify, Semaphore},
     task::AbortHandle,
@@ -130,7 +129,7 @@ pub struct Runner {
     registry: Arc<Registry>,
     worker: String,
     claimer: Batcher<Uuid, ClaimReply>,
-    completer: Batcher<(Uuid, i32, Value), CompleteReply>,
+    completer: Batcher<store::Completion, CompleteReply>,
     inflight: Mutex<HashMap<Uuid, Inflight>>,
     /// Poked when a message was taken from Redis, so the relay can refill the room.
     relay_wake: Arc<Notify>,
@@ -175,7 +174,7 @@ impl Runner {
             Batcher::spawn(
                 256,
                 BATCHES_IN_FLIGHT,
-                move |done: Vec<(Uuid, i32, Value)>| {
+                move |done: Vec<store::Completion>| {
                     let shared = shared.clone();
                     async move {
                         let ttl = shared.config.task_ttl;
@@ -291,16 +290,13 @@ impl Runner {
         let err = match outcome {
             Ok(Ok(Ok(Done::Result(result)))) => {
                 self.observe(&claimed.kind, "completed", started);
-                match self.completer.call((id, attempt, result)).await {
-                    Some(Ok(true)) => tracing::debug!(parent: &span, "completed"),
-                    Some(Ok(false)) => {
-                        tracing::info!(parent: &span, "result discarded: the attempt no longer owned the task")
-                    }
-                    Some(Err(e)) => {
-                        tracing::error!(parent: &span, error = %e, "completion not recorded; the task will run again after its lease")
-                    }
-                    None => {}
-                }
+                self.complete((id, attempt, result, None), &span).await;
+                return;
+            }
+            Ok(Ok(Ok(Done::ResultWith(result, effect)))) => {
+                self.observe(&claimed.kind, "completed", started);
+                self.complete((id, attempt, result, Some(effect)), &span)
+                    .await;
                 return;
             }
             Ok(Ok(Ok(Done::Committed(_)))) => {
@@ -341,6 +337,20 @@ impl Runner {
         self.record_failure(&claimed, Some(&spec), err)
             .instrument(span)
             .await;
+    }
+
+    /// Records a completion through the batched completer.
+    async fn complete(&self, completion: store::Completion, span: &tracing::Span) {
+        match self.completer.call(completion).await {
+            Some(Ok(true)) => tracing::debug!(parent: span, "completed"),
+            Some(Ok(false)) => {
+                tracing::info!(parent: span, "result discarded: the attempt no longer owned the task")
+            }
+            Some(Err(e)) => {
+                tracing::error!(parent: span, error = %e, "completion not recorded; the task will run again after its lease")
+            }
+            None => {}
+        }
     }
 
     /// One finished attempt in `taquilla_task_duration_seconds` (see `crate::metrics`).

@@ -219,29 +219,63 @@ pub async fn claim(
         .collect()
 }
 
-/// Completes several tasks at once; returns the ids that were still this attempt's.
+/// One completion for [`complete_many`]: task, attempt, result and an optional effect.
+pub type Completion = (Uuid, i32, Value, Option<super::context::Effect>);
+
+/// Completes many tasks in one statement, each fenced by its attempt; returns the ids that
+/// were completed. Effects (grouped by statement) run in the same statement, as
+/// data-modifying CTEs over the completed ids only: all of it commits together or not at all.
 pub async fn complete_many(
     pool: &PgPool,
-    done: &[(Uuid, i32, Value)],
+    done: &[Completion],
     ttl: Duration,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
     let ids: Vec<Uuid> = done.iter().map(|d| d.0).collect();
     let attempts: Vec<i32> = done.iter().map(|d| d.1).collect();
     let results: Vec<Value> = done.iter().map(|d| d.2.clone()).collect();
-    let rows = sqlx::query(
-        "UPDATE tasks t SET status = 'completed', result = v.result, progress = 100, \
-             finished_at = now(), updated_at = now(), lease_expires_at = NULL, \
-             expires_at = now() + make_interval(secs => $4) \
-         FROM (SELECT * FROM unnest($1::uuid[], $2::int[], $3::jsonb[]) AS u(id, attempts, result)) v \
-         WHERE t.id = v.id AND t.attempts = v.attempts AND t.status = 'running' \
-         RETURNING t.id",
-    )
-    .bind(&ids)
-    .bind(&attempts)
-    .bind(&results)
-    .bind(interval(ttl))
-    .fetch_all(pool)
-    .await?;
+    // Distinct effect statements of this batch (usually none or one), each with its rows.
+    let mut effects: Vec<(&'static str, Vec<Uuid>, Vec<String>)> = Vec::new();
+    for (id, _, _, effect) in done {
+        if let Some(e) = effect {
+            match effects.iter_mut().find(|g| g.0 == e.sql) {
+                Some(g) => {
+                    g.1.push(*id);
+                    g.2.push(e.arg.clone());
+                }
+                None => effects.push((e.sql, vec![*id], vec![e.arg.clone()])),
+            }
+        }
+    }
+    let mut sql = String::from(
+        "WITH done AS ( \
+             UPDATE tasks t SET status = 'completed', result = v.result, progress = 100, \
+                 finished_at = now(), updated_at = now(), lease_expires_at = NULL, \
+                 expires_at = now() + make_interval(secs => $4) \
+             FROM (SELECT * FROM unnest($1::uuid[], $2::int[], $3::jsonb[]) AS u(id, attempts, result)) v \
+             WHERE t.id = v.id AND t.attempts = v.attempts AND t.status = 'running' \
+             RETURNING t.id)",
+    );
+    for (i, (effect_sql, _, _)) in effects.iter().enumerate() {
+        let (ids_param, args_param) = (5 + 2 * i, 6 + 2 * i);
+        let input = format!(
+            "(SELECT x.id, x.arg FROM unnest(${ids_param}::uuid[], ${args_param}::text[]) AS x(id, arg) \
+              JOIN done ON done.id = x.id)"
+        );
+        sql.push_str(&format!(
+            ", effect{i} AS ({})",
+            effect_sql.replace("{done}", &input)
+        ));
+    }
+    sql.push_str(" SELECT id FROM done");
+    let mut q = sqlx::query(&sql)
+        .bind(&ids)
+        .bind(&attempts)
+        .bind(&results)
+        .bind(interval(ttl));
+    for (_, ids, args) in &effects {
+        q = q.bind(ids).bind(args);
+    }
+    let rows = q.fetch_all(pool).await?;
     rows.into_iter().map(|r| r.try_get("id")).collect()
 }
 
