@@ -10,7 +10,8 @@
 # Rate = N / (last task finished - tasks due), from the task rows (due 3 s after the insert,
 # once the tables are analyzed). Only 127.0.0.1.
 # Overridable: BENCH_DELIVERIES, BENCH_CONCURRENCY (per process), BENCH_PROVIDER_DELAY_MS,
-# BENCH_PROVIDER_PORT, BENCH_PG_ADMIN_URL, BENCH_PROCESSES ("1 2").
+# BENCH_PROVIDER_PORT, BENCH_PG_ADMIN_URL, BENCH_PROCESSES ("1 2"), WORKER_BIN (a worker
+# binary to use instead of building one).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 ROOT=$PWD
@@ -43,9 +44,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "building the worker (profile bench-deliveries)"
-cargo build -q --profile bench-deliveries -p taquilla-worker --bin worker
-BIN="$CARGO_TARGET_DIR/bench-deliveries/worker"
+if [ -n "${WORKER_BIN:-}" ]; then
+  BIN=$WORKER_BIN
+else
+  say "building the worker (profile bench-deliveries)"
+  cargo build -q --profile bench-deliveries -p taquilla-worker --bin worker
+  BIN="$CARGO_TARGET_DIR/bench-deliveries/worker"
+fi
 
 python3 scripts/bench/fake_360dialog.py "$PROVIDER_PORT" "$DELAY_MS" >"$LOG_DIR/provider.log" 2>&1 &
 PROVIDER_PID=$!
