@@ -96,7 +96,8 @@ HALF_FROM=$(psql_bench -Atc "SELECT (created_at AT TIME ZONE 'UTC')::date FROM d
         read -r status got size task_s export_s upload_s < <(follow "$id")
         t1=$(date +%s.%N)
         peak=$(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$WORKER_PID/status")
-        pack=$(grep -a 'xlsx packed' "$LOG_DIR/worker-$((${#BENCH_PIDS[@]} - 1)).log" 2>/dev/null | tail -1 | grep -o 'pack_ms=[0-9]*' || true)
+        pack=$(grep -a 'xlsx packed' "$LOG_DIR/worker-$((${#BENCH_PIDS[@]} - 1)).log" 2>/dev/null |
+          tail -1 | sed 's/\x1b\[[0-9;]*m//g' | grep -o 'pack_ms=[0-9]*' || true)
         stop_started "$WORKER_PID"
         printf '%-9s %-5s %5s %8.2f %8s %9s %9s %9s %9s %9.1f  %s (%s rows)\n' "$rows" "$fmt" "$round" \
           "$(echo "$t1 - $t0" | bc)" "$task_s" "$export_s" "$upload_s" "$peak" "$idle" \
