@@ -48,6 +48,23 @@ CREATE TABLE director_kpi_org_day (
 CREATE INDEX director_kpi_org_day_window ON director_kpi_org_day (currency, day)
     INCLUDE (organizer_id, tickets_equivalent, assigned_cents, paid_cents, last_at);
 
+-- The same per UTC month (first day of the month): a long date window reads whole months here
+-- and only its partial months from director_kpi_org_day.
+CREATE TABLE director_kpi_org_month (
+    organizer_id       text        NOT NULL,
+    currency           text        NOT NULL,
+    month              date        NOT NULL,
+    tickets            bigint      NOT NULL DEFAULT 0,
+    tickets_equivalent bigint      NOT NULL DEFAULT 0,
+    assigned_cents     bigint      NOT NULL DEFAULT 0,
+    paid_cents         bigint      NOT NULL DEFAULT 0,
+    entries            bigint      NOT NULL DEFAULT 0,
+    last_at            timestamptz,
+    PRIMARY KEY (organizer_id, currency, month)
+);
+CREATE INDEX director_kpi_org_month_window ON director_kpi_org_month (currency, month)
+    INCLUDE (organizer_id, tickets_equivalent, assigned_cents, paid_cents, last_at);
+
 -- Assignments per event (''= none), organizer, currency and UTC day.
 CREATE TABLE director_kpi_event_day (
     event_id           text        NOT NULL,
@@ -136,6 +153,19 @@ BEGIN
             paid_cents = t.paid_cents + EXCLUDED.paid_cents,
             entries = t.entries + EXCLUDED.entries,
             last_at = GREATEST(t.last_at, EXCLUDED.last_at);
+        INSERT INTO director_kpi_org_month AS t (organizer_id, currency, month, tickets, tickets_equivalent,
+            assigned_cents, paid_cents, entries, last_at)
+        VALUES (r.organizer_id, r.currency::text, date_trunc('month', r.created_at AT TIME ZONE 'UTC')::date,
+                CASE WHEN pay THEN 0 ELSE r.tickets END, CASE WHEN pay THEN 0 ELSE r.tickets_equivalent END,
+                CASE WHEN pay THEN 0 ELSE r.amount_cents END, CASE WHEN pay THEN r.amount_cents ELSE 0 END,
+                1, r.created_at)
+        ON CONFLICT (organizer_id, currency, month) DO UPDATE SET
+            tickets = t.tickets + EXCLUDED.tickets,
+            tickets_equivalent = t.tickets_equivalent + EXCLUDED.tickets_equivalent,
+            assigned_cents = t.assigned_cents + EXCLUDED.assigned_cents,
+            paid_cents = t.paid_cents + EXCLUDED.paid_cents,
+            entries = t.entries + EXCLUDED.entries,
+            last_at = GREATEST(t.last_at, EXCLUDED.last_at);
         IF pay THEN
             IF tot.fifo_head_at IS NULL THEN
                 RETURN NULL; -- nothing unpaid: the payment only adds credit
@@ -204,6 +234,23 @@ BEGIN
                count(*), max(created_at)
         FROM new_rows GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
         ON CONFLICT (organizer_id, currency, day) DO UPDATE SET
+            tickets = t.tickets + EXCLUDED.tickets,
+            tickets_equivalent = t.tickets_equivalent + EXCLUDED.tickets_equivalent,
+            assigned_cents = t.assigned_cents + EXCLUDED.assigned_cents,
+            paid_cents = t.paid_cents + EXCLUDED.paid_cents,
+            entries = t.entries + EXCLUDED.entries,
+            last_at = GREATEST(t.last_at, EXCLUDED.last_at);
+
+        INSERT INTO director_kpi_org_month AS t (organizer_id, currency, month, tickets, tickets_equivalent,
+            assigned_cents, paid_cents, entries, last_at)
+        SELECT organizer_id, currency::text, date_trunc('month', created_at AT TIME ZONE 'UTC')::date,
+               COALESCE(sum(tickets) FILTER (WHERE entry_type <> 'payment'), 0),
+               COALESCE(sum(tickets_equivalent) FILTER (WHERE entry_type <> 'payment'), 0),
+               COALESCE(sum(amount_cents) FILTER (WHERE entry_type <> 'payment'), 0),
+               COALESCE(sum(amount_cents) FILTER (WHERE entry_type = 'payment'), 0),
+               count(*), max(created_at)
+        FROM new_rows GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+        ON CONFLICT (organizer_id, currency, month) DO UPDATE SET
             tickets = t.tickets + EXCLUDED.tickets,
             tickets_equivalent = t.tickets_equivalent + EXCLUDED.tickets_equivalent,
             assigned_cents = t.assigned_cents + EXCLUDED.assigned_cents,
@@ -352,7 +399,7 @@ CREATE TRIGGER director_ledger_rollup AFTER INSERT ON director_ledger_entries
 CREATE FUNCTION director_ledger_append_only() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
-        TRUNCATE director_kpi_org_total, director_kpi_org_day, director_kpi_event_day,
+        TRUNCATE director_kpi_org_total, director_kpi_org_day, director_kpi_org_month, director_kpi_event_day,
                  director_kpi_event_total, director_debt_day;
         RETURN NULL;
     END IF;
@@ -369,7 +416,7 @@ CREATE TRIGGER director_ledger_truncate AFTER TRUNCATE ON director_ledger_entrie
 CREATE FUNCTION director_rollups_rebuild() RETURNS void LANGUAGE plpgsql AS $fn$
 BEGIN
     LOCK TABLE director_ledger_entries IN SHARE MODE;
-    TRUNCATE director_kpi_org_total, director_kpi_org_day, director_kpi_event_day,
+    TRUNCATE director_kpi_org_total, director_kpi_org_day, director_kpi_org_month, director_kpi_event_day,
              director_kpi_event_total, director_debt_day;
     INSERT INTO director_kpi_org_total (organizer_id, currency, tickets, tickets_equivalent,
         assigned_cents, paid_cents, assignments, entries, last_at)
@@ -389,6 +436,11 @@ BEGIN
            COALESCE(sum(amount_cents) FILTER (WHERE entry_type = 'payment'), 0),
            count(*), max(created_at)
     FROM director_ledger_entries GROUP BY 1, 2, 3;
+    INSERT INTO director_kpi_org_month (organizer_id, currency, month, tickets, tickets_equivalent,
+        assigned_cents, paid_cents, entries, last_at)
+    SELECT organizer_id, currency, date_trunc('month', day)::date, sum(tickets), sum(tickets_equivalent),
+           sum(assigned_cents), sum(paid_cents), sum(entries), max(last_at)
+    FROM director_kpi_org_day GROUP BY 1, 2, 3;
     INSERT INTO director_kpi_event_day (event_id, organizer_id, currency, day, tickets,
         tickets_equivalent, assigned_cents, entries, last_at)
     SELECT COALESCE(event_id, ''), organizer_id, currency::text, (created_at AT TIME ZONE 'UTC')::date,

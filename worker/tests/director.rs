@@ -494,6 +494,7 @@ async fn rollup_drift(pool: &sqlx::PgPool) -> Vec<(String, i64)> {
     sqlx::raw_sql(
         "CREATE TEMP TABLE s_org AS SELECT * FROM director_kpi_org_total;
          CREATE TEMP TABLE s_org_day AS SELECT * FROM director_kpi_org_day;
+         CREATE TEMP TABLE s_org_month AS SELECT * FROM director_kpi_org_month;
          CREATE TEMP TABLE s_ev_day AS SELECT * FROM director_kpi_event_day;
          CREATE TEMP TABLE s_ev AS SELECT * FROM director_kpi_event_total;
          CREATE TEMP TABLE s_debt AS SELECT * FROM director_debt_day WHERE unpaid_cents <> 0 OR unpaid_count <> 0;",
@@ -509,6 +510,7 @@ async fn rollup_drift(pool: &sqlx::PgPool) -> Vec<(String, i64)> {
     for (table, snapshot) in [
         ("director_kpi_org_total", "s_org"),
         ("director_kpi_org_day", "s_org_day"),
+        ("director_kpi_org_month", "s_org_month"),
         ("director_kpi_event_day", "s_ev_day"),
         ("director_kpi_event_total", "s_ev"),
         ("director_debt_day", "s_debt"),
@@ -702,6 +704,72 @@ async fn ledger_rollups_match_a_recomputation_after_concurrent_mixed_writes() {
                 })
                 .collect();
             assert_eq!(got, sum, "{cur} {from:?}..{to:?}");
+        }
+    }
+
+    // Dated overviews (whole months from the month roll-up, the days around them from the
+    // day roll-up) equal sums over the ledger itself.
+    let day = |n: u64| today - chrono::Days::new(n);
+    let first_of =
+        |d: chrono::NaiveDate| d - chrono::Days::new(u64::from(chrono::Datelike::day(&d)) - 1);
+    for (from, to) in [
+        (Some(day(150)), Some(day(20))),
+        (None, Some(day(40))),
+        (Some(day(100)), None),
+        (
+            Some(first_of(day(120))),
+            Some(first_of(day(30)) - chrono::Days::new(1)),
+        ),
+        (Some(day(12)), Some(day(3))),
+    ] {
+        for cur in ["MXN", "USD"] {
+            let mut q = jobs::domain::reports::Query::new(cur);
+            q.from = from;
+            q.to = to;
+            let body = jobs::domain::reports::overview(&env.pool, &q)
+                .await
+                .unwrap();
+            let got: Vec<i64> = [
+                "ticketsEquivalentDelivered",
+                "assignedValueCents",
+                "paymentsAppliedCents",
+                "activeOrganizers",
+            ]
+            .iter()
+            .map(|m| metric(&body, m)["value"].as_i64().unwrap())
+            .collect();
+            let want: (i64, i64, i64, i64) = sqlx::query_as(
+                "SELECT COALESCE(sum(tickets_equivalent) FILTER (WHERE entry_type <> 'payment'), 0)::bigint, \
+                        COALESCE(sum(amount_cents) FILTER (WHERE entry_type <> 'payment'), 0)::bigint, \
+                        COALESCE(sum(amount_cents) FILTER (WHERE entry_type = 'payment'), 0)::bigint, \
+                        count(DISTINCT organizer_id) \
+                 FROM director_ledger_entries WHERE currency = $1 \
+                   AND ($2::date IS NULL OR (created_at AT TIME ZONE 'UTC')::date >= $2) \
+                   AND ($3::date IS NULL OR (created_at AT TIME ZONE 'UTC')::date <= $3)",
+            )
+            .bind(cur)
+            .bind(from)
+            .bind(to)
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+            assert_eq!(
+                got,
+                [want.0, want.1, want.2, want.3],
+                "{cur} {from:?}..{to:?}"
+            );
+            let mut top = q.clone();
+            top.page_size = 500;
+            let body = jobs::domain::reports::top_organizers(&env.pool, &top)
+                .await
+                .unwrap();
+            let summed: i64 = body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["assignedValueCents"].as_i64().unwrap())
+                .sum();
+            assert_eq!(summed, want.1, "top organizers {cur} {from:?}..{to:?}");
         }
     }
 

@@ -5,7 +5,7 @@
 //! Amounts are never summed across currencies: every report is for one currency
 //! (`currency` filter, default `DEFAULT_CURRENCY`).
 
-use chrono::{NaiveDate, Utc};
+use chrono::{Datelike, Months, NaiveDate, Utc};
 use serde_json::{json, Value};
 use sqlx::{PgPool, Row};
 
@@ -132,12 +132,82 @@ impl Query {
 /// the roll-up tables that a trigger on `director_ledger_entries` maintains in the writing
 /// transaction (migration 6), so they are real time. All-time totals come from the
 /// per-organizer (or per-event) tables, date windows from the day-grained ones.
-fn org_source(q: &Query) -> &'static str {
-    if q.dated() {
-        "director_kpi_org_day"
-    } else {
-        "director_kpi_org_total"
+/// The whole UTC months inside a date window, as (first month, first day after the last
+/// month), each side `None` when the window is open on that side; `None` when the window holds
+/// no whole month.
+fn whole_months(
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+) -> Option<(Option<NaiveDate>, Option<NaiveDate>)> {
+    let lo = match from {
+        None => None,
+        Some(f) if f.day() == 1 => Some(f),
+        Some(f) => Some(f.with_day(1)?.checked_add_months(Months::new(1))?),
+    };
+    let hi = match to {
+        None => None,
+        Some(t) => Some(t.succ_opt()?.with_day(1)?),
+    };
+    match (lo, hi) {
+        (Some(l), Some(h)) if l >= h => None,
+        _ => Some((lo, hi)),
     }
+}
+
+/// Rows of the per-organizer roll-ups that cover the filters of `q` (columns organizer_id,
+/// tickets_equivalent, assigned_cents, paid_cents, last_at; several rows per organizer).
+/// Undated: the all-time totals. Dated: the whole UTC months of the window from the month
+/// roll-up and the days around them from the day roll-up, so a long window reads about one
+/// row per organizer and month instead of one per organizer and day.
+fn org_rows(q: &Query) -> String {
+    const COLS: &str = "organizer_id, tickets_equivalent, assigned_cents, paid_cents, last_at";
+    let org = if q.organizer_id.is_some() {
+        " AND organizer_id = $4"
+    } else {
+        ""
+    };
+    if !q.dated() {
+        return format!("SELECT {COLS} FROM director_kpi_org_total WHERE currency = $1{org}");
+    }
+    let Some((lo, hi)) = whole_months(q.from, q.to) else {
+        let from = if q.from.is_some() {
+            " AND day >= $2"
+        } else {
+            ""
+        };
+        let to = if q.to.is_some() { " AND day <= $3" } else { "" };
+        return format!(
+            "SELECT {COLS} FROM director_kpi_org_day WHERE currency = $1{from}{to}{org}"
+        );
+    };
+    // Dates from NaiveDate's Display (YYYY-MM-DD), not from client text.
+    let mut months = String::new();
+    if let Some(lo) = lo {
+        months.push_str(&format!(" AND month >= '{lo}'::date"));
+    }
+    if let Some(hi) = hi {
+        months.push_str(&format!(" AND month < '{hi}'::date"));
+    }
+    let mut parts = vec![format!(
+        "SELECT {COLS} FROM director_kpi_org_month WHERE currency = $1{months}{org}"
+    )];
+    if let (Some(from), Some(lo)) = (q.from, lo) {
+        if from < lo {
+            parts.push(format!(
+                "SELECT {COLS} FROM director_kpi_org_day \
+                 WHERE currency = $1 AND day >= $2 AND day < '{lo}'::date{org}"
+            ));
+        }
+    }
+    if let (Some(to), Some(hi)) = (q.to, hi) {
+        if to >= hi {
+            parts.push(format!(
+                "SELECT {COLS} FROM director_kpi_org_day \
+                 WHERE currency = $1 AND day >= '{hi}'::date AND day <= $3{org}"
+            ));
+        }
+    }
+    parts.join(" UNION ALL ")
 }
 
 fn event_source(q: &Query) -> &'static str {
@@ -218,9 +288,8 @@ pub async fn overview(pool: &PgPool, q: &Query) -> Result<Value, sqlx::Error> {
                 COALESCE(sum(paid), 0)::bigint AS paid, count(*)::bigint AS active FROM ( \
              SELECT organizer_id, sum(tickets_equivalent) AS te, sum(assigned_cents) AS assigned, \
                     sum(paid_cents) AS paid \
-             FROM {src} WHERE {cond} GROUP BY organizer_id) per_organizer",
-        src = org_source(q),
-        cond = conditions(q, &org_cols)
+             FROM ({rows}) w GROUP BY organizer_id) per_organizer",
+        rows = org_rows(q)
     );
     let ev_sql = q.event_id.as_ref().map(|_| {
         let ev_cols = Cols {
@@ -366,19 +435,10 @@ pub async fn top_organizers(pool: &PgPool, q: &Query) -> Result<Value, sqlx::Err
             src = event_source(q)
         )
     } else {
-        let cond = conditions(
-            q,
-            &Cols {
-                currency: "currency",
-                day: Some("day"),
-                org: Some("organizer_id"),
-                ..Cols::default()
-            },
-        );
         format!(
             "SELECT organizer_id, tickets_equivalent, assigned_cents, last_at AS last_activity_at \
-             FROM {src} WHERE {cond}",
-            src = org_source(q)
+             FROM ({rows}) w",
+            rows = org_rows(q)
         )
     };
     let sql = format!(
@@ -560,3 +620,40 @@ pub const VIEWS: [&str; 3] = [
     "mv_kpi_deuda_abierta",
     "mv_kpi_top_organizadores",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn whole_months_of_a_window() {
+        assert_eq!(
+            whole_months(Some(d("2025-11-01")), Some(d("2025-11-30"))),
+            Some((Some(d("2025-11-01")), Some(d("2025-12-01"))))
+        );
+        assert_eq!(
+            whole_months(Some(d("2025-10-15")), Some(d("2026-01-14"))),
+            Some((Some(d("2025-11-01")), Some(d("2026-01-01"))))
+        );
+        assert_eq!(
+            whole_months(Some(d("2025-10-15")), Some(d("2025-11-29"))),
+            None
+        );
+        assert_eq!(
+            whole_months(Some(d("2025-12-20")), Some(d("2025-12-20"))),
+            None
+        );
+        assert_eq!(
+            whole_months(None, Some(d("2025-12-31"))),
+            Some((None, Some(d("2026-01-01"))))
+        );
+        assert_eq!(
+            whole_months(Some(d("2025-12-31")), None),
+            Some((Some(d("2026-01-01")), None))
+        );
+    }
+}
