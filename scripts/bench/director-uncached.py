@@ -4,7 +4,8 @@ with a distinct normalized filter set so that every one misses the report cache 
 `x-cache`). Prints one summary line: n, misses, p50/p90/p99/max in ms.
 
 usage: director-uncached.py BASE_URL TOKEN PATH_TEMPLATE N MAX_SECONDS
-PATH_TEMPLATE contains `{i}` (0..N-1) and `{day}` / `{org}` helpers, e.g.
+PATH_TEMPLATE contains `{i}` (0..N-1) and `{size}` / `{org}` / `{frm}`-`{to}` (30 days) /
+`{yfrm}`-`{to}` (one year) helpers, e.g.
   '/director/reports/overview?pageSize={size}'   (size = 1 + i % 500, full date range)
   '/director/organizers/{org}/ledger'            (org = org_b00001 + i)
 """
@@ -40,6 +41,8 @@ def main():
             # a distinct 30-day window per request, walking back from today
             frm=(today - datetime.timedelta(days=30 + i * 3)).isoformat(),
             to=(today - datetime.timedelta(days=i * 3)).isoformat(),
+            # a distinct one-year window ending at `to`
+            yfrm=(today - datetime.timedelta(days=365 + i * 3)).isoformat(),
         )
         t0 = time.perf_counter()
         conn.request("GET", path, headers=headers)

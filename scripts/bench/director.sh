@@ -46,6 +46,9 @@ psql_bench -c "SELECT (SELECT count(*) FROM organizers) AS organizers, (SELECT c
   (SELECT count(*) FROM deliveries) AS deliveries,
   (SELECT count(*) FROM mv_kpi_tickets_entregados) AS mv_tickets, (SELECT count(*) FROM mv_kpi_deuda_abierta) AS mv_debt,
   (SELECT count(*) FROM mv_kpi_top_organizadores) AS mv_top,
+  (SELECT count(*) FROM director_kpi_org_total) AS org_total, (SELECT count(*) FROM director_kpi_org_day) AS org_day,
+  (SELECT count(*) FROM director_kpi_event_total) AS event_total, (SELECT count(*) FROM director_kpi_event_day) AS event_day,
+  (SELECT count(*) FROM director_debt_day) AS debt_day,
   pg_size_pretty(pg_database_size(current_database())) AS db_size" | tee "$OUT/sizes.txt"
 
 reset_redis_dir
@@ -89,6 +92,10 @@ UNCACHED=(
   "/director/reports/top-organizers?sort=tickets&pageSize={size}"
   "/director/reports/top-organizers?sort=tickets&pageSize=20&from={frm}&to={to}"
   "/director/reports/tickets-usage?eventType=premium&pageSize={size}"
+  "/director/reports/tickets-usage?eventType=premium&pageSize=20&from={frm}&to={to}"
+  "/director/reports/overview?from={yfrm}&to={to}"
+  "/director/reports/top-organizers?sort=tickets&pageSize=20&from={yfrm}&to={to}"
+  "/director/reports/tickets-usage?eventType=premium&pageSize=20&from={yfrm}&to={to}"
   "/director/reports/debt-aging?pageSize={size}"
   "/director/reports/debt-aging?organizerId={org}"
   "/director/overview?pageSize={size}"
@@ -103,100 +110,93 @@ UNCACHED=(
 
 say "EXPLAIN (ANALYZE, BUFFERS) of the report queries (concrete parameters, currency MXN)"
 TODAY=$(date -u +%Y-%m-%d)
+W_FROM=$(date -u -d "$TODAY -45 days" +%Y-%m-%d)
+W_TO=$(date -u -d "$TODAY -16 days" +%Y-%m-%d)
+# The SQL that jobs/src/domain/reports.rs generates for these filter sets (only the filters
+# present enter the text); it reads the roll-up tables of migration 6.
 psql_bench >"$OUT/explain.txt" 2>&1 <<SQL
-\\echo === debt-aging, all organizers, as of today (jobs/src/domain/reports.rs debt_aging)
+\\echo === debt-aging, all organizers, as of today (director_debt_day)
 EXPLAIN (ANALYZE, BUFFERS)
-WITH a AS (
-     SELECT organizer_id, currency, created_at, amount_cents,
-            sum(amount_cents) OVER (PARTITION BY organizer_id, currency ORDER BY created_at, id) AS cum
-     FROM director_ledger_entries
-     WHERE entry_type <> 'payment' AND currency = 'MXN' AND (NULL::text IS NULL OR organizer_id = NULL::text)),
- p AS (
-     SELECT organizer_id, currency, sum(amount_cents) AS paid FROM director_ledger_entries
-     WHERE entry_type = 'payment' AND currency = 'MXN' AND (NULL::text IS NULL OR organizer_id = NULL::text)
-     GROUP BY organizer_id, currency),
- r AS (
-     SELECT a.created_at, LEAST(a.amount_cents, GREATEST(0, a.cum - COALESCE(p.paid, 0))) AS unpaid
-     FROM a LEFT JOIN p USING (organizer_id, currency)
-     WHERE (NULL::date IS NULL OR a.created_at >= NULL::date) AND a.created_at < '$TODAY'::date + 1),
- aged AS (
-     SELECT unpaid, '$TODAY'::date - (created_at AT TIME ZONE 'UTC')::date AS age FROM r WHERE unpaid > 0)
- SELECT CASE WHEN age <= 30 THEN '0-30' WHEN age <= 60 THEN '31-60'
-             WHEN age <= 90 THEN '61-90' ELSE '>90' END AS bucket,
-        sum(unpaid)::bigint AS amount, count(*)::bigint AS n
- FROM aged GROUP BY 1;
+SELECT CASE WHEN age <= 30 THEN '0-30' WHEN age <= 60 THEN '31-60' WHEN age <= 90 THEN '61-90' ELSE '>90' END AS bucket,
+       sum(unpaid_cents)::bigint AS amount, sum(unpaid_count)::bigint AS n
+ FROM (SELECT '$TODAY'::date - day AS age, unpaid_cents, unpaid_count FROM director_debt_day
+       WHERE currency = 'MXN' AND day <= '$TODAY'::date AND unpaid_count <> 0) aged GROUP BY 1;
 
-\\echo === debt-aging, one organizer
+\\echo === debt-aging, one organizer (FIFO over its ledger)
 EXPLAIN (ANALYZE, BUFFERS)
-WITH a AS (
-     SELECT organizer_id, currency, created_at, amount_cents,
-            sum(amount_cents) OVER (PARTITION BY organizer_id, currency ORDER BY created_at, id) AS cum
-     FROM director_ledger_entries
-     WHERE entry_type <> 'payment' AND currency = 'MXN' AND ('$ORG'::text IS NULL OR organizer_id = '$ORG'::text)),
- p AS (
-     SELECT organizer_id, currency, sum(amount_cents) AS paid FROM director_ledger_entries
-     WHERE entry_type = 'payment' AND currency = 'MXN' AND ('$ORG'::text IS NULL OR organizer_id = '$ORG'::text)
-     GROUP BY organizer_id, currency),
- r AS (
-     SELECT a.created_at, LEAST(a.amount_cents, GREATEST(0, a.cum - COALESCE(p.paid, 0))) AS unpaid
-     FROM a LEFT JOIN p USING (organizer_id, currency)
-     WHERE (NULL::date IS NULL OR a.created_at >= NULL::date) AND a.created_at < '$TODAY'::date + 1),
- aged AS (
-     SELECT unpaid, '$TODAY'::date - (created_at AT TIME ZONE 'UTC')::date AS age FROM r WHERE unpaid > 0)
- SELECT CASE WHEN age <= 30 THEN '0-30' WHEN age <= 60 THEN '31-60'
-             WHEN age <= 90 THEN '61-90' ELSE '>90' END AS bucket,
-        sum(unpaid)::bigint AS amount, count(*)::bigint AS n
- FROM aged GROUP BY 1;
+SELECT CASE WHEN age <= 30 THEN '0-30' WHEN age <= 60 THEN '31-60' WHEN age <= 90 THEN '61-90' ELSE '>90' END AS bucket,
+       sum(unpaid_cents)::bigint AS amount, sum(unpaid_count)::bigint AS n
+ FROM (WITH a AS (SELECT created_at, amount_cents, sum(amount_cents) OVER (ORDER BY created_at, id) AS cum
+                  FROM director_ledger_entries WHERE organizer_id = '$ORG' AND currency = 'MXN'::char(3) AND entry_type <> 'payment'),
+            p AS (SELECT COALESCE(sum(amount_cents), 0) AS paid FROM director_ledger_entries
+                  WHERE organizer_id = '$ORG' AND currency = 'MXN'::char(3) AND entry_type = 'payment'),
+            r AS (SELECT (a.created_at AT TIME ZONE 'UTC')::date AS day, LEAST(a.amount_cents, GREATEST(0, a.cum - p.paid)) AS unpaid
+                  FROM a CROSS JOIN p)
+       SELECT '$TODAY'::date - day AS age, unpaid AS unpaid_cents, 1 AS unpaid_count FROM r
+       WHERE unpaid > 0 AND day <= '$TODAY'::date) aged GROUP BY 1;
 
-\\echo === overview: deliveries breakdown, no filter (largest of the 4 overview queries)
+\\echo === overview: per-organizer sums, no filter (director_kpi_org_total)
 EXPLAIN (ANALYZE, BUFFERS)
-SELECT x.status, count(*)::bigint AS n FROM deliveries x JOIN events e ON e.id = x.event_id
- WHERE x.status = ANY('{queued,sent,delivered,read,failed}'::text[]) AND (NULL::text IS NULL OR x.event_id = NULL::text)
-   AND (NULL::text IS NULL OR e.organizer_id = NULL::text)
-   AND (NULL::date IS NULL OR x.created_at >= NULL::date) AND (NULL::date IS NULL OR x.created_at < NULL::date + 1)
- GROUP BY x.status ORDER BY x.status;
+SELECT COALESCE(sum(te), 0)::bigint AS te, COALESCE(sum(assigned), 0)::bigint AS assigned,
+       COALESCE(sum(paid), 0)::bigint AS paid, count(*)::bigint AS active
+ FROM (SELECT organizer_id, sum(tickets_equivalent) AS te, sum(assigned_cents) AS assigned, sum(paid_cents) AS paid
+       FROM director_kpi_org_total WHERE currency = 'MXN' GROUP BY organizer_id) per_organizer;
 
-\\echo === overview: tickets view sum, no filter
+\\echo === overview: per-organizer sums, 30-day window (director_kpi_org_day)
 EXPLAIN (ANALYZE, BUFFERS)
-SELECT COALESCE(sum(t.tickets_equivalent), 0)::bigint AS te, COALESCE(sum(t.assigned_cents), 0)::bigint AS assigned
- FROM mv_kpi_tickets_entregados t
- WHERE t.currency = 'MXN' AND (NULL::date IS NULL OR t.day >= NULL::date) AND (NULL::date IS NULL OR t.day <= NULL::date)
-   AND (NULL::text IS NULL OR t.organizer_id = NULL::text) AND (NULL::text IS NULL OR t.event_id = NULL::text);
+SELECT COALESCE(sum(te), 0)::bigint AS te, COALESCE(sum(assigned), 0)::bigint AS assigned,
+       COALESCE(sum(paid), 0)::bigint AS paid, count(*)::bigint AS active
+ FROM (SELECT organizer_id, sum(tickets_equivalent) AS te, sum(assigned_cents) AS assigned, sum(paid_cents) AS paid
+       FROM director_kpi_org_day WHERE currency = 'MXN' AND day >= '$W_FROM' AND day <= '$W_TO' GROUP BY organizer_id) per_organizer;
 
-\\echo === overview: debt view sum + active organizers, no filter
+\\echo === overview: deliveries breakdown, no filter
 EXPLAIN (ANALYZE, BUFFERS)
-SELECT COALESCE(sum(paid_cents), 0)::bigint AS paid, count(DISTINCT organizer_id)::bigint AS active
- FROM mv_kpi_deuda_abierta
- WHERE currency = 'MXN' AND (NULL::date IS NULL OR day >= NULL::date) AND (NULL::date IS NULL OR day <= NULL::date)
-   AND (NULL::text IS NULL OR organizer_id = NULL::text);
+SELECT x.status, count(*)::bigint AS n FROM deliveries x WHERE true GROUP BY x.status ORDER BY x.status;
 
-\\echo === top-organizers, sort=tickets, pageSize=20
+\\echo === overview: guests breakdown, no filter
+EXPLAIN (ANALYZE, BUFFERS)
+SELECT x.status, count(*)::bigint AS n FROM guests x WHERE true GROUP BY x.status ORDER BY x.status;
+
+\\echo === overview: deliveries breakdown, 30-day window
+EXPLAIN (ANALYZE, BUFFERS)
+SELECT x.status, count(*)::bigint AS n FROM deliveries x
+ WHERE true AND x.created_at >= '$W_FROM'::date
+   AND x.created_at < '$W_TO'::date + 1 GROUP BY x.status ORDER BY x.status;
+
+\\echo === top-organizers, sort=tickets, pageSize=20, no dates (director_kpi_org_total)
 EXPLAIN (ANALYZE, BUFFERS)
 WITH ranked AS (
      SELECT organizer_id, sum(tickets_equivalent)::bigint AS tickets_equivalent,
             sum(assigned_cents)::bigint AS assigned_cents, max(last_activity_at) AS last_activity_at
-     FROM (SELECT organizer_id, tickets_equivalent, assigned_cents, last_activity_at
-           FROM mv_kpi_top_organizadores
-           WHERE currency = 'MXN' AND (NULL::date IS NULL OR day >= NULL::date) AND (NULL::date IS NULL OR day <= NULL::date)
-             AND (NULL::text IS NULL OR organizer_id = NULL::text)) s GROUP BY organizer_id
+     FROM (SELECT organizer_id, tickets_equivalent, assigned_cents, last_at AS last_activity_at
+           FROM director_kpi_org_total WHERE currency = 'MXN') s GROUP BY organizer_id
      ORDER BY tickets_equivalent DESC, organizer_id LIMIT 9223372036854775807)
- SELECT *, count(*) OVER () AS total FROM ranked
- ORDER BY tickets_equivalent DESC, organizer_id LIMIT 20 OFFSET 0;
+ SELECT c.total, p.* FROM (SELECT count(*) AS total FROM ranked) c
+ LEFT JOIN LATERAL (SELECT * FROM ranked ORDER BY tickets_equivalent DESC, organizer_id LIMIT 20 OFFSET 0) p ON true;
 
-\\echo === tickets-usage, eventType=premium, pageSize=20
+\\echo === top-organizers, sort=tickets, pageSize=20, 30-day window (director_kpi_org_day)
+EXPLAIN (ANALYZE, BUFFERS)
+WITH ranked AS (
+     SELECT organizer_id, sum(tickets_equivalent)::bigint AS tickets_equivalent,
+            sum(assigned_cents)::bigint AS assigned_cents, max(last_activity_at) AS last_activity_at
+     FROM (SELECT organizer_id, tickets_equivalent, assigned_cents, last_at AS last_activity_at
+           FROM director_kpi_org_day WHERE currency = 'MXN' AND day >= '$W_FROM' AND day <= '$W_TO') s GROUP BY organizer_id
+     ORDER BY tickets_equivalent DESC, organizer_id LIMIT 9223372036854775807)
+ SELECT c.total, p.* FROM (SELECT count(*) AS total FROM ranked) c
+ LEFT JOIN LATERAL (SELECT * FROM ranked ORDER BY tickets_equivalent DESC, organizer_id LIMIT 20 OFFSET 0) p ON true;
+
+\\echo === tickets-usage, eventType=premium, pageSize=20 (director_kpi_event_total)
 EXPLAIN (ANALYZE, BUFFERS)
 WITH usage AS (
      SELECT t.event_id, e.name AS event_name, e.type AS event_type,
             sum(t.tickets)::bigint AS tickets_assigned, sum(t.tickets_equivalent)::bigint AS tickets_equivalent,
             sum(t.assigned_cents)::bigint AS assigned_cents, max(t.last_at) AS last_movement_at
-     FROM mv_kpi_tickets_entregados t JOIN events e ON e.id = t.event_id
-     WHERE t.currency = 'MXN' AND (NULL::date IS NULL OR t.day >= NULL::date) AND (NULL::date IS NULL OR t.day <= NULL::date)
-       AND (NULL::text IS NULL OR t.organizer_id = NULL::text) AND (NULL::text IS NULL OR t.event_id = NULL::text)
-       AND ('premium'::text IS NULL OR e.type = 'premium'::text)
+     FROM director_kpi_event_total t JOIN events e ON e.id = t.event_id
+     WHERE t.currency = 'MXN' AND e.type = 'premium'
      GROUP BY t.event_id, e.name, e.type
      ORDER BY tickets_assigned DESC, t.event_id LIMIT 9223372036854775807)
- SELECT *, count(*) OVER () AS total FROM usage
- ORDER BY tickets_assigned DESC, event_id LIMIT 20 OFFSET 0;
+ SELECT c.total, p.* FROM (SELECT count(*) AS total FROM usage) c
+ LEFT JOIN LATERAL (SELECT * FROM usage ORDER BY tickets_assigned DESC, event_id LIMIT 20 OFFSET 0) p ON true;
 
 \\echo === organizer ledger page (api/src/routes/reports.rs ledger)
 EXPLAIN (ANALYZE, BUFFERS)

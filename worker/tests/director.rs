@@ -314,32 +314,43 @@ async fn payments_write_the_ledger_invalidate_caches_and_trigger_one_refresh() {
     assert_eq!(result["entry"]["currency"], "MXN");
     env.wait_finished(ids[1], WAIT).await;
 
-    // The writes made the cached overview stale at once…
-    let (_, _, after_write) = get(&app, "/director/reports/overview").await;
+    // The writes made the cached overview stale at once, and the reports read the roll-ups
+    // the ledger trigger moved in the writing transaction: no refresh needed to see them…
+    let (_, after, after_write) = get(&app, "/director/reports/overview").await;
     assert_eq!(after_write.as_deref(), Some("miss"));
-    // …and scheduled one coalesced refresh, after which the views include the payments.
+    assert_eq!(
+        metric(&after, "paymentsAppliedCents")["value"],
+        55_000 + 150_000 + 250
+    );
+    // …and they scheduled one coalesced refresh of the KPI views, which runs.
     let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let (_, body, _) = get(&app, "/director/reports/overview").await;
-        if metric(&body, "paymentsAppliedCents")["value"] == 55_000 + 150_000 + 250 {
-            break;
+    let refreshes = loop {
+        let done: Vec<(String,)> = sqlx::query_as(
+            "SELECT status FROM tasks WHERE kind = 'kpi_refresh' AND requester = 'system'",
+        )
+        .fetch_all(&env.pool)
+        .await
+        .unwrap();
+        if !done.is_empty() && done.iter().all(|(s,)| s == "completed") {
+            break done.len();
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "views never refreshed: {body}"
+            "the coalesced refresh never ran: {done:?}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let refreshes: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM tasks WHERE kind = 'kpi_refresh' AND requester = 'system'",
-    )
-    .fetch_one(&env.pool)
-    .await
-    .unwrap();
+    };
     assert!(
         (1..=2).contains(&refreshes),
         "a burst of writes shares a refresh, got {refreshes}"
     );
+    let paid: i64 = sqlx::query_scalar(
+        "SELECT paid_cents FROM mv_kpi_deuda_abierta WHERE organizer_id = 'org_demo' AND currency = 'MXN'",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert_eq!(paid, 40_000 + 150_000 + 250, "the view was refreshed");
     let (_, ledger, _) = get(&app, "/director/organizers/org_demo/ledger").await;
     assert_eq!(ledger["totals"]["paidCents"], 40_000 + 150_000 + 250);
     assert_eq!(
@@ -438,4 +449,308 @@ async fn kpi_refresh_runs_once_per_cron_tick_across_three_replicas() {
     .unwrap();
     assert!(!done.is_empty(), "the refresh ran");
     assert_eq!(done[0].1["views"].as_array().unwrap().len(), 3);
+}
+
+/// Every roll-up table (migration 6), compared with a recomputation from the ledger
+/// (`director_rollups_rebuild`): rows that differ, per table.
+async fn rollup_drift(pool: &sqlx::PgPool) -> Vec<(String, i64)> {
+    // Temporary tables live in one session: everything on one connection.
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::raw_sql(
+        "CREATE TEMP TABLE s_org AS SELECT * FROM director_kpi_org_total;
+         CREATE TEMP TABLE s_org_day AS SELECT * FROM director_kpi_org_day;
+         CREATE TEMP TABLE s_org_month AS SELECT * FROM director_kpi_org_month;
+         CREATE TEMP TABLE s_ev_day AS SELECT * FROM director_kpi_event_day;
+         CREATE TEMP TABLE s_ev AS SELECT * FROM director_kpi_event_total;
+         CREATE TEMP TABLE s_debt AS SELECT * FROM director_debt_day WHERE unpaid_cents <> 0 OR unpaid_count <> 0;",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    sqlx::query("SELECT director_rollups_rebuild()")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let mut drift = Vec::new();
+    for (table, snapshot) in [
+        ("director_kpi_org_total", "s_org"),
+        ("director_kpi_org_day", "s_org_day"),
+        ("director_kpi_org_month", "s_org_month"),
+        ("director_kpi_event_day", "s_ev_day"),
+        ("director_kpi_event_total", "s_ev"),
+        ("director_debt_day", "s_debt"),
+    ] {
+        let n: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM ((SELECT * FROM {snapshot} EXCEPT SELECT * FROM {table}) \
+             UNION ALL (SELECT * FROM {table} EXCEPT SELECT * FROM {snapshot})) d"
+        ))
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+        drift.push((table.to_string(), n));
+    }
+    drift
+}
+
+/// Small deterministic generator (no shared state between writers).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ledger_rollups_match_a_recomputation_after_concurrent_mixed_writes() {
+    // Its own organizers and events only: every entry comes from the writers below.
+    let env = TestEnv::new().await;
+    env.seed_demo().await;
+    sqlx::raw_sql(
+        "INSERT INTO organizers (id, name) VALUES ('org_r1', 'R1'), ('org_r2', 'R2');
+         INSERT INTO events (id, organizer_id, name, type) VALUES ('ev_acme', 'org_acme', 'Acme Fest', 'standard'),
+          ('ev_r1', 'org_r1', 'R1 Fest', 'standard'), ('ev_r2', 'org_r2', 'R2 Night', 'premium');",
+    )
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    let orgs = [
+        ("org_demo", "ev_demo"),
+        ("org_acme", "ev_acme"),
+        ("org_r1", "ev_r1"),
+        ("org_r2", "ev_r2"),
+    ];
+    // Six writers on four organizers: single entries (now, or back-dated up to 200 days so
+    // the FIFO order is not the insert order), payments, multi-row statements over several
+    // organizers, two-statement transactions (one in five rolled back), two currencies.
+    let writers = (0..6u64).map(|w| {
+        let pool = env.pool.clone();
+        tokio::spawn(async move {
+            let mut rng = Lcg(w + 1);
+            for _ in 0..60 {
+                let (org, ev) = orgs[rng.next(4) as usize];
+                let cur = if rng.next(5) == 0 { "USD" } else { "MXN" };
+                let back = if rng.next(2) == 0 { 0 } else { rng.next(200 * 24) };
+                let amount = (rng.next(20) * 1_000) as i64;
+                let single = "INSERT INTO director_ledger_entries (id, organizer_id, event_id, entry_type, \
+                     tickets, tickets_equivalent, amount_cents, currency, task_id, created_at) \
+                     VALUES (gen_random_uuid(), $1, $2, $3, $4, $4, $5, $6, gen_random_uuid(), \
+                             now() - make_interval(hours => $7))";
+                match rng.next(10) {
+                    0..=4 => {
+                        sqlx::query(single)
+                            .bind(org)
+                            .bind(ev)
+                            .bind("assign_loan")
+                            .bind(1 + rng.next(9) as i32)
+                            .bind(amount)
+                            .bind(cur)
+                            .bind(back as i32)
+                            .execute(&pool)
+                            .await
+                            .unwrap();
+                    }
+                    5..=6 => {
+                        sqlx::query(single)
+                            .bind(org)
+                            .bind(None::<String>)
+                            .bind("payment")
+                            .bind(0)
+                            .bind(amount * 2)
+                            .bind(cur)
+                            .bind(back as i32)
+                            .execute(&pool)
+                            .await
+                            .unwrap();
+                    }
+                    7 => {
+                        sqlx::query(
+                            "INSERT INTO director_ledger_entries (id, organizer_id, event_id, entry_type, \
+                                 tickets, tickets_equivalent, amount_cents, currency, task_id, created_at) \
+                             SELECT gen_random_uuid(), o, CASE WHEN g % 3 = 0 THEN NULL ELSE e END, \
+                                    CASE WHEN g % 3 = 0 THEN 'payment' ELSE 'assign_prepaid' END, \
+                                    CASE WHEN g % 3 = 0 THEN 0 ELSE 2 END, CASE WHEN g % 3 = 0 THEN 0 ELSE 2 END, \
+                                    g * $1, 'MXN', gen_random_uuid(), now() - make_interval(days => (g * $2)::int) \
+                             FROM unnest($3::text[], $4::text[]) WITH ORDINALITY AS x(o, e, g)",
+                        )
+                        .bind(amount / 4 + 100)
+                        .bind(rng.next(30) as i32)
+                        .bind(orgs.iter().map(|o| o.0).collect::<Vec<_>>())
+                        .bind(orgs.iter().map(|o| o.1).collect::<Vec<_>>())
+                        .execute(&pool)
+                        .await
+                        .unwrap();
+                    }
+                    _ => {
+                        let mut tx = pool.begin().await.unwrap();
+                        for kind in ["assign_prepaid", "payment"] {
+                            sqlx::query(single)
+                                .bind(org)
+                                .bind((kind != "payment").then_some(ev))
+                                .bind(kind)
+                                .bind(if kind == "payment" { 0 } else { 3 })
+                                .bind(amount)
+                                .bind(cur)
+                                .bind(back as i32)
+                                .execute(&mut *tx)
+                                .await
+                                .unwrap();
+                            tokio::time::sleep(Duration::from_millis(rng.next(5))).await;
+                        }
+                        if rng.next(5) == 0 {
+                            tx.rollback().await.unwrap();
+                        } else {
+                            tx.commit().await.unwrap();
+                        }
+                    }
+                }
+            }
+        })
+    });
+    for w in writers.collect::<Vec<_>>() {
+        w.await.unwrap();
+    }
+    let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM director_ledger_entries")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert!(entries > 300, "the writers wrote: {entries}");
+    let (unpaid, credit): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COALESCE(sum(unpaid_cents), 0)::bigint FROM director_debt_day), \
+                (SELECT count(*) FROM director_kpi_org_total WHERE paid_cents > assigned_cents)",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert!(unpaid > 0, "some debt is open");
+    assert!(credit > 0, "some organizer has credit");
+
+    // Debt aging over all organizers (maintained remainders) equals the sum of the
+    // per-organizer reports (FIFO walked over each organizer's ledger), for several windows.
+    let today = chrono::Utc::now().date_naive();
+    for (from, to) in [
+        (None, None),
+        (None, Some(today - chrono::Days::new(45))),
+        (
+            Some(today - chrono::Days::new(100)),
+            Some(today - chrono::Days::new(10)),
+        ),
+    ] {
+        for cur in ["MXN", "USD"] {
+            let mut q = jobs::domain::reports::Query::new(cur);
+            q.from = from;
+            q.to = to;
+            let all = jobs::domain::reports::debt_aging(&env.pool, &q)
+                .await
+                .unwrap();
+            let mut sum = vec![(0i64, 0i64); 4];
+            for (org, _) in orgs {
+                let mut one = q.clone();
+                one.organizer_id = Some(org.to_string());
+                let r = jobs::domain::reports::debt_aging(&env.pool, &one)
+                    .await
+                    .unwrap();
+                for (i, b) in r["data"].as_array().unwrap().iter().enumerate() {
+                    sum[i].0 += b["amountCents"].as_i64().unwrap();
+                    sum[i].1 += b["count"].as_i64().unwrap();
+                }
+            }
+            let got: Vec<(i64, i64)> = all["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| {
+                    (
+                        b["amountCents"].as_i64().unwrap(),
+                        b["count"].as_i64().unwrap(),
+                    )
+                })
+                .collect();
+            assert_eq!(got, sum, "{cur} {from:?}..{to:?}");
+        }
+    }
+
+    // Dated overviews (whole months from the month roll-up, the days around them from the
+    // day roll-up) equal sums over the ledger itself.
+    let day = |n: u64| today - chrono::Days::new(n);
+    let first_of =
+        |d: chrono::NaiveDate| d - chrono::Days::new(u64::from(chrono::Datelike::day(&d)) - 1);
+    for (from, to) in [
+        (Some(day(150)), Some(day(20))),
+        (None, Some(day(40))),
+        (Some(day(100)), None),
+        (
+            Some(first_of(day(120))),
+            Some(first_of(day(30)) - chrono::Days::new(1)),
+        ),
+        (Some(day(12)), Some(day(3))),
+    ] {
+        for cur in ["MXN", "USD"] {
+            let mut q = jobs::domain::reports::Query::new(cur);
+            q.from = from;
+            q.to = to;
+            let body = jobs::domain::reports::overview(&env.pool, &q)
+                .await
+                .unwrap();
+            let got: Vec<i64> = [
+                "ticketsEquivalentDelivered",
+                "assignedValueCents",
+                "paymentsAppliedCents",
+                "activeOrganizers",
+            ]
+            .iter()
+            .map(|m| metric(&body, m)["value"].as_i64().unwrap())
+            .collect();
+            let want: (i64, i64, i64, i64) = sqlx::query_as(
+                "SELECT COALESCE(sum(tickets_equivalent) FILTER (WHERE entry_type <> 'payment'), 0)::bigint, \
+                        COALESCE(sum(amount_cents) FILTER (WHERE entry_type <> 'payment'), 0)::bigint, \
+                        COALESCE(sum(amount_cents) FILTER (WHERE entry_type = 'payment'), 0)::bigint, \
+                        count(DISTINCT organizer_id) \
+                 FROM director_ledger_entries WHERE currency = $1 \
+                   AND ($2::date IS NULL OR (created_at AT TIME ZONE 'UTC')::date >= $2) \
+                   AND ($3::date IS NULL OR (created_at AT TIME ZONE 'UTC')::date <= $3)",
+            )
+            .bind(cur)
+            .bind(from)
+            .bind(to)
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+            assert_eq!(
+                got,
+                [want.0, want.1, want.2, want.3],
+                "{cur} {from:?}..{to:?}"
+            );
+            let mut top = q.clone();
+            top.page_size = 500;
+            let body = jobs::domain::reports::top_organizers(&env.pool, &top)
+                .await
+                .unwrap();
+            let summed: i64 = body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["assignedValueCents"].as_i64().unwrap())
+                .sum();
+            assert_eq!(summed, want.1, "top organizers {cur} {from:?}..{to:?}");
+        }
+    }
+
+    let drift = rollup_drift(&env.pool).await;
+    assert!(
+        drift.iter().all(|(_, n)| *n == 0),
+        "maintained roll-ups differ from a recomputation: {drift:?}"
+    );
+
+    // The ledger is append-only: the roll-ups could not follow an UPDATE or a DELETE.
+    for sql in [
+        "UPDATE director_ledger_entries SET amount_cents = 1",
+        "DELETE FROM director_ledger_entries",
+    ] {
+        let err = sqlx::query(sql).execute(&env.pool).await.unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
 }

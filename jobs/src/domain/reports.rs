@@ -1,10 +1,11 @@
-//! Director reports (seeds/000, "Reportes avanzados"): read from the KPI views, except debt
-//! aging, which needs every assignment's unpaid remainder (FIFO) and reads the ledger.
+//! Director reports (seeds/000, "Reportes avanzados"): read from the roll-up tables that the
+//! ledger trigger maintains (migration 6), in real time; debt aging for one organizer walks
+//! that organizer's ledger.
 //!
 //! Amounts are never summed across currencies: every report is for one currency
 //! (`currency` filter, default `DEFAULT_CURRENCY`).
 
-use chrono::{NaiveDate, Utc};
+use chrono::{Datelike, Months, NaiveDate, Utc};
 use serde_json::{json, Value};
 use sqlx::{PgPool, Row};
 
@@ -127,60 +128,203 @@ impl Query {
     }
 }
 
-/// `GET /director/reports/overview`.
-pub async fn overview(pool: &PgPool, q: &Query) -> Result<Value, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT COALESCE(sum(t.tickets_equivalent), 0)::bigint AS te, \
-                COALESCE(sum(t.assigned_cents), 0)::bigint AS assigned \
-         FROM mv_kpi_tickets_entregados t \
-         WHERE t.currency = $1 AND ($2::date IS NULL OR t.day >= $2) AND ($3::date IS NULL OR t.day <= $3) \
-           AND ($4::text IS NULL OR t.organizer_id = $4) AND ($5::text IS NULL OR t.event_id = $5)",
-    )
-    .bind(&q.currency)
-    .bind(q.from)
-    .bind(q.to)
-    .bind(&q.organizer_id)
-    .bind(&q.event_id)
-    .fetch_one(pool)
-    .await?;
-    let te: i64 = row.try_get("te")?;
-    let assigned: i64 = row.try_get("assigned")?;
-    // Payments belong to organizers, not events: an eventId filter does not narrow them.
-    let row = sqlx::query(
-        // Grouping first lets Postgres hash the organizers; count(DISTINCT) would sort all
-        // rows of the window (1.1 s of 1.35 s on the 1M-entry benchmark).
-        "SELECT COALESCE(sum(paid), 0)::bigint AS paid, count(*)::bigint AS active FROM ( \
-             SELECT organizer_id, sum(paid_cents) AS paid FROM mv_kpi_deuda_abierta \
-             WHERE currency = $1 AND ($2::date IS NULL OR day >= $2) AND ($3::date IS NULL OR day <= $3) \
-               AND ($4::text IS NULL OR organizer_id = $4) \
-             GROUP BY organizer_id) per_organizer",
-    )
-    .bind(&q.currency)
-    .bind(q.from)
-    .bind(q.to)
-    .bind(&q.organizer_id)
-    .fetch_one(pool)
-    .await?;
-    let paid: i64 = row.try_get("paid")?;
-    let active: i64 = if q.event_id.is_some() {
-        sqlx::query_scalar(
-            "SELECT count(*)::bigint FROM (SELECT organizer_id FROM mv_kpi_tickets_entregados \
-             WHERE currency = $1 AND event_id = $2 AND ($3::date IS NULL OR day >= $3) \
-               AND ($4::date IS NULL OR day <= $4) AND ($5::text IS NULL OR organizer_id = $5) \
-             GROUP BY organizer_id) per_organizer",
-        )
+/// Where a report reads its sums. Reports never scan the ledger or the KPI views: they read
+/// the roll-up tables that a trigger on `director_ledger_entries` maintains in the writing
+/// transaction (migration 6), so they are real time. All-time totals come from the
+/// per-organizer (or per-event) tables, date windows from the day-grained ones.
+/// The whole UTC months inside a date window, as (first month, first day after the last
+/// month), each side `None` when the window is open on that side; `None` when the window holds
+/// no whole month.
+fn whole_months(
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+) -> Option<(Option<NaiveDate>, Option<NaiveDate>)> {
+    let lo = match from {
+        None => None,
+        Some(f) if f.day() == 1 => Some(f),
+        Some(f) => Some(f.with_day(1)?.checked_add_months(Months::new(1))?),
+    };
+    let hi = match to {
+        None => None,
+        Some(t) => Some(t.succ_opt()?.with_day(1)?),
+    };
+    match (lo, hi) {
+        (Some(l), Some(h)) if l >= h => None,
+        _ => Some((lo, hi)),
+    }
+}
+
+/// Rows of the per-organizer roll-ups that cover the filters of `q` (columns organizer_id,
+/// tickets_equivalent, assigned_cents, paid_cents, last_at; several rows per organizer).
+/// Undated: the all-time totals. Dated: the whole UTC months of the window from the month
+/// roll-up and the days around them from the day roll-up, so a long window reads about one
+/// row per organizer and month instead of one per organizer and day.
+fn org_rows(q: &Query) -> String {
+    const COLS: &str = "organizer_id, tickets_equivalent, assigned_cents, paid_cents, last_at";
+    let org = if q.organizer_id.is_some() {
+        " AND organizer_id = $4"
+    } else {
+        ""
+    };
+    if !q.dated() {
+        return format!("SELECT {COLS} FROM director_kpi_org_total WHERE currency = $1{org}");
+    }
+    let Some((lo, hi)) = whole_months(q.from, q.to) else {
+        let from = if q.from.is_some() {
+            " AND day >= $2"
+        } else {
+            ""
+        };
+        let to = if q.to.is_some() { " AND day <= $3" } else { "" };
+        return format!(
+            "SELECT {COLS} FROM director_kpi_org_day WHERE currency = $1{from}{to}{org}"
+        );
+    };
+    // Dates from NaiveDate's Display (YYYY-MM-DD), not from client text.
+    let mut months = String::new();
+    if let Some(lo) = lo {
+        months.push_str(&format!(" AND month >= '{lo}'::date"));
+    }
+    if let Some(hi) = hi {
+        months.push_str(&format!(" AND month < '{hi}'::date"));
+    }
+    let mut parts = vec![format!(
+        "SELECT {COLS} FROM director_kpi_org_month WHERE currency = $1{months}{org}"
+    )];
+    if let (Some(from), Some(lo)) = (q.from, lo) {
+        if from < lo {
+            parts.push(format!(
+                "SELECT {COLS} FROM director_kpi_org_day \
+                 WHERE currency = $1 AND day >= $2 AND day < '{lo}'::date{org}"
+            ));
+        }
+    }
+    if let (Some(to), Some(hi)) = (q.to, hi) {
+        if to >= hi {
+            parts.push(format!(
+                "SELECT {COLS} FROM director_kpi_org_day \
+                 WHERE currency = $1 AND day >= '{hi}'::date AND day <= $3{org}"
+            ));
+        }
+    }
+    parts.join(" UNION ALL ")
+}
+
+fn event_source(q: &Query) -> &'static str {
+    if q.dated() {
+        "director_kpi_event_day"
+    } else {
+        "director_kpi_event_total"
+    }
+}
+
+/// Column names for [`conditions`]; `None` = that filter does not apply to the source.
+#[derive(Default)]
+struct Cols<'a> {
+    currency: &'a str,
+    day: Option<&'a str>,
+    org: Option<&'a str>,
+    event: Option<&'a str>,
+    event_type: Option<&'a str>,
+}
+
+/// The WHERE clause of the filters present in `q`, over the parameters every report binds
+/// first and in this order ([`bind_filters`]): $1 currency, $2 from, $3 to, $4 organizer,
+/// $5 event, $6 event type. Absent filters are left out of the SQL text (rather than
+/// `$n IS NULL OR …`), so each filter combination gets a plan that can use its index even
+/// once Postgres switches a prepared statement to its generic plan.
+fn conditions(q: &Query, c: &Cols) -> String {
+    let mut out = vec![format!("{} = $1", c.currency)];
+    if let Some(day) = c.day {
+        if q.from.is_some() {
+            out.push(format!("{day} >= $2"));
+        }
+        if q.to.is_some() {
+            out.push(format!("{day} <= $3"));
+        }
+    }
+    if let (Some(col), Some(_)) = (c.org, &q.organizer_id) {
+        out.push(format!("{col} = $4"));
+    }
+    if let (Some(col), Some(_)) = (c.event, &q.event_id) {
+        out.push(format!("{col} = $5"));
+    }
+    if let (Some(col), Some(_)) = (c.event_type, &q.event_type) {
+        out.push(format!("{col} = $6"));
+    }
+    out.join(" AND ")
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+fn bind_filters<'q>(sql: &'q str, q: &'q Query) -> PgQuery<'q> {
+    sqlx::query(sql)
         .bind(&q.currency)
-        .bind(&q.event_id)
         .bind(q.from)
         .bind(q.to)
         .bind(&q.organizer_id)
-        .fetch_one(pool)
-        .await?
-    } else {
-        row.try_get("active")?
+        .bind(&q.event_id)
+        .bind(&q.event_type)
+}
+
+impl Query {
+    fn dated(&self) -> bool {
+        self.from.is_some() || self.to.is_some()
+    }
+}
+
+/// `GET /director/reports/overview`.
+pub async fn overview(pool: &PgPool, q: &Query) -> Result<Value, sqlx::Error> {
+    // Per organizer: assignments (tickets, value), payments, activity. Payments belong to
+    // organizers, not events: an eventId filter does not narrow them.
+    let org_cols = Cols {
+        currency: "currency",
+        day: Some("day"),
+        org: Some("organizer_id"),
+        ..Cols::default()
     };
-    let guests = breakdown(pool, q, "guests", &GUEST_STATUSES).await?;
-    let deliveries = breakdown(pool, q, "deliveries", &DELIVERY_STATUSES).await?;
+    let sql = format!(
+        "SELECT COALESCE(sum(te), 0)::bigint AS te, COALESCE(sum(assigned), 0)::bigint AS assigned, \
+                COALESCE(sum(paid), 0)::bigint AS paid, count(*)::bigint AS active FROM ( \
+             SELECT organizer_id, sum(tickets_equivalent) AS te, sum(assigned_cents) AS assigned, \
+                    sum(paid_cents) AS paid \
+             FROM ({rows}) w GROUP BY organizer_id) per_organizer",
+        rows = org_rows(q)
+    );
+    let ev_sql = q.event_id.as_ref().map(|_| {
+        let ev_cols = Cols {
+            event: Some("event_id"),
+            ..org_cols
+        };
+        format!(
+            "SELECT COALESCE(sum(tickets_equivalent), 0)::bigint AS te, \
+                    COALESCE(sum(assigned_cents), 0)::bigint AS assigned, \
+                    count(DISTINCT organizer_id)::bigint AS active \
+             FROM {src} WHERE {cond}",
+            src = event_source(q),
+            cond = conditions(q, &ev_cols)
+        )
+    });
+    // Independent queries, each on its own pooled connection: the overview costs the
+    // slowest of them, not their sum.
+    let (row, ev, guests, deliveries) = tokio::try_join!(
+        bind_filters(&sql, q).fetch_one(pool),
+        async {
+            match &ev_sql {
+                Some(ev_sql) => bind_filters(ev_sql, q).fetch_one(pool).await.map(Some),
+                None => Ok(None),
+            }
+        },
+        breakdown(pool, q, "guests", &GUEST_STATUSES),
+        breakdown(pool, q, "deliveries", &DELIVERY_STATUSES),
+    )?;
+    let paid: i64 = row.try_get("paid")?;
+    // With an event filter, assignments and active organizers come from the per-event
+    // roll-up (organizers with assignments on that event).
+    let src = ev.as_ref().unwrap_or(&row);
+    let te: i64 = src.try_get("te")?;
+    let assigned: i64 = src.try_get("assigned")?;
+    let active: i64 = src.try_get("active")?;
     let data = json!([
         { "metric": "ticketsEquivalentDelivered", "value": te },
         { "metric": "assignedValueCents", "value": assigned },
@@ -216,13 +360,35 @@ async fn breakdown(
     if wanted.is_empty() {
         return Ok(json!([]));
     }
+    // Only the filters present enter the SQL (see `conditions`); the events join only for an
+    // organizer filter (every row's event exists: foreign key).
+    // Every status of the table (the CHECK constraint) = no status condition, which lets
+    // Postgres count with a parallel scan instead of walking the status index.
+    let mut cond = vec!["true".to_string()];
+    if wanted.len() < statuses.len() {
+        cond.push("x.status = ANY($1)".into());
+    }
+    if q.event_id.is_some() {
+        cond.push("x.event_id = $2".into());
+    }
+    if q.organizer_id.is_some() {
+        cond.push("e.organizer_id = $3".into());
+    }
+    if q.from.is_some() {
+        cond.push("x.created_at >= $4::date".into());
+    }
+    if q.to.is_some() {
+        cond.push("x.created_at < $5::date + 1".into());
+    }
+    let join = if q.organizer_id.is_some() {
+        "JOIN events e ON e.id = x.event_id"
+    } else {
+        ""
+    };
     let sql = format!(
-        "SELECT x.status, count(*)::bigint AS n FROM {table} x JOIN events e ON e.id = x.event_id \
-         WHERE x.status = ANY($1) AND ($2::text IS NULL OR x.event_id = $2) \
-           AND ($3::text IS NULL OR e.organizer_id = $3) \
-           AND ($4::date IS NULL OR x.created_at >= $4::date) \
-           AND ($5::date IS NULL OR x.created_at < $5::date + 1) \
-         GROUP BY x.status ORDER BY x.status"
+        "SELECT x.status, count(*)::bigint AS n FROM {table} x {join} WHERE {} \
+         GROUP BY x.status ORDER BY x.status",
+        cond.join(" AND ")
     );
     let rows = sqlx::query(&sql)
         .bind(&wanted)
@@ -245,19 +411,35 @@ pub async fn top_organizers(pool: &PgPool, q: &Query) -> Result<Value, sqlx::Err
         Sort::Amount => "assigned_cents",
         Sort::CreatedAt => "last_activity_at",
     };
-    // With an event filter the per-event view is the source; otherwise the organizer view.
+    // With an event filter the per-event roll-up is the source (assignments only);
+    // otherwise the per-organizer one (a payment is activity too).
     let source = if q.event_id.is_some() || q.event_type.is_some() {
-        "SELECT t.organizer_id, t.tickets_equivalent, t.assigned_cents, t.last_at AS last_activity_at \
-         FROM mv_kpi_tickets_entregados t JOIN events e ON e.id = t.event_id \
-         WHERE t.currency = $1 AND ($2::date IS NULL OR t.day >= $2) AND ($3::date IS NULL OR t.day <= $3) \
-           AND ($4::text IS NULL OR t.organizer_id = $4) AND ($5::text IS NULL OR t.event_id = $5) \
-           AND ($6::text IS NULL OR e.type = $6)"
+        let join = if q.event_type.is_some() {
+            "JOIN events e ON e.id = t.event_id"
+        } else {
+            ""
+        };
+        let cond = conditions(
+            q,
+            &Cols {
+                currency: "t.currency",
+                day: Some("t.day"),
+                org: Some("t.organizer_id"),
+                event: Some("t.event_id"),
+                event_type: Some("e.type"),
+            },
+        );
+        format!(
+            "SELECT t.organizer_id, t.tickets_equivalent, t.assigned_cents, t.last_at AS last_activity_at \
+             FROM {src} t {join} WHERE {cond}",
+            src = event_source(q)
+        )
     } else {
-        "SELECT organizer_id, tickets_equivalent, assigned_cents, last_activity_at \
-         FROM mv_kpi_top_organizadores \
-         WHERE currency = $1 AND ($2::date IS NULL OR day >= $2) AND ($3::date IS NULL OR day <= $3) \
-           AND ($4::text IS NULL OR organizer_id = $4) AND ($5::text IS NULL OR $5 IS NULL) \
-           AND ($6::text IS NULL OR $6 IS NULL)"
+        format!(
+            "SELECT organizer_id, tickets_equivalent, assigned_cents, last_at AS last_activity_at \
+             FROM ({rows}) w",
+            rows = org_rows(q)
+        )
     };
     let sql = format!(
         "WITH ranked AS ( \
@@ -270,13 +452,7 @@ pub async fn top_organizers(pool: &PgPool, q: &Query) -> Result<Value, sqlx::Err
                             LIMIT $8 OFFSET $9) p ON true",
         dir = q.dir()
     );
-    let rows = sqlx::query(&sql)
-        .bind(&q.currency)
-        .bind(q.from)
-        .bind(q.to)
-        .bind(&q.organizer_id)
-        .bind(&q.event_id)
-        .bind(&q.event_type)
+    let rows = bind_filters(&sql, q)
         .bind(q.limit.unwrap_or(i64::MAX))
         .bind(q.page_size)
         .bind(q.offset())
@@ -310,30 +486,33 @@ pub async fn tickets_usage(pool: &PgPool, q: &Query) -> Result<Value, sqlx::Erro
         Sort::Amount => "assigned_cents",
         Sort::CreatedAt => "last_movement_at",
     };
+    let cond = conditions(
+        q,
+        &Cols {
+            currency: "t.currency",
+            day: Some("t.day"),
+            org: Some("t.organizer_id"),
+            event: Some("t.event_id"),
+            event_type: Some("e.type"),
+        },
+    );
     let sql = format!(
         "WITH usage AS ( \
              SELECT t.event_id, e.name AS event_name, e.type AS event_type, \
                     sum(t.tickets)::bigint AS tickets_assigned, \
                     sum(t.tickets_equivalent)::bigint AS tickets_equivalent, \
                     sum(t.assigned_cents)::bigint AS assigned_cents, max(t.last_at) AS last_movement_at \
-             FROM mv_kpi_tickets_entregados t JOIN events e ON e.id = t.event_id \
-             WHERE t.currency = $1 AND ($2::date IS NULL OR t.day >= $2) AND ($3::date IS NULL OR t.day <= $3) \
-               AND ($4::text IS NULL OR t.organizer_id = $4) AND ($5::text IS NULL OR t.event_id = $5) \
-               AND ($6::text IS NULL OR e.type = $6) \
+             FROM {src} t JOIN events e ON e.id = t.event_id \
+             WHERE {cond} \
              GROUP BY t.event_id, e.name, e.type \
              ORDER BY {order} {dir}, t.event_id LIMIT $7) \
          SELECT c.total, p.* FROM (SELECT count(*) AS total FROM usage) c \
          LEFT JOIN LATERAL (SELECT * FROM usage ORDER BY {order} {dir}, event_id \
                             LIMIT $8 OFFSET $9) p ON true",
+        src = event_source(q),
         dir = q.dir()
     );
-    let rows = sqlx::query(&sql)
-        .bind(&q.currency)
-        .bind(q.from)
-        .bind(q.to)
-        .bind(&q.organizer_id)
-        .bind(&q.event_id)
-        .bind(&q.event_type)
+    let rows = bind_filters(&sql, q)
         .bind(q.limit.unwrap_or(i64::MAX))
         .bind(q.page_size)
         .bind(q.offset())
@@ -363,39 +542,58 @@ pub async fn tickets_usage(pool: &PgPool, q: &Query) -> Result<Value, sqlx::Erro
 }
 
 /// `GET /director/reports/debt-aging`: payments pay the oldest assignments first (FIFO, per
-/// organizer and currency); each assignment's unpaid remainder is aged by its date, as of
-/// `to` (default today), into 0-30, 31-60, 61-90 and >90 days. `count` = assignments with a
-/// remainder in the bucket. `from`/`to` narrow the assignments reported, not the payments
+/// organizer and currency); each assignment's unpaid remainder is aged by its (UTC) date, as
+/// of `to` (default today), into 0-30, 31-60, 61-90 and >90 days. `count` = assignments with
+/// a remainder in the bucket. `from`/`to` narrow the assignments reported, not the payments
 /// applied (a payment settles old debt whatever the report's window).
+///
+/// Over all organizers this sums `director_debt_day` (remainders per currency and day, kept
+/// by the ledger trigger: a few thousand rows); for one organizer it walks that organizer's
+/// assignments (an index range, a few hundred rows), which also serves as the reference the
+/// tests compare the maintained remainders against.
 pub async fn debt_aging(pool: &PgPool, q: &Query) -> Result<Value, sqlx::Error> {
     let as_of = q.to.unwrap_or_else(|| Utc::now().date_naive());
-    let rows = sqlx::query(
-        "WITH a AS ( \
-             SELECT organizer_id, currency, created_at, amount_cents, \
-                    sum(amount_cents) OVER (PARTITION BY organizer_id, currency ORDER BY created_at, id) AS cum \
-             FROM director_ledger_entries \
-             WHERE entry_type <> 'payment' AND currency = $1 AND ($2::text IS NULL OR organizer_id = $2)), \
-         p AS ( \
-             SELECT organizer_id, currency, sum(amount_cents) AS paid FROM director_ledger_entries \
-             WHERE entry_type = 'payment' AND currency = $1 AND ($2::text IS NULL OR organizer_id = $2) \
-             GROUP BY organizer_id, currency), \
-         r AS ( \
-             SELECT a.created_at, LEAST(a.amount_cents, GREATEST(0, a.cum - COALESCE(p.paid, 0))) AS unpaid \
-             FROM a LEFT JOIN p USING (organizer_id, currency) \
-             WHERE ($3::date IS NULL OR a.created_at >= $3::date) AND a.created_at < $4::date + 1), \
-         aged AS ( \
-             SELECT unpaid, $4::date - (created_at AT TIME ZONE 'UTC')::date AS age FROM r WHERE unpaid > 0) \
-         SELECT CASE WHEN age <= 30 THEN '0-30' WHEN age <= 60 THEN '31-60' \
+    let from_cond = if q.from.is_some() {
+        "AND day >= $3"
+    } else {
+        ""
+    };
+    let sql = if q.organizer_id.is_some() {
+        format!(
+            "WITH a AS ( \
+                 SELECT created_at, amount_cents, \
+                        sum(amount_cents) OVER (ORDER BY created_at, id) AS cum \
+                 FROM director_ledger_entries \
+                 WHERE organizer_id = $2 AND currency = $1::char(3) AND entry_type <> 'payment'), \
+             p AS ( \
+                 SELECT COALESCE(sum(amount_cents), 0) AS paid FROM director_ledger_entries \
+                 WHERE organizer_id = $2 AND currency = $1::char(3) AND entry_type = 'payment'), \
+             r AS ( \
+                 SELECT (a.created_at AT TIME ZONE 'UTC')::date AS day, \
+                        LEAST(a.amount_cents, GREATEST(0, a.cum - p.paid)) AS unpaid \
+                 FROM a CROSS JOIN p) \
+             SELECT $4::date - day AS age, unpaid AS unpaid_cents, 1 AS unpaid_count \
+             FROM r WHERE unpaid > 0 AND day <= $4 {from_cond}"
+        )
+    } else {
+        format!(
+            "SELECT $4::date - day AS age, unpaid_cents, unpaid_count FROM director_debt_day \
+             WHERE currency = $1 AND day <= $4 {from_cond} AND unpaid_count <> 0"
+        )
+    };
+    let sql = format!(
+        "SELECT CASE WHEN age <= 30 THEN '0-30' WHEN age <= 60 THEN '31-60' \
                      WHEN age <= 90 THEN '61-90' ELSE '>90' END AS bucket, \
-                sum(unpaid)::bigint AS amount, count(*)::bigint AS n \
-         FROM aged GROUP BY 1",
-    )
-    .bind(&q.currency)
-    .bind(&q.organizer_id)
-    .bind(q.from)
-    .bind(as_of)
-    .fetch_all(pool)
-    .await?;
+                sum(unpaid_cents)::bigint AS amount, sum(unpaid_count)::bigint AS n \
+         FROM ({sql}) aged GROUP BY 1"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(&q.currency)
+        .bind(&q.organizer_id)
+        .bind(q.from)
+        .bind(as_of)
+        .fetch_all(pool)
+        .await?;
     let mut buckets: Vec<(String, i64, i64)> = ["0-30", "31-60", "61-90", ">90"]
         .iter()
         .map(|b| (b.to_string(), 0, 0))
@@ -422,3 +620,40 @@ pub const VIEWS: [&str; 3] = [
     "mv_kpi_deuda_abierta",
     "mv_kpi_top_organizadores",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn whole_months_of_a_window() {
+        assert_eq!(
+            whole_months(Some(d("2025-11-01")), Some(d("2025-11-30"))),
+            Some((Some(d("2025-11-01")), Some(d("2025-12-01"))))
+        );
+        assert_eq!(
+            whole_months(Some(d("2025-10-15")), Some(d("2026-01-14"))),
+            Some((Some(d("2025-11-01")), Some(d("2026-01-01"))))
+        );
+        assert_eq!(
+            whole_months(Some(d("2025-10-15")), Some(d("2025-11-29"))),
+            None
+        );
+        assert_eq!(
+            whole_months(Some(d("2025-12-20")), Some(d("2025-12-20"))),
+            None
+        );
+        assert_eq!(
+            whole_months(None, Some(d("2025-12-31"))),
+            Some((None, Some(d("2026-01-01"))))
+        );
+        assert_eq!(
+            whole_months(Some(d("2025-12-31")), None),
+            Some((Some(d("2026-01-01")), None))
+        );
+    }
+}

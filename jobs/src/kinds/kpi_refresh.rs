@@ -1,5 +1,7 @@
-//! `kpi_refresh`: refreshes the director KPI views (concurrently, so reports keep reading
-//! them), then pre-warms the common report caches. Created by the worker's cron (one task
+//! `kpi_refresh`: refreshes the director KPI views (concurrently, so readers keep reading
+//! them), then pre-warms the common report caches. The reports themselves read the roll-up
+//! tables the ledger trigger maintains (migration 6), so they do not wait for a refresh; the
+//! views are per-organizer snapshots of those tables (thousands of rows, not the ledger). Created by the worker's cron (one task
 //! per tick across replicas), by `POST /director/kpis/refresh`, by `worker run-once
 //! kpi-refresh`, and a few seconds after ledger writes (one per burst).
 
@@ -67,8 +69,8 @@ async fn run(ctx: TaskContext) -> Result<Done, JobError> {
         ctx.progress((i * 100 / total) as u8, &format!("refresh:{view}"))
             .await;
         let started = Instant::now();
-        // The refresh groups the whole ledger; with the default 4 MB of work_mem it spills
-        // to disk in many batches (BENCHMARKS.md). Raise it for this transaction only.
+        // CONCURRENTLY diffs old and new contents in memory; with the default 4 MB of
+        // work_mem even a few tens of thousands of rows spill. For this transaction only.
         let mut tx = ctx.pool().begin().await?;
         sqlx::query("SET LOCAL work_mem = '256MB'")
             .execute(&mut *tx)
