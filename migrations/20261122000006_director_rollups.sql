@@ -340,7 +340,9 @@ BEGIN
         WHERE s.fifo_head_cum + w.run <= s.p_new),
     suffix AS (
         SELECT s.org, s.cur, s.a_new, l.id, l.created_at, l.amount_cents,
-               EXISTS (SELECT 1 FROM new_rows n WHERE n.id = l.id) AS is_new
+               -- Uncorrelated IN: one hashed subplan over new_rows (a transition table has no
+               -- index; a correlated EXISTS scanned it once per suffix row, quadratic in bulk).
+               l.id IN (SELECT n.id FROM new_rows n) AS is_new
         FROM st s
         CROSS JOIN LATERAL (
             SELECT x.id, x.created_at, x.amount_cents FROM director_ledger_entries x
