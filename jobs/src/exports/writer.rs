@@ -65,8 +65,16 @@ impl Writer {
         let join = tokio::task::spawn_blocking(move || {
             let rows = |w: &mut dyn WriteSend| match format {
                 FileFormat::Csv => write_csv(columns, w, rx).map_err(|e| e.to_string()),
-                FileFormat::Xlsx => write_xlsx(&sheet, columns, w, &scratch, xlsx_zip_level, rx)
-                    .map_err(|e| e.to_string()),
+                FileFormat::Xlsx => write_xlsx(
+                    &sheet,
+                    columns,
+                    w,
+                    &scratch,
+                    xlsx_zip_level,
+                    XLSX_ROWS_PER_SHEET,
+                    rx,
+                )
+                .map_err(|e| e.to_string()),
             };
             match output {
                 Output::File(path) => {
@@ -195,6 +203,7 @@ fn write_xlsx(
     out: &mut dyn WriteSend,
     scratch: &Path,
     zip_level: u8,
+    rows_per_sheet: u32,
     mut rx: mpsc::Receiver<Msg>,
 ) -> Result<u64, XlsxError> {
     let mut wb = Workbook::new();
@@ -218,7 +227,7 @@ fn write_xlsx(
             None => return Err(XlsxError::ParameterError(ABANDONED.into())),
         };
         for row in chunk {
-            if row_in_sheet == XLSX_ROWS_PER_SHEET {
+            if row_in_sheet == rows_per_sheet {
                 sheets += 1;
                 start_sheet(&mut wb, &format!("{sheet} ({sheets})"), columns, &formats)?;
                 row_in_sheet = 0;
@@ -265,4 +274,70 @@ fn write_xlsx(
         "xlsx packed"
     );
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use calamine::{Data, DataType, Reader};
+
+    use super::*;
+    use crate::exports::table::{col, ColumnKind};
+
+    const COLUMNS: &[Column] = &[
+        col("n", ColumnKind::Int, 6),
+        col("amount", ColumnKind::Money, 10),
+        col("who", ColumnKind::Text, 10),
+    ];
+
+    fn rows(n: i64) -> Vec<Row> {
+        (1..=n)
+            .map(|i| {
+                vec![
+                    Cell::Int(i),
+                    Cell::Money(i * 150),
+                    Cell::Text(format!("r{i}")),
+                ]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn xlsx_continues_on_new_sheets_past_the_row_limit() {
+        let (tx, rx) = mpsc::channel::<Msg>(4);
+        tx.blocking_send(Some(rows(4))).unwrap();
+        tx.blocking_send(Some(rows(7).split_off(4))).unwrap();
+        tx.blocking_send(None).unwrap();
+        let scratch = std::env::temp_dir();
+        let mut out = Vec::new();
+        let n = write_xlsx("ledger", COLUMNS, &mut out, &scratch, 3, 3, rx).unwrap();
+        assert_eq!(n, 7);
+        let mut wb = calamine::Xlsx::new(std::io::Cursor::new(out)).unwrap();
+        assert_eq!(wb.sheet_names(), ["ledger", "ledger (2)", "ledger (3)"]);
+        let mut seen = Vec::new();
+        for name in wb.sheet_names() {
+            let range = wb.worksheet_range(&name).unwrap();
+            let mut it = range.rows();
+            let header: Vec<String> = it.next().unwrap().iter().map(|c| c.to_string()).collect();
+            assert_eq!(header, ["n", "amount", "who"], "header repeated on {name}");
+            for r in it {
+                assert_eq!(r[1], Data::Float(r[0].as_f64().unwrap() * 1.5));
+                seen.push(r[0].as_f64().unwrap() as i64);
+            }
+        }
+        assert_eq!(
+            seen,
+            (1..=7).collect::<Vec<_>>(),
+            "every row once, in order"
+        );
+    }
+
+    #[test]
+    fn abandoned_writer_produces_nothing() {
+        let (tx, rx) = mpsc::channel::<Msg>(4);
+        tx.blocking_send(Some(rows(2))).unwrap();
+        drop(tx);
+        let mut out = Vec::new();
+        let err = write_csv(COLUMNS, &mut out, rx).unwrap_err();
+        assert!(err.to_string().contains("abandoned"), "{err}");
+    }
 }
