@@ -441,14 +441,38 @@ pub async fn top_organizers(pool: &PgPool, q: &Query) -> Result<Value, sqlx::Err
             rows = org_rows(q)
         )
     };
+    let ranking = format!(
+        "SELECT organizer_id, sum(tickets_equivalent)::bigint AS tickets_equivalent, \
+                sum(assigned_cents)::bigint AS assigned_cents, max(last_activity_at) AS last_activity_at \
+         FROM ({source}) s GROUP BY organizer_id"
+    );
+    paged_ranking(pool, q, &ranking, order, "organizer_id", |r| {
+        Ok(json!({
+            "organizerId": r.try_get::<String, _>("organizer_id")?,
+            "ticketsEquivalent": r.try_get::<i64, _>("tickets_equivalent")?,
+            "assignedValueCents": r.try_get::<i64, _>("assigned_cents")?,
+            "lastActivityAt": r.try_get::<Option<chrono::DateTime<Utc>>, _>("last_activity_at")?,
+        }))
+    })
+    .await
+}
+
+/// A paged ranking with its total, the shape of top-organizers and tickets-usage: `ranking`
+/// yields one row per item (filters bound as in [`bind_filters`]); it is ordered by `order`
+/// (ties by `key`) and cut at `limit` ($7), then the page ($8, $9) is read next to the count.
+/// Past the end the query still returns one row, of NULLs but the total.
+async fn paged_ranking(
+    pool: &PgPool,
+    q: &Query,
+    ranking: &str,
+    order: &str,
+    key: &str,
+    item: impl Fn(&sqlx::postgres::PgRow) -> Result<Value, sqlx::Error>,
+) -> Result<Value, sqlx::Error> {
     let sql = format!(
-        "WITH ranked AS ( \
-             SELECT organizer_id, sum(tickets_equivalent)::bigint AS tickets_equivalent, \
-                    sum(assigned_cents)::bigint AS assigned_cents, max(last_activity_at) AS last_activity_at \
-             FROM ({source}) s GROUP BY organizer_id \
-             ORDER BY {order} {dir}, organizer_id LIMIT $7) \
+        "WITH ranked AS ({ranking} ORDER BY {order} {dir}, {key} LIMIT $7) \
          SELECT c.total, p.* FROM (SELECT count(*) AS total FROM ranked) c \
-         LEFT JOIN LATERAL (SELECT * FROM ranked ORDER BY {order} {dir}, organizer_id \
+         LEFT JOIN LATERAL (SELECT * FROM ranked ORDER BY {order} {dir}, {key} \
                             LIMIT $8 OFFSET $9) p ON true",
         dir = q.dir()
     );
@@ -458,7 +482,6 @@ pub async fn top_organizers(pool: &PgPool, q: &Query) -> Result<Value, sqlx::Err
         .bind(q.offset())
         .fetch_all(pool)
         .await?;
-    // One row per result, or a single row of NULLs (but the total) past the end.
     let total: i64 = rows
         .first()
         .map(|r| r.try_get("total"))
@@ -466,15 +489,8 @@ pub async fn top_organizers(pool: &PgPool, q: &Query) -> Result<Value, sqlx::Err
         .unwrap_or(0);
     let data = rows
         .iter()
-        .filter(|r| r.try_get::<Option<String>, _>("organizer_id").ok().flatten().is_some())
-        .map(|r| {
-            Ok(json!({
-                "organizerId": r.try_get::<String, _>("organizer_id")?,
-                "ticketsEquivalent": r.try_get::<i64, _>("tickets_equivalent")?,
-                "assignedValueCents": r.try_get::<i64, _>("assigned_cents")?,
-                "lastActivityAt": r.try_get::<Option<chrono::DateTime<Utc>>, _>("last_activity_at")?,
-            }))
-        })
+        .filter(|r| r.try_get::<Option<String>, _>(key).ok().flatten().is_some())
+        .map(item)
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
     Ok(json!({ "meta": q.meta(Some(total)), "data": data }))
 }
@@ -496,49 +512,28 @@ pub async fn tickets_usage(pool: &PgPool, q: &Query) -> Result<Value, sqlx::Erro
             event_type: Some("e.type"),
         },
     );
-    let sql = format!(
-        "WITH usage AS ( \
-             SELECT t.event_id, e.name AS event_name, e.type AS event_type, \
-                    sum(t.tickets)::bigint AS tickets_assigned, \
-                    sum(t.tickets_equivalent)::bigint AS tickets_equivalent, \
-                    sum(t.assigned_cents)::bigint AS assigned_cents, max(t.last_at) AS last_movement_at \
-             FROM {src} t JOIN events e ON e.id = t.event_id \
-             WHERE {cond} \
-             GROUP BY t.event_id, e.name, e.type \
-             ORDER BY {order} {dir}, t.event_id LIMIT $7) \
-         SELECT c.total, p.* FROM (SELECT count(*) AS total FROM usage) c \
-         LEFT JOIN LATERAL (SELECT * FROM usage ORDER BY {order} {dir}, event_id \
-                            LIMIT $8 OFFSET $9) p ON true",
-        src = event_source(q),
-        dir = q.dir()
+    let ranking = format!(
+        "SELECT t.event_id, e.name AS event_name, e.type AS event_type, \
+                sum(t.tickets)::bigint AS tickets_assigned, \
+                sum(t.tickets_equivalent)::bigint AS tickets_equivalent, \
+                sum(t.assigned_cents)::bigint AS assigned_cents, max(t.last_at) AS last_movement_at \
+         FROM {src} t JOIN events e ON e.id = t.event_id \
+         WHERE {cond} \
+         GROUP BY t.event_id, e.name, e.type",
+        src = event_source(q)
     );
-    let rows = bind_filters(&sql, q)
-        .bind(q.limit.unwrap_or(i64::MAX))
-        .bind(q.page_size)
-        .bind(q.offset())
-        .fetch_all(pool)
-        .await?;
-    let total: i64 = rows
-        .first()
-        .map(|r| r.try_get("total"))
-        .transpose()?
-        .unwrap_or(0);
-    let data = rows
-        .iter()
-        .filter(|r| r.try_get::<Option<String>, _>("event_id").ok().flatten().is_some())
-        .map(|r| {
-            Ok(json!({
-                "eventId": r.try_get::<String, _>("event_id")?,
-                "eventName": r.try_get::<String, _>("event_name")?,
-                "eventType": r.try_get::<String, _>("event_type")?,
-                "ticketsAssigned": r.try_get::<i64, _>("tickets_assigned")?,
-                "ticketsEquivalent": r.try_get::<i64, _>("tickets_equivalent")?,
-                "assignedValueCents": r.try_get::<i64, _>("assigned_cents")?,
-                "lastMovementAt": r.try_get::<Option<chrono::DateTime<Utc>>, _>("last_movement_at")?,
-            }))
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    Ok(json!({ "meta": q.meta(Some(total)), "data": data }))
+    paged_ranking(pool, q, &ranking, order, "event_id", |r| {
+        Ok(json!({
+            "eventId": r.try_get::<String, _>("event_id")?,
+            "eventName": r.try_get::<String, _>("event_name")?,
+            "eventType": r.try_get::<String, _>("event_type")?,
+            "ticketsAssigned": r.try_get::<i64, _>("tickets_assigned")?,
+            "ticketsEquivalent": r.try_get::<i64, _>("tickets_equivalent")?,
+            "assignedValueCents": r.try_get::<i64, _>("assigned_cents")?,
+            "lastMovementAt": r.try_get::<Option<chrono::DateTime<Utc>>, _>("last_movement_at")?,
+        }))
+    })
+    .await
 }
 
 /// `GET /director/reports/debt-aging`: payments pay the oldest assignments first (FIFO, per
