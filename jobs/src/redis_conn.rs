@@ -60,6 +60,16 @@ impl Keys {
         format!("{}.{}", self.prefix, queue)
     }
 
+    /// apalis-redis's sorted set of the workers registered on a queue (name → last heartbeat).
+    pub fn apalis_workers(&self, queue: &str) -> String {
+        format!("{}:workers", self.apalis_queue(queue))
+    }
+
+    /// apalis-redis's metadata hash of one registered worker.
+    pub fn apalis_worker_metadata(&self, queue: &str, worker: &str) -> String {
+        format!("{}:workers:metadata:{worker}", self.apalis_queue(queue))
+    }
+
     /// Progress hash of a task (DESIGN §3).
     pub fn task_progress(&self, task: uuid::Uuid) -> String {
         format!("{}:task:{}", self.prefix, task)

@@ -69,16 +69,9 @@ pub async fn queues(
         state.config.core.queue_max_ready,
     );
     let mut out = Vec::new();
-    for q in jobs::queue::ALL {
-        let mut v = stats
-            .iter()
-            .find(|s| s.queue == q)
-            .map(|s| json!(s))
-            .unwrap_or_else(|| {
-                json!({ "queue": q, "pending": 0, "running": 0, "retrying": 0, "scheduled": 0,
-                                        "failed": 0, "dead": 0, "oldestPendingAgeSeconds": null })
-            });
-        v["inRedis"] = json!(transport.depth(q).await.ok());
+    for s in &stats {
+        let mut v = json!(s);
+        v["inRedis"] = json!(transport.depth(&s.queue).await.ok());
         out.push(v);
     }
     Ok(Json(json!({ "data": out, "requestId": request_id::current() })).into_response())
@@ -222,7 +215,7 @@ pub async fn workers(
     // instance → (queue → last heartbeat)
     let mut seen: std::collections::BTreeMap<String, Vec<(String, i64)>> = Default::default();
     for q in jobs::queue::ALL {
-        let set = format!("{}:workers", keys.apalis_queue(q));
+        let set = keys.apalis_workers(q);
         let members: Vec<(String, i64)> = redis::cmd("ZRANGEBYSCORE")
             .arg(&set)
             .arg(now - 86_400)

@@ -20,43 +20,26 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 
     match store::queue_stats(&state.pool).await {
         Ok(stats) => {
-            // Every queue, idle ones too (zeros), so series do not vanish between scrapes.
-            let rows: Vec<(&str, [i64; 6], f64)> = jobs::queue::ALL
-                .iter()
-                .map(|q| match stats.iter().find(|s| s.queue == *q) {
-                    Some(s) => (
-                        *q,
-                        [
-                            s.pending,
-                            s.running,
-                            s.retrying,
-                            s.scheduled,
-                            s.failed,
-                            s.dead,
-                        ],
-                        s.oldest_pending_age_seconds.unwrap_or(0.0),
-                    ),
-                    None => (*q, [0; 6], 0.0),
-                })
-                .collect();
+            // queue_stats lists every queue, idle ones as zeros: series never vanish.
             let _ = writeln!(
                 out,
                 "# HELP taquilla_queue_tasks Tasks per queue and state."
             );
             let _ = writeln!(out, "# TYPE taquilla_queue_tasks gauge");
-            for (q, counts, _) in &rows {
-                let states = [
-                    "pending",
-                    "running",
-                    "retrying",
-                    "scheduled",
-                    "failed",
-                    "dead",
+            for s in &stats {
+                let counts = [
+                    ("pending", s.pending),
+                    ("running", s.running),
+                    ("retrying", s.retrying),
+                    ("scheduled", s.scheduled),
+                    ("failed", s.failed),
+                    ("dead", s.dead),
                 ];
-                for (st, n) in states.iter().zip(counts) {
+                for (st, n) in counts {
                     let _ = writeln!(
                         out,
-                        "taquilla_queue_tasks{{queue=\"{q}\",state=\"{st}\"}} {n}"
+                        "taquilla_queue_tasks{{queue=\"{}\",state=\"{st}\"}} {n}",
+                        s.queue
                     );
                 }
             }
@@ -68,10 +51,12 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
                 out,
                 "# TYPE taquilla_queue_oldest_pending_age_seconds gauge"
             );
-            for (q, _, age) in &rows {
+            for s in &stats {
                 let _ = writeln!(
                     out,
-                    "taquilla_queue_oldest_pending_age_seconds{{queue=\"{q}\"}} {age}"
+                    "taquilla_queue_oldest_pending_age_seconds{{queue=\"{}\"}} {}",
+                    s.queue,
+                    s.oldest_pending_age_seconds.unwrap_or(0.0)
                 );
             }
         }

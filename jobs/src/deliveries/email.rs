@@ -49,7 +49,8 @@ pub fn transport(url: &str, timeout: std::time::Duration) -> Result<Transport, S
     Ok(b.build())
 }
 
-fn escape(s: &str) -> String {
+/// Text for HTML bodies.
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

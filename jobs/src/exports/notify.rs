@@ -8,7 +8,7 @@ use lettre::{
 };
 use serde_json::{json, Value};
 
-use crate::deliveries::providers::Providers;
+use crate::deliveries::{email::escape, providers::Providers};
 
 pub struct Ready<'a> {
     pub task: uuid::Uuid,
@@ -45,13 +45,6 @@ fn message(from: &str, to: &str, r: &Ready<'_>) -> Result<Message, String> {
                 .singlepart(SinglePart::html(html)),
         )
         .map_err(|e| e.to_string())
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// Sends to every address; returns `{sent: [...], failed: [{email, error}]}`.

@@ -184,7 +184,7 @@ async fn stale_workers(ctx: &TaskContext) -> u64 {
     let cutoff = Utc::now().timestamp() - WORKER_GONE_AFTER.as_secs() as i64;
     let mut removed = 0u64;
     for q in queue::ALL {
-        let set = format!("{}:workers", keys.apalis_queue(q));
+        let set = keys.apalis_workers(q);
         let gone: Vec<String> = match redis::cmd("ZRANGEBYSCORE")
             .arg(&set)
             .arg("-inf")
@@ -199,7 +199,7 @@ async fn stale_workers(ctx: &TaskContext) -> u64 {
             }
         };
         for name in gone {
-            let meta = format!("{}:workers:metadata:{name}", keys.apalis_queue(q));
+            let meta = keys.apalis_worker_metadata(q, &name);
             let done: Result<(), _> = redis::pipe()
                 .cmd("ZREM")
                 .arg(&set)

@@ -659,7 +659,7 @@ pub async fn delete(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
 }
 
 /// Per queue: counts by state and the age of the oldest due task.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueStats {
     pub queue: String,
@@ -688,7 +688,8 @@ pub async fn queue_stats(pool: &PgPool) -> Result<Vec<QueueStats>, sqlx::Error> 
     )
     .fetch_all(pool)
     .await?;
-    rows.iter()
+    let mut found = rows
+        .iter()
         .map(|r| {
             Ok(QueueStats {
                 queue: r.try_get("queue")?,
@@ -701,7 +702,21 @@ pub async fn queue_stats(pool: &PgPool) -> Result<Vec<QueueStats>, sqlx::Error> 
                 oldest_pending_age_seconds: r.try_get("oldest")?,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    // Every known queue, idle ones as zeros, in a fixed order (then any unknown queue names
+    // found in the table), so operators and scrapers always see the same series.
+    let mut out: Vec<QueueStats> = crate::queue::ALL
+        .iter()
+        .map(|q| match found.iter().position(|s| s.queue == *q) {
+            Some(i) => found.swap_remove(i),
+            None => QueueStats {
+                queue: q.to_string(),
+                ..QueueStats::default()
+            },
+        })
+        .collect();
+    out.extend(found);
+    Ok(out)
 }
 
 /// Creates tasks of one kind inside the caller's transaction (a fan-out, together with the
