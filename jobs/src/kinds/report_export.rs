@@ -96,6 +96,13 @@ async fn export(ctx: &TaskContext, p: &ExportParams) -> Result<Done, JobError> {
     outcome
 }
 
+/// Where the written bytes end up: already on their way to S3, or a file to move into the
+/// local store.
+enum Destination<'a> {
+    Streaming(crate::storage::stream::UploadJoin),
+    Local(&'a crate::storage::local::LocalStore),
+}
+
 /// The attempt's scratch directory, removed whatever happens (partial files included).
 struct Scratch(PathBuf);
 
@@ -130,15 +137,15 @@ async fn produce(
     let t_start = Instant::now();
     // S3: the file streams into a multipart upload while it is written. Local disk: written
     // to scratch, then moved into the store.
-    let (output, streaming) = match store {
+    let (output, destination) = match store {
         Store::S3(s3) => {
             let (part_writer, join) = s3
                 .start_stream(&key, p.format.content_type(), &filename)
                 .await
                 .map_err(|e| JobError::retryable("upload_failed", e.to_string()))?;
-            (Output::Stream(part_writer), Some(join))
+            (Output::Stream(part_writer), Destination::Streaming(join))
         }
-        Store::Local(_) => (Output::File(file.clone()), None),
+        Store::Local(local) => (Output::File(file.clone()), Destination::Local(local)),
     };
     let writer = Writer::spawn(
         p.format,
@@ -154,7 +161,7 @@ async fn produce(
     };
     if let Err(e) = fed {
         writer.abandon().await;
-        if let Some(join) = streaming {
+        if let Destination::Streaming(join) = destination {
             let _ = join.await; // the upload aborts itself once the writer is gone
         }
         return Err(e);
@@ -163,13 +170,13 @@ async fn produce(
     let export_ms = t_start.elapsed().as_millis() as u64;
     ctx.progress(90, "upload").await;
     let t_upload = Instant::now();
-    let (rows, size_bytes) = match (written, streaming) {
-        (Ok((rows, _)), Some(join)) => match join.await {
+    let (rows, size_bytes) = match (written, destination) {
+        (Ok((rows, _)), Destination::Streaming(join)) => match join.await {
             Ok(Ok(size)) => (rows, size),
             Ok(Err(e)) => return Err(JobError::retryable("upload_failed", e.to_string())),
             Err(e) => return Err(JobError::retryable("upload_failed", e.to_string())),
         },
-        (Err(e), Some(join)) => {
+        (Err(e), Destination::Streaming(join)) => {
             // A failed upload stops the writer: report the upload's own error.
             let cause = match join.await {
                 Ok(Err(up)) => format!("{e} ({up})"),
@@ -177,12 +184,9 @@ async fn produce(
             };
             return Err(JobError::retryable("export_failed", cause));
         }
-        (Err(e), None) => return Err(JobError::retryable("export_failed", e)),
-        (Ok((rows, _)), None) => {
+        (Err(e), Destination::Local(_)) => return Err(JobError::retryable("export_failed", e)),
+        (Ok((rows, _)), Destination::Local(local)) => {
             ctx.check_cancel().await?;
-            let Store::Local(local) = store else {
-                return Err(JobError::permanent("export_failed", "no stream for S3"));
-            };
             match local.put(&key, &file).await {
                 Ok(size) => (rows, size),
                 Err(e) => return Err(JobError::retryable("upload_failed", e.to_string())),
