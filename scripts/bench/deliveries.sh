@@ -11,7 +11,8 @@
 # once the tables are analyzed). Only 127.0.0.1.
 # Overridable: BENCH_DELIVERIES, BENCH_CONCURRENCY (per process), BENCH_PROVIDER_DELAY_MS,
 # BENCH_PROVIDER_PORT, BENCH_PG_ADMIN_URL, BENCH_PROCESSES ("1 2"), WORKER_BIN (a worker
-# binary to use instead of building one).
+# binary to use instead of building one), BENCH_SETUP_SQL (run once the migrations are applied,
+# e.g. to time the write path without a trigger).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 ROOT=$PWD
@@ -71,10 +72,16 @@ run() {
     pids+=($!)
     PIDS+=($!)
   done
+  # Every migration applied (the workers apply them at start-up).
+  local migrations
+  migrations=$(find migrations -name '*.sql' | wc -l)
   for _ in $(seq 1 100); do
-    [ "$(psql "$DATABASE_URL" -X -qtA -c "SELECT to_regclass('wa_sessions') IS NOT NULL" 2>/dev/null)" = t ] && break
+    [ "$(psql "$DATABASE_URL" -X -qtA -c "SELECT count(*) FROM _sqlx_migrations WHERE success" 2>/dev/null)" = "$migrations" ] && break
     sleep 0.2
   done
+  if [ -n "${BENCH_SETUP_SQL:-}" ]; then
+    psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -c "$BENCH_SETUP_SQL"
+  fi
   sleep 1
   local cpu0=()
   for i in "${pids[@]}"; do cpu0+=("$(cpu_seconds "$i")"); done

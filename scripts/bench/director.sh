@@ -49,6 +49,7 @@ psql_bench -c "SELECT (SELECT count(*) FROM organizers) AS organizers, (SELECT c
   (SELECT count(*) FROM director_kpi_org_total) AS org_total, (SELECT count(*) FROM director_kpi_org_day) AS org_day,
   (SELECT count(*) FROM director_kpi_event_total) AS event_total, (SELECT count(*) FROM director_kpi_event_day) AS event_day,
   (SELECT count(*) FROM director_debt_day) AS debt_day,
+  (SELECT count(*) FROM director_status_day) AS status_day,
   pg_size_pretty(pg_database_size(current_database())) AS db_size" | tee "$OUT/sizes.txt"
 
 reset_redis_dir
@@ -149,19 +150,23 @@ SELECT COALESCE(sum(te), 0)::bigint AS te, COALESCE(sum(assigned), 0)::bigint AS
  FROM (SELECT organizer_id, sum(tickets_equivalent) AS te, sum(assigned_cents) AS assigned, sum(paid_cents) AS paid
        FROM director_kpi_org_day WHERE currency = 'MXN' AND day >= '$W_FROM' AND day <= '$W_TO' GROUP BY organizer_id) per_organizer;
 
-\\echo === overview: deliveries breakdown, no filter
+\\echo === overview: deliveries breakdown, no filter (director_status_day, migration 7)
 EXPLAIN (ANALYZE, BUFFERS)
-SELECT x.status, count(*)::bigint AS n FROM deliveries x WHERE true GROUP BY x.status ORDER BY x.status;
+SELECT status, sum(n)::bigint AS n FROM director_status_day
+ WHERE source = 'deliveries' AND status = ANY('{queued,sent,delivered,read,failed}')
+ GROUP BY status HAVING sum(n) > 0 ORDER BY status;
 
-\\echo === overview: guests breakdown, no filter
+\\echo === overview: deliveries breakdown, 30-day window (director_status_day)
 EXPLAIN (ANALYZE, BUFFERS)
-SELECT x.status, count(*)::bigint AS n FROM guests x WHERE true GROUP BY x.status ORDER BY x.status;
+SELECT status, sum(n)::bigint AS n FROM director_status_day
+ WHERE source = 'deliveries' AND status = ANY('{queued,sent,delivered,read,failed}')
+   AND day >= '$W_FROM' AND day <= '$W_TO'
+ GROUP BY status HAVING sum(n) > 0 ORDER BY status;
 
-\\echo === overview: deliveries breakdown, 30-day window
+\\echo === overview: deliveries breakdown, one event (counts its rows)
 EXPLAIN (ANALYZE, BUFFERS)
-SELECT x.status, count(*)::bigint AS n FROM deliveries x
- WHERE true AND x.created_at >= '$W_FROM'::date
-   AND x.created_at < '$W_TO'::date + 1 GROUP BY x.status ORDER BY x.status;
+SELECT x.status, count(*)::bigint AS n FROM deliveries x WHERE true AND x.event_id = 'evb_000042'
+ GROUP BY x.status ORDER BY x.status;
 
 \\echo === top-organizers, sort=tickets, pageSize=20, no dates (director_kpi_org_total)
 EXPLAIN (ANALYZE, BUFFERS)

@@ -451,8 +451,8 @@ async fn kpi_refresh_runs_once_per_cron_tick_across_three_replicas() {
     assert_eq!(done[0].1["views"].as_array().unwrap().len(), 3);
 }
 
-/// Every roll-up table (migration 6), compared with a recomputation from the ledger
-/// (`director_rollups_rebuild`): rows that differ, per table.
+/// Every roll-up table (migrations 6 and 8), compared with a recomputation from the ledger
+/// (`director_rollups_rebuild`, `director_kpi_day_rebuild`): rows that differ, per table.
 async fn rollup_drift(pool: &sqlx::PgPool) -> Vec<(String, i64)> {
     // Temporary tables live in one session: everything on one connection.
     let mut conn = pool.acquire().await.unwrap();
@@ -462,12 +462,13 @@ async fn rollup_drift(pool: &sqlx::PgPool) -> Vec<(String, i64)> {
          CREATE TEMP TABLE s_org_month AS SELECT * FROM director_kpi_org_month;
          CREATE TEMP TABLE s_ev_day AS SELECT * FROM director_kpi_event_day;
          CREATE TEMP TABLE s_ev AS SELECT * FROM director_kpi_event_total;
-         CREATE TEMP TABLE s_debt AS SELECT * FROM director_debt_day WHERE unpaid_cents <> 0 OR unpaid_count <> 0;",
+         CREATE TEMP TABLE s_debt AS SELECT * FROM director_debt_day WHERE unpaid_cents <> 0 OR unpaid_count <> 0;
+         CREATE TEMP TABLE s_kday AS SELECT * FROM director_kpi_day;",
     )
     .execute(&mut *conn)
     .await
     .unwrap();
-    sqlx::query("SELECT director_rollups_rebuild()")
+    sqlx::query("SELECT director_rollups_rebuild(), director_kpi_day_rebuild()")
         .execute(&mut *conn)
         .await
         .unwrap();
@@ -479,6 +480,7 @@ async fn rollup_drift(pool: &sqlx::PgPool) -> Vec<(String, i64)> {
         ("director_kpi_event_day", "s_ev_day"),
         ("director_kpi_event_total", "s_ev"),
         ("director_debt_day", "s_debt"),
+        ("director_kpi_day", "s_kday"),
     ] {
         let n: i64 = sqlx::query_scalar(&format!(
             "SELECT count(*) FROM ((SELECT * FROM {snapshot} EXCEPT SELECT * FROM {table}) \
@@ -509,8 +511,11 @@ async fn ledger_rollups_match_a_recomputation_after_concurrent_mixed_writes() {
     // Its own organizers and events only: every entry comes from the writers below.
     let env = TestEnv::new().await;
     env.seed_demo().await;
+    // org_r1 and org_r2 get the last bit of the first 256-organizer chunk and the first of the
+    // second (director_kpi_day, migration 8).
     sqlx::raw_sql(
-        "INSERT INTO organizers (id, name) VALUES ('org_r1', 'R1'), ('org_r2', 'R2');
+        "ALTER TABLE organizers ALTER COLUMN ordinal RESTART WITH 255;
+         INSERT INTO organizers (id, name) VALUES ('org_r1', 'R1'), ('org_r2', 'R2');
          INSERT INTO events (id, organizer_id, name, type) VALUES ('ev_acme', 'org_acme', 'Acme Fest', 'standard'),
           ('ev_r1', 'org_r1', 'R1 Fest', 'standard'), ('ev_r2', 'org_r2', 'R2 Night', 'premium');",
     )
@@ -753,4 +758,174 @@ async fn ledger_rollups_match_a_recomputation_after_concurrent_mixed_writes() {
         let err = sqlx::query(sql).execute(&env.pool).await.unwrap_err();
         assert!(err.to_string().contains("append-only"), "{sql}: {err}");
     }
+}
+
+/// guestsByStatus / deliveriesByStatus over all events read the per-day counts kept by the
+/// triggers of migration 7. After concurrent inserts (back-dated), status changes (single and
+/// batched, like sends and webhooks), deletes and rolled-back transactions, the counts equal
+/// the tables, and the overview (undated and dated) equals counting the rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn status_counts_follow_concurrent_guest_and_delivery_writes() {
+    let env = TestEnv::new().await;
+    env.seed_demo().await;
+    const GUEST: [&str; 3] = ["pending", "confirmed", "scanned"];
+    const DELIVERY: [&str; 5] = ["queued", "sent", "delivered", "read", "failed"];
+    let writers = (0..4u64).map(|w| {
+        let pool = env.pool.clone();
+        tokio::spawn(async move {
+            let mut rng = Lcg(w + 11);
+            for i in 0..40u64 {
+                let back = rng.next(90 * 24) as i32;
+                let mut tx = pool.begin().await.unwrap();
+                // Three guests with a delivery each, created `back` hours ago.
+                sqlx::query(
+                    "INSERT INTO guests (id, event_id, name, status, created_at) \
+                     SELECT 'w' || $1 || '_' || $2 || '_' || g, 'ev_demo', 'G', $3, \
+                            now() - make_interval(hours => $4) FROM generate_series(1, 3) g",
+                )
+                .bind(w as i64)
+                .bind(i as i64)
+                .bind(GUEST[rng.next(3) as usize])
+                .bind(back)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+                sqlx::query(
+                    "INSERT INTO deliveries (id, event_id, guest_id, channel, kind, status, created_at) \
+                     SELECT gen_random_uuid(), 'ev_demo', 'w' || $1 || '_' || $2 || '_' || g, 'email', \
+                            'invitation', 'queued', now() - make_interval(hours => $3) \
+                     FROM generate_series(1, 3) g",
+                )
+                .bind(w as i64)
+                .bind(i as i64)
+                .bind(back)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+                if rng.next(6) == 0 {
+                    tx.rollback().await.unwrap();
+                } else {
+                    tx.commit().await.unwrap();
+                }
+                match rng.next(5) {
+                    // A batch of sends (what the batched completion does), or a webhook.
+                    0 | 1 => {
+                        sqlx::query(
+                            "UPDATE deliveries SET status = $1, updated_at = now() \
+                             WHERE id IN (SELECT id FROM deliveries WHERE status = $2 LIMIT $3)",
+                        )
+                        .bind(DELIVERY[1 + rng.next(4) as usize])
+                        .bind(DELIVERY[rng.next(3) as usize])
+                        .bind(1 + rng.next(6) as i64)
+                        .execute(&pool)
+                        .await
+                        .unwrap();
+                    }
+                    2 => {
+                        sqlx::query(
+                            "UPDATE guests SET status = $1 WHERE id IN \
+                             (SELECT id FROM guests WHERE event_id = 'ev_demo' AND id LIKE 'w%' LIMIT 2)",
+                        )
+                        .bind(GUEST[rng.next(3) as usize])
+                        .execute(&pool)
+                        .await
+                        .unwrap();
+                    }
+                    // Other columns only: the counts must not move.
+                    3 => {
+                        sqlx::query("UPDATE deliveries SET updated_at = now() WHERE guest_id LIKE $1")
+                            .bind(format!("w{w}_%"))
+                            .execute(&pool)
+                            .await
+                            .unwrap();
+                    }
+                    _ => {
+                        sqlx::query(
+                            "WITH d AS (DELETE FROM deliveries WHERE guest_id = $1 RETURNING guest_id) \
+                             DELETE FROM guests WHERE event_id = 'ev_demo' AND id = $1",
+                        )
+                        .bind(format!("w{w}_{}_1", rng.next(i + 1)))
+                        .execute(&pool)
+                        .await
+                        .unwrap();
+                    }
+                }
+            }
+        })
+    });
+    for w in writers.collect::<Vec<_>>() {
+        w.await.unwrap();
+    }
+    let deliveries: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert!(deliveries > 100, "the writers wrote: {deliveries}");
+
+    let drift: i64 = sqlx::query_scalar(
+        "WITH kept AS (SELECT source, day, status, n FROM director_status_day WHERE n <> 0), \
+              real AS (SELECT 'guests' AS source, (created_at AT TIME ZONE 'UTC')::date AS day, status, count(*) AS n \
+                       FROM guests GROUP BY 2, 3 \
+                       UNION ALL \
+                       SELECT 'deliveries', (created_at AT TIME ZONE 'UTC')::date, status, count(*) \
+                       FROM deliveries GROUP BY 2, 3) \
+         SELECT count(*) FROM ((SELECT * FROM kept EXCEPT SELECT * FROM real) \
+                               UNION ALL (SELECT * FROM real EXCEPT SELECT * FROM kept)) d",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert_eq!(drift, 0, "kept counts differ from the tables");
+
+    let today = chrono::Utc::now().date_naive();
+    let day = |n: u64| today - chrono::Days::new(n);
+    for (from, to) in [
+        (None, None),
+        (Some(day(60)), Some(day(10))),
+        (Some(day(5)), None),
+    ] {
+        let mut q = jobs::domain::reports::Query::new("MXN");
+        q.from = from;
+        q.to = to;
+        let body = jobs::domain::reports::overview(&env.pool, &q)
+            .await
+            .unwrap();
+        for (metric_name, table) in [
+            ("guestsByStatus", "guests"),
+            ("deliveriesByStatus", "deliveries"),
+        ] {
+            let want: Vec<(String, i64)> = sqlx::query_as(&format!(
+                "SELECT status, count(*) FROM {table} \
+                 WHERE ($1::date IS NULL OR (created_at AT TIME ZONE 'UTC')::date >= $1) \
+                   AND ($2::date IS NULL OR (created_at AT TIME ZONE 'UTC')::date <= $2) \
+                 GROUP BY status ORDER BY status"
+            ))
+            .bind(from)
+            .bind(to)
+            .fetch_all(&env.pool)
+            .await
+            .unwrap();
+            let want: Vec<Value> = want
+                .into_iter()
+                .map(|(status, count)| json!({ "status": status, "count": count }))
+                .collect();
+            assert_eq!(
+                metric(&body, metric_name)["breakdown"],
+                Value::from(want),
+                "{metric_name} {from:?}..{to:?}"
+            );
+        }
+    }
+
+    // TRUNCATE empties the counts of that table too.
+    sqlx::query("TRUNCATE deliveries")
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM director_status_day WHERE source = 'deliveries'")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(left, 0);
 }

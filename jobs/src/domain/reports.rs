@@ -128,10 +128,12 @@ impl Query {
     }
 }
 
-/// Where a report reads its sums. Reports never scan the ledger or the KPI views: they read
-/// the roll-up tables that a trigger on `director_ledger_entries` maintains in the writing
-/// transaction (migration 6), so they are real time. All-time totals come from the
-/// per-organizer (or per-event) tables, date windows from the day-grained ones.
+// Where a report reads its sums. Reports never scan the ledger or the KPI views: they read
+// the roll-up tables that triggers on `director_ledger_entries` maintain in the writing
+// transaction (migrations 6 and 8), so they are real time. All-time totals come from the
+// per-organizer (or per-event) tables, date windows from the day- and month-grained ones;
+// guest and delivery counts from director_status_day (migration 7).
+
 /// The whole UTC months inside a date window, as (first month, first day after the last
 /// month), each side `None` when the window is open on that side; `None` when the window holds
 /// no whole month.
@@ -283,14 +285,35 @@ pub async fn overview(pool: &PgPool, q: &Query) -> Result<Value, sqlx::Error> {
         org: Some("organizer_id"),
         ..Cols::default()
     };
-    let sql = format!(
-        "SELECT COALESCE(sum(te), 0)::bigint AS te, COALESCE(sum(assigned), 0)::bigint AS assigned, \
-                COALESCE(sum(paid), 0)::bigint AS paid, count(*)::bigint AS active FROM ( \
-             SELECT organizer_id, sum(tickets_equivalent) AS te, sum(assigned_cents) AS assigned, \
-                    sum(paid_cents) AS paid \
-             FROM ({rows}) w GROUP BY organizer_id) per_organizer",
-        rows = org_rows(q)
-    );
+    let sql = if q.dated() && q.organizer_id.is_none() {
+        // A window over all organizers: the per-day totals and activity bitmaps of
+        // migration 8 (one row per day and chunk of 256 organizers); an organizer active on
+        // several days of the window is one bit of the OR, so it counts once.
+        let mut cond = vec!["currency = $1"];
+        if q.from.is_some() {
+            cond.push("day >= $2");
+        }
+        if q.to.is_some() {
+            cond.push("day <= $3");
+        }
+        format!(
+            "SELECT COALESCE(sum(te), 0)::bigint AS te, COALESCE(sum(assigned), 0)::bigint AS assigned, \
+                    COALESCE(sum(paid), 0)::bigint AS paid, COALESCE(sum(bit_count(active)), 0)::bigint AS active \
+             FROM (SELECT chunk, sum(tickets_equivalent) AS te, sum(assigned_cents) AS assigned, \
+                          sum(paid_cents) AS paid, bit_or(active) AS active \
+                   FROM director_kpi_day WHERE {} GROUP BY chunk) per_chunk",
+            cond.join(" AND ")
+        )
+    } else {
+        format!(
+            "SELECT COALESCE(sum(te), 0)::bigint AS te, COALESCE(sum(assigned), 0)::bigint AS assigned, \
+                    COALESCE(sum(paid), 0)::bigint AS paid, count(*)::bigint AS active FROM ( \
+                 SELECT organizer_id, sum(tickets_equivalent) AS te, sum(assigned_cents) AS assigned, \
+                        sum(paid_cents) AS paid \
+                 FROM ({rows}) w GROUP BY organizer_id) per_organizer",
+            rows = org_rows(q)
+        )
+    };
     let ev_sql = q.event_id.as_ref().map(|_| {
         let ev_cols = Cols {
             event: Some("event_id"),
@@ -360,10 +383,15 @@ async fn breakdown(
     if wanted.is_empty() {
         return Ok(json!([]));
     }
+    if q.event_id.is_none() && q.organizer_id.is_none() {
+        return breakdown_counted(pool, q, table, &wanted).await;
+    }
+    // Narrowed to one event or one organizer's events: count the rows themselves (an index
+    // range of that event's guests or deliveries).
     // Only the filters present enter the SQL (see `conditions`); the events join only for an
     // organizer filter (every row's event exists: foreign key).
-    // Every status of the table (the CHECK constraint) = no status condition, which lets
-    // Postgres count with a parallel scan instead of walking the status index.
+    // Every status of the table (the CHECK constraint) = no status condition, so the count
+    // stays on the event's index instead of also walking the status index.
     let mut cond = vec!["true".to_string()];
     if wanted.len() < statuses.len() {
         cond.push("x.status = ANY($1)".into());
@@ -398,6 +426,40 @@ async fn breakdown(
         .bind(q.to)
         .fetch_all(pool)
         .await?;
+    status_counts(&rows)
+}
+
+/// [`breakdown`] over all events: sums the per-day counts that the triggers of migration 7
+/// keep (a few hundred rows for two years), instead of counting every row.
+async fn breakdown_counted(
+    pool: &PgPool,
+    q: &Query,
+    table: &str,
+    wanted: &[String],
+) -> Result<Value, sqlx::Error> {
+    let mut cond = vec!["source = $1", "status = ANY($2)"];
+    if q.from.is_some() {
+        cond.push("day >= $3");
+    }
+    if q.to.is_some() {
+        cond.push("day <= $4");
+    }
+    let sql = format!(
+        "SELECT status, sum(n)::bigint AS n FROM director_status_day WHERE {} \
+         GROUP BY status HAVING sum(n) > 0 ORDER BY status",
+        cond.join(" AND ")
+    );
+    let rows = sqlx::query(&sql)
+        .bind(table)
+        .bind(wanted)
+        .bind(q.from)
+        .bind(q.to)
+        .fetch_all(pool)
+        .await?;
+    status_counts(&rows)
+}
+
+fn status_counts(rows: &[sqlx::postgres::PgRow]) -> Result<Value, sqlx::Error> {
     rows.iter()
         .map(|r| Ok(json!({ "status": r.try_get::<String, _>("status")?, "count": r.try_get::<i64, _>("n")? })))
         .collect::<Result<Vec<_>, sqlx::Error>>()
