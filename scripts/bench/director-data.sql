@@ -14,7 +14,9 @@
 -- (autovacuum is off on the bench server). The ledger's roll-up trigger (migration 6) is
 -- off during the bulk insert and `director_rollups_rebuild()` recomputes the roll-ups once
 -- at the end (what the migration does on an existing ledger); the trigger's own bulk path
--- is covered by the tests, not timed here. Ids: org_b00001…, evb_000001…, guests gb_1…; event of guest g = 1 + (g·2654435761
+-- is covered by the tests, not timed here. The set-based triggers of migrations 7 and 8
+-- (status counts, day totals) stay on: each bulk statement is one aggregated upsert.
+-- Ids: org_b00001…, evb_000001…, guests gb_1…; event of guest g = 1 + (g·2654435761
 -- mod 20000), so deliveries find their guest's event without a join.
 \set ON_ERROR_STOP 1
 \timing on

@@ -49,7 +49,7 @@ psql_bench -c "SELECT (SELECT count(*) FROM organizers) AS organizers, (SELECT c
   (SELECT count(*) FROM director_kpi_org_total) AS org_total, (SELECT count(*) FROM director_kpi_org_day) AS org_day,
   (SELECT count(*) FROM director_kpi_event_total) AS event_total, (SELECT count(*) FROM director_kpi_event_day) AS event_day,
   (SELECT count(*) FROM director_debt_day) AS debt_day,
-  (SELECT count(*) FROM director_status_day) AS status_day,
+  (SELECT count(*) FROM director_status_day) AS status_day, (SELECT count(*) FROM director_kpi_day) AS kpi_day,
   pg_size_pretty(pg_database_size(current_database())) AS db_size" | tee "$OUT/sizes.txt"
 
 reset_redis_dir
@@ -113,6 +113,7 @@ say "EXPLAIN (ANALYZE, BUFFERS) of the report queries (concrete parameters, curr
 TODAY=$(date -u +%Y-%m-%d)
 W_FROM=$(date -u -d "$TODAY -45 days" +%Y-%m-%d)
 W_TO=$(date -u -d "$TODAY -16 days" +%Y-%m-%d)
+Y_FROM=$(date -u -d "$W_TO -364 days" +%Y-%m-%d)
 # The SQL that jobs/src/domain/reports.rs generates for these filter sets (only the filters
 # present enter the text); it reads the roll-up tables of migration 6.
 psql_bench >"$OUT/explain.txt" 2>&1 <<SQL
@@ -143,12 +144,28 @@ SELECT COALESCE(sum(te), 0)::bigint AS te, COALESCE(sum(assigned), 0)::bigint AS
  FROM (SELECT organizer_id, sum(tickets_equivalent) AS te, sum(assigned_cents) AS assigned, sum(paid_cents) AS paid
        FROM director_kpi_org_total WHERE currency = 'MXN' GROUP BY organizer_id) per_organizer;
 
-\\echo === overview: per-organizer sums, 30-day window (director_kpi_org_day)
+\\echo === overview: per-organizer sums, 30-day window (director_kpi_org_day; the dated overview before migration 8)
 EXPLAIN (ANALYZE, BUFFERS)
 SELECT COALESCE(sum(te), 0)::bigint AS te, COALESCE(sum(assigned), 0)::bigint AS assigned,
        COALESCE(sum(paid), 0)::bigint AS paid, count(*)::bigint AS active
  FROM (SELECT organizer_id, sum(tickets_equivalent) AS te, sum(assigned_cents) AS assigned, sum(paid_cents) AS paid
        FROM director_kpi_org_day WHERE currency = 'MXN' AND day >= '$W_FROM' AND day <= '$W_TO' GROUP BY organizer_id) per_organizer;
+
+\\echo === overview: totals and active organizers, 30-day window (director_kpi_day, migration 8)
+EXPLAIN (ANALYZE, BUFFERS)
+SELECT COALESCE(sum(te), 0)::bigint AS te, COALESCE(sum(assigned), 0)::bigint AS assigned,
+       COALESCE(sum(paid), 0)::bigint AS paid, COALESCE(sum(bit_count(active)), 0)::bigint AS active
+ FROM (SELECT chunk, sum(tickets_equivalent) AS te, sum(assigned_cents) AS assigned,
+              sum(paid_cents) AS paid, bit_or(active) AS active
+       FROM director_kpi_day WHERE currency = 'MXN' AND day >= '$W_FROM' AND day <= '$W_TO' GROUP BY chunk) per_chunk;
+
+\\echo === overview: totals and active organizers, one-year window (director_kpi_day)
+EXPLAIN (ANALYZE, BUFFERS)
+SELECT COALESCE(sum(te), 0)::bigint AS te, COALESCE(sum(assigned), 0)::bigint AS assigned,
+       COALESCE(sum(paid), 0)::bigint AS paid, COALESCE(sum(bit_count(active)), 0)::bigint AS active
+ FROM (SELECT chunk, sum(tickets_equivalent) AS te, sum(assigned_cents) AS assigned,
+              sum(paid_cents) AS paid, bit_or(active) AS active
+       FROM director_kpi_day WHERE currency = 'MXN' AND day >= '$Y_FROM' AND day <= '$W_TO' GROUP BY chunk) per_chunk;
 
 \\echo === overview: deliveries breakdown, no filter (director_status_day, migration 7)
 EXPLAIN (ANALYZE, BUFFERS)
