@@ -155,17 +155,17 @@ SELECT COALESCE(sum(te), 0)::bigint AS te, COALESCE(sum(assigned), 0)::bigint AS
 EXPLAIN (ANALYZE, BUFFERS)
 SELECT COALESCE(sum(te), 0)::bigint AS te, COALESCE(sum(assigned), 0)::bigint AS assigned,
        COALESCE(sum(paid), 0)::bigint AS paid, COALESCE(sum(bit_count(active)), 0)::bigint AS active
- FROM (SELECT chunk, sum(tickets_equivalent) AS te, sum(assigned_cents) AS assigned,
+ FROM (SELECT sum(tickets_equivalent) AS te, sum(assigned_cents) AS assigned,
               sum(paid_cents) AS paid, bit_or(active) AS active
-       FROM director_kpi_day WHERE currency = 'MXN' AND day >= '$W_FROM' AND day <= '$W_TO' GROUP BY chunk) per_chunk;
+       FROM director_kpi_day WHERE currency = 'MXN' AND day >= '$W_FROM' AND day <= '$W_TO' GROUP BY chunk, stripe) per_bitmap;
 
 \\echo === overview: totals and active organizers, one-year window (director_kpi_day)
 EXPLAIN (ANALYZE, BUFFERS)
 SELECT COALESCE(sum(te), 0)::bigint AS te, COALESCE(sum(assigned), 0)::bigint AS assigned,
        COALESCE(sum(paid), 0)::bigint AS paid, COALESCE(sum(bit_count(active)), 0)::bigint AS active
- FROM (SELECT chunk, sum(tickets_equivalent) AS te, sum(assigned_cents) AS assigned,
+ FROM (SELECT sum(tickets_equivalent) AS te, sum(assigned_cents) AS assigned,
               sum(paid_cents) AS paid, bit_or(active) AS active
-       FROM director_kpi_day WHERE currency = 'MXN' AND day >= '$Y_FROM' AND day <= '$W_TO' GROUP BY chunk) per_chunk;
+       FROM director_kpi_day WHERE currency = 'MXN' AND day >= '$Y_FROM' AND day <= '$W_TO' GROUP BY chunk, stripe) per_bitmap;
 
 \\echo === overview: deliveries breakdown, no filter (director_status_day, migration 7)
 EXPLAIN (ANALYZE, BUFFERS)

@@ -8,7 +8,8 @@
 #                                                         assignment (assignment-sql.pgbench,
 #                                                         50,000 tasks, 1,000 organizers; compare
 #                                                         drain.sh N assignment)
-# CLIENTS default: 16. Env: DURATION (s, default 15).
+# CLIENTS default: 16. Env: DURATION (s, default 15), BENCH_SETUP_SQL (run on the fresh database
+# before the load, e.g. `ALTER TABLE … DISABLE TRIGGER …` to time the write path without it).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need psql python3
@@ -38,6 +39,9 @@ setup() {
       CREATE SEQUENCE bench_task_seq MAXVALUE 50000;" >/dev/null
   else
     load_demo_data
+  fi
+  if [ -n "${BENCH_SETUP_SQL:-}" ]; then
+    psql_bench -c "$BENCH_SETUP_SQL" >/dev/null
   fi
   psql_bench -c "VACUUM ANALYZE" >/dev/null
 }

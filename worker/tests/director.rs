@@ -511,10 +511,10 @@ async fn ledger_rollups_match_a_recomputation_after_concurrent_mixed_writes() {
     // Its own organizers and events only: every entry comes from the writers below.
     let env = TestEnv::new().await;
     env.seed_demo().await;
-    // org_r1 and org_r2 get the last bit of the first 256-organizer chunk and the first of the
-    // second (director_kpi_day, migration 8).
+    // org_r1 and org_r2 get the last bitmap place of the first 8,192-organizer chunk and the
+    // first of the second (director_kpi_day, migration 8).
     sqlx::raw_sql(
-        "ALTER TABLE organizers ALTER COLUMN ordinal RESTART WITH 255;
+        "ALTER TABLE organizers ALTER COLUMN ordinal RESTART WITH 8191;
          INSERT INTO organizers (id, name) VALUES ('org_r1', 'R1'), ('org_r2', 'R2');
          INSERT INTO events (id, organizer_id, name, type) VALUES ('ev_acme', 'org_acme', 'Acme Fest', 'standard'),
           ('ev_r1', 'org_r1', 'R1 Fest', 'standard'), ('ev_r2', 'org_r2', 'R2 Night', 'premium');",

@@ -287,7 +287,7 @@ pub async fn overview(pool: &PgPool, q: &Query) -> Result<Value, sqlx::Error> {
     };
     let sql = if q.dated() && q.organizer_id.is_none() {
         // A window over all organizers: the per-day totals and activity bitmaps of
-        // migration 8 (one row per day and chunk of 256 organizers); an organizer active on
+        // migration 8 (32 rows per day up to 8,192 organizers); an organizer active on
         // several days of the window is one bit of the OR, so it counts once.
         let mut cond = vec!["currency = $1"];
         if q.from.is_some() {
@@ -299,9 +299,9 @@ pub async fn overview(pool: &PgPool, q: &Query) -> Result<Value, sqlx::Error> {
         format!(
             "SELECT COALESCE(sum(te), 0)::bigint AS te, COALESCE(sum(assigned), 0)::bigint AS assigned, \
                     COALESCE(sum(paid), 0)::bigint AS paid, COALESCE(sum(bit_count(active)), 0)::bigint AS active \
-             FROM (SELECT chunk, sum(tickets_equivalent) AS te, sum(assigned_cents) AS assigned, \
+             FROM (SELECT sum(tickets_equivalent) AS te, sum(assigned_cents) AS assigned, \
                           sum(paid_cents) AS paid, bit_or(active) AS active \
-                   FROM director_kpi_day WHERE {} GROUP BY chunk) per_chunk",
+                   FROM director_kpi_day WHERE {} GROUP BY chunk, stripe) per_bitmap",
             cond.join(" AND ")
         )
     } else {
