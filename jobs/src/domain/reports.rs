@@ -430,7 +430,8 @@ async fn breakdown(
 }
 
 /// [`breakdown`] over all events: sums the per-day counts that the triggers of migration 7
-/// keep (a few hundred rows for two years), instead of counting every row.
+/// keep (one per day and status: ≈ 3,600 for two years of deliveries), instead of counting
+/// every row.
 async fn breakdown_counted(
     pool: &PgPool,
     q: &Query,
