@@ -1,13 +1,14 @@
 -- Guests and deliveries counted by status per UTC day of creation, kept by statement-level
 -- triggers in the writing transaction (like the ledger roll-ups of migration 6). The
--- overview's guestsByStatus / deliveriesByStatus over all events read a few hundred of these
+-- overview's guestsByStatus / deliveriesByStatus over all events read a few thousand of these
 -- rows instead of counting every guest and delivery (200,000 + 300,000 index entries on the
 -- benchmark data set: 30–40 ms each, the slowest part of the undated overview).
 --
 -- A status change moves one count from (day, old status) to (day, new status). Each
 -- statement's rows are aggregated first, so a batch of sends is one upsert per (day, status)
--- touched, not one per delivery; rows are locked in key order, so two writers never
--- deadlock on them. Rows whose count falls to 0 stay (readers skip them).
+-- touched, not one per delivery. Each statement locks its rows in key order, so two
+-- single-statement writers never deadlock on them. Rows whose count falls to 0 stay
+-- (readers skip them).
 CREATE TABLE director_status_day (
     source text   NOT NULL CHECK (source IN ('guests', 'deliveries')),
     day    date   NOT NULL,
