@@ -90,8 +90,10 @@ for conc in "${concurrencies[@]}"; do
   seed
   run_id="drain-$KIND-p$PROCESSES-c$conc"
   coproc POLL { PGAPPNAME=drain-poller psql "$DATABASE_URL" -X -q -At 2>&1; }
+  # Only the benchmark's own kind: ledger writes also schedule a coalesced kpi_refresh
+  # (queue maintenance), which the assignment workers do not run.
   poll() {
-    echo "SELECT count(*) FILTER (WHERE status <> 'completed') || ' ' || count(*) FILTER (WHERE status IN ('pending', 'running', 'retrying')) FROM tasks;" >&"${POLL[1]}"
+    echo "SELECT count(*) FILTER (WHERE status <> 'completed') || ' ' || count(*) FILTER (WHERE status IN ('pending', 'running', 'retrying')) FROM tasks WHERE kind = '$KIND';" >&"${POLL[1]}"
     read -t 10 -r left active <&"${POLL[0]}" || die "poller did not answer"
   }
   poll
@@ -137,7 +139,7 @@ for conc in "${concurrencies[@]}"; do
            round((count(*) / extract(epoch FROM max(finished_at) - min(started_at)))::numeric, 0),
            sum(attempts), count(*) FILTER (WHERE attempts > 1),
            count(DISTINCT worker)
-    FROM tasks")
+    FROM tasks WHERE kind = '$KIND'")
   read -r completed table_s table_rate attempts retried worker_names <<<"$stats"
   wall_rate=$(python3 -c "print(round($TASKS / $wall))")
   # now() is constant within a transaction, so distinct timestamps count statements: claims
@@ -147,11 +149,11 @@ for conc in "${concurrencies[@]}"; do
   batches=$(psql_bench -At -F ' ' -c "
     SELECT count(DISTINCT started_at), round(count(*)::numeric / count(DISTINCT started_at), 1),
            count(DISTINCT finished_at), round(count(*)::numeric / count(DISTINCT finished_at), 1),
-           count(DISTINCT pushed_at), round(count(*)::numeric / count(DISTINCT pushed_at), 1),
+           count(DISTINCT pushed_at), round(count(*)::numeric / NULLIF(count(DISTINCT pushed_at), 0), 1),
            round(avg(extract(epoch FROM finished_at - started_at))::numeric * 1000, 2),
            round((count(*) / extract(epoch FROM max(finished_at) - min(started_at))
                   * avg(extract(epoch FROM finished_at - started_at)))::numeric, 1)
-    FROM tasks WHERE status = 'completed'")
+    FROM tasks WHERE kind = '$KIND' AND status = 'completed'")
   read -r claims claim_avg completes complete_avg pushes push_avg claim_to_done_ms in_claimed <<<"$batches"
   extra=""
   if [ "$KIND" = assignment ]; then
