@@ -230,6 +230,15 @@ struct Cols<'a> {
     event_type: Option<&'a str>,
 }
 
+/// [`Cols`] of an event roll-up aliased `t`, joined to `events e` for the event type.
+const EVENT_ROLLUP: Cols<'static> = Cols {
+    currency: "t.currency",
+    day: Some("t.day"),
+    org: Some("t.organizer_id"),
+    event: Some("t.event_id"),
+    event_type: Some("e.type"),
+};
+
 /// The WHERE clause of the filters present in `q`, over the parameters every report binds
 /// first and in this order ([`bind_filters`]): $1 currency, $2 from, $3 to, $4 organizer,
 /// $5 event, $6 event type. Absent filters are left out of the SQL text (rather than
@@ -289,20 +298,13 @@ pub async fn overview(pool: &PgPool, q: &Query) -> Result<Value, sqlx::Error> {
         // A window over all organizers: the per-day totals and activity bitmaps of
         // migration 8 (32 rows per day up to 8,192 organizers); an organizer active on
         // several days of the window is one bit of the OR, so it counts once.
-        let mut cond = vec!["currency = $1"];
-        if q.from.is_some() {
-            cond.push("day >= $2");
-        }
-        if q.to.is_some() {
-            cond.push("day <= $3");
-        }
         format!(
             "SELECT COALESCE(sum(te), 0)::bigint AS te, COALESCE(sum(assigned), 0)::bigint AS assigned, \
                     COALESCE(sum(paid), 0)::bigint AS paid, COALESCE(sum(bit_count(active)), 0)::bigint AS active \
              FROM (SELECT sum(tickets_equivalent) AS te, sum(assigned_cents) AS assigned, \
                           sum(paid_cents) AS paid, bit_or(active) AS active \
                    FROM director_kpi_day WHERE {} GROUP BY chunk, stripe) per_bitmap",
-            cond.join(" AND ")
+            conditions(q, &org_cols)
         )
     } else {
         format!(
@@ -482,16 +484,7 @@ pub async fn top_organizers(pool: &PgPool, q: &Query) -> Result<Value, sqlx::Err
         } else {
             ""
         };
-        let cond = conditions(
-            q,
-            &Cols {
-                currency: "t.currency",
-                day: Some("t.day"),
-                org: Some("t.organizer_id"),
-                event: Some("t.event_id"),
-                event_type: Some("e.type"),
-            },
-        );
+        let cond = conditions(q, &EVENT_ROLLUP);
         format!(
             "SELECT t.organizer_id, t.tickets_equivalent, t.assigned_cents, t.last_at AS last_activity_at \
              FROM {src} t {join} WHERE {cond}",
@@ -565,16 +558,7 @@ pub async fn tickets_usage(pool: &PgPool, q: &Query) -> Result<Value, sqlx::Erro
         Sort::Amount => "assigned_cents",
         Sort::CreatedAt => "last_movement_at",
     };
-    let cond = conditions(
-        q,
-        &Cols {
-            currency: "t.currency",
-            day: Some("t.day"),
-            org: Some("t.organizer_id"),
-            event: Some("t.event_id"),
-            event_type: Some("e.type"),
-        },
-    );
+    let cond = conditions(q, &EVENT_ROLLUP);
     let ranking = format!(
         "SELECT t.event_id, e.name AS event_name, e.type AS event_type, \
                 sum(t.tickets)::bigint AS tickets_assigned, \
