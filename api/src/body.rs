@@ -1,6 +1,9 @@
 //! Strict JSON bodies: the right content type, a size limit, an object, and per-field
 //! checks that name the field at fault. Fields are kept as raw JSON text so numbers such as
-//! prices are read exactly, never through a float.
+//! prices are read exactly, never through a float. Every body is also checked to be storable
+//! ([`storable`]): what cannot go into Postgres and come back is refused before any write.
+
+pub mod storable;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -85,6 +88,10 @@ impl JsonObject {
                 "malformed_json",
                 "the body must be a JSON object",
             ));
+        }
+        let problems = storable::problems(&value);
+        if !problems.is_empty() {
+            return Err(ApiError::validation(problems));
         }
         // Parse again keeping each field's text (valid JSON object, so this cannot fail).
         let fields: BTreeMap<String, Box<RawValue>> = serde_json::from_slice(bytes)

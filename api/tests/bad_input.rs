@@ -209,6 +209,46 @@ async fn bad_assign_requests_are_refused_with_the_field_named() {
             bad,
             &["metadata"],
         ),
+        // Issue 10: what Postgres cannot store or give back, named by its path.
+        case(
+            "NUL in a metadata string",
+            with("metadata", Some(r#"{"note":"a\u0000b"}"#)),
+            bad,
+            &["metadata.note"],
+        ),
+        case(
+            "NUL in a metadata key",
+            with("metadata", Some(r#"{"a\u0000":1}"#)),
+            bad,
+            &["metadata.a\\u0000"],
+        ),
+        case(
+            "NUL deep in metadata",
+            with("metadata", Some(r#"{"a":[{"b":["\u0000"]}]}"#)),
+            bad,
+            &["metadata.a[0].b[0]"],
+        ),
+        case(
+            "metadata number at the f64 limit",
+            with("metadata", Some(r#"{"n":1.7976931348623157e308}"#)),
+            bad,
+            &["metadata.n"],
+        ),
+        case(
+            "metadata nested 70 levels",
+            with(
+                "metadata",
+                Some(&format!(r#"{{"d":{}1{}}}"#, "[".repeat(70), "]".repeat(70))),
+            ),
+            bad,
+            &["metadata"],
+        ),
+        case(
+            "NUL in organizerId",
+            with("organizerId", Some(r#""org\u0000""#)),
+            bad,
+            &["organizerId"],
+        ),
         case("not json", "organizerId=org_demo".into(), bad, &[]),
         case(
             "truncated json",

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod queue;
 pub mod redis_conn;
 pub mod storage;
+pub mod stored_json;
 pub mod task;
 pub mod telemetry;
 #[cfg(feature = "testing")]

@@ -326,6 +326,62 @@ async fn report_exports_match_the_synchronous_reports() {
     worker.stop().await;
 }
 
+/// Issue 10: a window ending 9999-12-31 once built `'+10000-01-01'::date` into the SQL, so
+/// the export failed every attempt and went `dead`. The bounds are bound now: it completes
+/// with the same rows as the synchronous report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exports_with_far_dates_complete() {
+    let env = TestEnv::new().await;
+    director_fixture(&env).await;
+    let app = api(&env);
+    let worker = start_worker(&env);
+    for (report, filters, query) in [
+        (
+            "top-organizers",
+            json!({"to": "9999-12-31"}),
+            "to=9999-12-31",
+        ),
+        (
+            "overview",
+            json!({"to": "9999-12-31", "organizerId": "org_demo"}),
+            "to=9999-12-31&organizerId=org_demo",
+        ),
+        (
+            "tickets-usage",
+            json!({"from": "0000-01-01", "to": "9999-12-31"}),
+            "from=0000-01-01&to=9999-12-31",
+        ),
+    ] {
+        let sync = get_json(
+            &app,
+            &format!("/director/reports/{report}?{query}&pageSize=500"),
+        )
+        .await;
+        let mut body = json!({"report": report, "format": "csv"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(filters.as_object().unwrap().clone());
+        let id = export(&app, body).await;
+        let result = finished_result(&env, &app, id).await;
+        let rows = csv_rows(&download(&app, result["url"].as_str().unwrap()).await.1);
+        if report != "overview" {
+            let data = sync["data"].as_array().unwrap();
+            assert!(!data.is_empty(), "{report}: the fixture gives rows");
+            assert_eq!(rows.len(), data.len(), "{report}");
+        } else {
+            let want = sync["data"][0]["value"].to_string();
+            assert_eq!(sync["data"][0]["metric"], "ticketsEquivalentDelivered");
+            assert_ne!(want, "0", "the fixture gives org_demo tickets");
+            let row = rows
+                .iter()
+                .find(|r| r["metric"] == "ticketsEquivalentDelivered")
+                .unwrap();
+            assert_eq!(row["value"], want);
+        }
+    }
+    worker.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_export_requests_name_the_field() {
     let env = TestEnv::new().await;

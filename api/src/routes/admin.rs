@@ -8,7 +8,10 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use jobs::task::{store, TaskStatus};
+use jobs::{
+    kinds::assignment::id_problem,
+    task::{store, TaskStatus},
+};
 use serde_json::json;
 
 use super::tasks::view;
@@ -52,6 +55,11 @@ fn filters(
         .get("kind")
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty());
+    // Kind names are ids (`report_export`, `test.failing`); anything else, a NUL byte
+    // included (Postgres refuses it in text), can match no task and is a 400.
+    if let Some(problem) = kind.as_deref().and_then(id_problem) {
+        return Err(bad("kind", problem));
+    }
     Ok((status, kind))
 }
 

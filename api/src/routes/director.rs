@@ -47,7 +47,7 @@ pub async fn assign(
             .unwrap_or_else(|| state.config.core.default_currency.clone()),
         metadata: metadata.unwrap_or_else(|| serde_json::json!({})),
     };
-    let params = serde_json::to_value(params).map_err(|e| ApiError::unavailable("encoder", e))?;
+    let params = serde_json::to_value(params).map_err(|e| ApiError::internal("encoder", e))?;
     super::enqueue(
         &state,
         &principal,
@@ -101,6 +101,6 @@ pub async fn payment(
             .unwrap_or_else(|| state.config.core.default_currency.clone()),
         metadata: metadata.unwrap_or_else(|| serde_json::json!({})),
     };
-    let params = serde_json::to_value(params).map_err(|e| ApiError::unavailable("encoder", e))?;
+    let params = serde_json::to_value(params).map_err(|e| ApiError::internal("encoder", e))?;
     super::enqueue(&state, &principal, &headers, &state.kinds.payment, params).await
 }

@@ -128,7 +128,7 @@ pub async fn create(
         filters: Filters::from_query(&q, currency_requested),
         notify_emails: notify.unwrap_or_default(),
     };
-    let params = serde_json::to_value(params).map_err(|e| ApiError::unavailable("encoder", e))?;
+    let params = serde_json::to_value(params).map_err(|e| ApiError::internal("encoder", e))?;
     super::enqueue(
         &state,
         &principal,

@@ -16,6 +16,7 @@ use jobs::{
         reports::{Query, Sort, DELIVERY_STATUSES, GUEST_STATUSES},
     },
     kinds::{assignment::id_problem, kpi_refresh},
+    stored_json::StoredJson,
 };
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -27,12 +28,32 @@ fn bad(param: &str, problem: &str) -> ApiError {
     ApiError::field(StatusCode::BAD_REQUEST, "validation_failed", param, problem)
 }
 
+/// A calendar date written exactly `YYYY-MM-DD`: a four-digit year (0000 to 9999, the
+/// range of OpenAPI's `format: date`, which Postgres and chrono both hold), two-digit month
+/// and day. Longer or signed years are refused: chrono reads `+10000-01-01`, but such a
+/// date is no report window, and its text form is not one Postgres reads.
+pub fn calendar_date(raw: &str) -> Option<NaiveDate> {
+    let b = raw.as_bytes();
+    let shape = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    shape
+        .then(|| NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok())
+        .flatten()
+}
+
 fn date(params: &HashMap<String, String>, name: &str) -> Result<Option<NaiveDate>, ApiError> {
     match params.get(name).map(|s| s.trim()).filter(|s| !s.is_empty()) {
         None => Ok(None),
-        Some(raw) => NaiveDate::parse_from_str(raw, "%Y-%m-%d")
-            .map(Some)
-            .map_err(|_| bad(name, "must be a date YYYY-MM-DD")),
+        Some(raw) => calendar_date(raw).map(Some).ok_or_else(|| {
+            bad(
+                name,
+                "must be a date YYYY-MM-DD with a four-digit year (0000-01-01 to 9999-12-31)",
+            )
+        }),
     }
 }
 
@@ -262,7 +283,8 @@ pub async fn ledger(
                 "ticketsEquivalent": r.try_get::<i32, _>("tickets_equivalent")?,
                 "amountCents": r.try_get::<i64, _>("amount_cents")?,
                 "currency": r.try_get::<String, _>("currency")?,
-                "metadata": r.try_get::<Value, _>("metadata")?,
+                // Leniently: one entry whose metadata does not decode still lists.
+                "metadata": Value::from(r.try_get::<StoredJson, _>("metadata")?),
                 "taskId": r.try_get::<uuid::Uuid, _>("task_id")?,
                 "createdAt": r.try_get::<chrono::DateTime<chrono::Utc>, _>("created_at")?,
             }))

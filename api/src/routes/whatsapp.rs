@@ -61,6 +61,12 @@ pub async fn webhook(
             "the body must be a JSON object",
         ));
     }
+    // Refused before the task row is written: a payload Postgres cannot store or give back
+    // would poison the queue and the listings (body::storable).
+    let problems = crate::body::storable::problems(&payload);
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
     let params = serde_json::to_value(InboundParams {
         payload,
         received_at: chrono::Utc::now(),

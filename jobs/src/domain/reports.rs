@@ -156,6 +156,14 @@ fn whole_months(
     }
 }
 
+/// [`whole_months`] in SQL, from the bound `from` ($2): the first day of the first whole
+/// month of the window (`from` itself on a first of the month, else the next month's first).
+const FIRST_WHOLE_MONTH: &str =
+    "(date_trunc('month', ($2::date - 1)::timestamp) + interval '1 month')::date";
+
+/// [`whole_months`] in SQL, from the bound `to` ($3): the first day after the last whole month.
+const END_OF_WHOLE_MONTHS: &str = "date_trunc('month', ($3::date + 1)::timestamp)::date";
+
 /// Rows of the per-organizer roll-ups that cover the filters of `q` (columns organizer_id,
 /// tickets_equivalent, assigned_cents, paid_cents, last_at; several rows per organizer).
 /// Undated: the all-time totals. Dated: the whole UTC months of the window from the month
@@ -182,13 +190,15 @@ fn org_rows(q: &Query) -> String {
             "SELECT {COLS} FROM director_kpi_org_day WHERE currency = $1{from}{to}{org}"
         );
     };
-    // Dates from NaiveDate's Display (YYYY-MM-DD), not from client text.
+    // The month bounds are computed by Postgres from the bound dates ($2, $3), never written
+    // into the SQL text: a date's text form is not always one Postgres reads back (chrono
+    // writes the day after 9999-12-31 as `+10000-01-01`).
     let mut months = String::new();
-    if let Some(lo) = lo {
-        months.push_str(&format!(" AND month >= '{lo}'::date"));
+    if lo.is_some() {
+        months.push_str(&format!(" AND month >= {FIRST_WHOLE_MONTH}"));
     }
-    if let Some(hi) = hi {
-        months.push_str(&format!(" AND month < '{hi}'::date"));
+    if hi.is_some() {
+        months.push_str(&format!(" AND month < {END_OF_WHOLE_MONTHS}"));
     }
     let mut parts = vec![format!(
         "SELECT {COLS} FROM director_kpi_org_month WHERE currency = $1{months}{org}"
@@ -197,7 +207,7 @@ fn org_rows(q: &Query) -> String {
         if from < lo {
             parts.push(format!(
                 "SELECT {COLS} FROM director_kpi_org_day \
-                 WHERE currency = $1 AND day >= $2 AND day < '{lo}'::date{org}"
+                 WHERE currency = $1 AND day >= $2 AND day < {FIRST_WHOLE_MONTH}{org}"
             ));
         }
     }
@@ -205,7 +215,7 @@ fn org_rows(q: &Query) -> String {
         if to >= hi {
             parts.push(format!(
                 "SELECT {COLS} FROM director_kpi_org_day \
-                 WHERE currency = $1 AND day >= '{hi}'::date AND day <= $3{org}"
+                 WHERE currency = $1 AND day >= {END_OF_WHOLE_MONTHS} AND day <= $3{org}"
             ));
         }
     }

@@ -68,16 +68,21 @@ impl std::fmt::Display for TaskStatus {
     }
 }
 
-/// One row of `tasks`, as read by the api and by operators.
+/// One row of `tasks`, as read by the api and by operators. Its JSON columns are read
+/// leniently ([`crate::stored_json`]): a row whose JSON does not decode still lists.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TaskRecord {
     pub id: Uuid,
     pub kind: String,
     pub queue: String,
     pub status: String,
+    #[sqlx(try_from = "crate::stored_json::StoredJson")]
     pub params: Value,
+    #[sqlx(try_from = "crate::stored_json::StoredJsonOpt")]
     pub result: Option<Value>,
+    #[sqlx(try_from = "crate::stored_json::StoredJsonOpt")]
     pub error: Option<Value>,
+    #[sqlx(try_from = "crate::stored_json::StoredJsonArray")]
     pub errors: Value,
     pub attempts: i32,
     pub max_attempts: i32,
