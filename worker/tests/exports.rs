@@ -352,17 +352,17 @@ async fn exports_with_far_dates_complete() {
             "from=0000-01-01&to=9999-12-31",
         ),
     ] {
-        let sync = get_json(
-            &app,
-            &format!("/director/reports/{report}?{query}&pageSize=500"),
-        )
-        .await;
         let mut body = json!({"report": report, "format": "csv"});
         body.as_object_mut()
             .unwrap()
             .extend(filters.as_object().unwrap().clone());
         let id = export(&app, body).await;
         let result = finished_result(&env, &app, id).await;
+        let sync = get_json(
+            &app,
+            &format!("/director/reports/{report}?{query}&pageSize=500"),
+        )
+        .await;
         let rows = csv_rows(&download(&app, result["url"].as_str().unwrap()).await.1);
         if report != "overview" {
             let data = sync["data"].as_array().unwrap();
