@@ -73,26 +73,38 @@ impl FromRequest<AppState> for JsonObject {
     }
 }
 
+/// Parses a body that must be a JSON object Postgres can store and give back
+/// ([`storable`]); every route that keeps client JSON reads its body through this, before
+/// anything is written. A number serde_json cannot even read (`1e400`) is named by its path
+/// too, not only by its line and column.
+pub fn storable_object(bytes: &[u8]) -> Result<Value, ApiError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        if let Some((path, problem)) = storable::unreadable_field(bytes) {
+            return ApiError::validation(BTreeMap::from([(path, problem)]));
+        }
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the body is not valid JSON: {e}"),
+        )
+    })?;
+    if !value.is_object() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            "the body must be a JSON object",
+        ));
+    }
+    let problems = storable::problems(&value);
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    Ok(value)
+}
+
 impl JsonObject {
     pub fn parse(bytes: &[u8]) -> Result<Self, ApiError> {
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "malformed_json",
-                format!("the body is not valid JSON: {e}"),
-            )
-        })?;
-        if !value.is_object() {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "malformed_json",
-                "the body must be a JSON object",
-            ));
-        }
-        let problems = storable::problems(&value);
-        if !problems.is_empty() {
-            return Err(ApiError::validation(problems));
-        }
+        storable_object(bytes)?;
         // Parse again keeping each field's text (valid JSON object, so this cannot fail).
         let fields: BTreeMap<String, Box<RawValue>> = serde_json::from_slice(bytes)
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()))?;

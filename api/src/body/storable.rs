@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Number, Value};
+use serde_json::{value::RawValue, Number, Value};
 
 /// The deepest nesting of objects and arrays a body may have (the body itself is level 1).
 pub const MAX_DEPTH: usize = 64;
@@ -86,6 +86,44 @@ fn walk(v: &Value, path: &str, depth: usize, out: &mut BTreeMap<String, String>)
             }
         }
         _ => {}
+    }
+}
+
+/// When serde_json cannot read a body that is otherwise well-formed JSON (a number such as
+/// `1e400` or a 400-digit integer overflows `f64`), the path of the first such number and
+/// the problem. Raw values are scanned without converting numbers, so the body is walked
+/// down to the number that fails.
+pub fn unreadable_field(bytes: &[u8]) -> Option<(String, String)> {
+    let root: Box<RawValue> = serde_json::from_slice(bytes).ok()?;
+    let path = first_unreadable(&root, String::new(), 1)?;
+    let problem =
+        format!("must be a number between -{MAX_NUMBER:e} and {MAX_NUMBER:e} (exclusive)");
+    Some((if path.is_empty() { "body".into() } else { path }, problem))
+}
+
+fn first_unreadable(raw: &RawValue, path: String, depth: usize) -> Option<String> {
+    if serde_json::from_str::<Value>(raw.get()).is_ok() || depth > MAX_DEPTH {
+        return None;
+    }
+    let text = raw.get().trim_start();
+    if text.starts_with('{') {
+        let map: Vec<(String, Box<RawValue>)> =
+            serde_json::from_str::<std::collections::BTreeMap<String, Box<RawValue>>>(text)
+                .ok()?
+                .into_iter()
+                .collect();
+        map.iter()
+            .find_map(|(k, v)| first_unreadable(v, child(&path, k), depth + 1))
+    } else if text.starts_with('[') {
+        let items: Vec<Box<RawValue>> = serde_json::from_str(text).ok()?;
+        items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| first_unreadable(v, format!("{path}[{i}]"), depth + 1))
+    } else if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        Some(path)
+    } else {
+        None
     }
 }
 

@@ -12,7 +12,7 @@ use jobs::{
     enqueue::{Enqueued, Request},
     kinds::wa_inbound::InboundParams,
 };
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::{auth::Principal, error::ApiError, request_id, AppState};
 
@@ -47,26 +47,9 @@ pub async fn webhook(
             return Err(ApiError::unauthorized("missing or wrong X-Webhook-Secret"));
         }
     }
-    let payload: Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed_json",
-            format!("the body is not valid JSON: {e}"),
-        )
-    })?;
-    if !payload.is_object() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed_json",
-            "the body must be a JSON object",
-        ));
-    }
     // Refused before the task row is written: a payload Postgres cannot store or give back
     // would poison the queue and the listings (body::storable).
-    let problems = crate::body::storable::problems(&payload);
-    if !problems.is_empty() {
-        return Err(ApiError::validation(problems));
-    }
+    let payload = crate::body::storable_object(&body)?;
     let params = serde_json::to_value(InboundParams {
         payload,
         received_at: chrono::Utc::now(),
