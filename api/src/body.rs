@@ -203,8 +203,16 @@ impl JsonObject {
     pub fn required_int(&mut self, name: &str, min: i64, max: i64) -> Option<i64> {
         let raw = self.required_raw(name)?;
         let range = format!("must be a whole number from {min} to {max}");
+        // JSON Schema's `integer` (openapi.json) includes whole numbers written as decimals
+        // (`4824.0`, `1e2`); read exactly, never through a float.
+        let whole = || {
+            jobs::domain::money::parse_cents(&raw)
+                .ok()
+                .filter(|cents| cents % 100 == 0)
+                .map(|cents| cents / 100)
+        };
         match serde_json::from_str::<Value>(&raw) {
-            Ok(Value::Number(n)) => match n.as_i64() {
+            Ok(Value::Number(n)) => match n.as_i64().or_else(whole) {
                 Some(v) if (min..=max).contains(&v) => Some(v),
                 Some(v) if v < min => {
                     self.fail(

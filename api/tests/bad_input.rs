@@ -406,3 +406,28 @@ async fn request_ids_are_honoured_and_generated() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(!resp.headers()["x-request-id"].is_empty());
 }
+
+/// JSON Schema's `integer` (openapi.json) includes whole numbers written as decimals: the
+/// api reads them exactly instead of refusing them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_numbers_written_as_decimals_are_integers() {
+    let env = TestEnv::new().await;
+    let app = app(&env);
+    for (tickets, status) in [
+        ("100.0", StatusCode::ACCEPTED),
+        ("1e2", StatusCode::ACCEPTED),
+        ("1.000", StatusCode::ACCEPTED),
+        ("100.5", StatusCode::BAD_REQUEST),
+        ("1e7", StatusCode::BAD_REQUEST),
+    ] {
+        let req = Request::builder()
+            .method("POST")
+            .uri("/director/assign")
+            .header("content-type", "application/json")
+            .header("authorization", "Bearer demo-token")
+            .body(Body::from(with("tickets", Some(tickets))))
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), status, "tickets {tickets}");
+    }
+}
