@@ -431,3 +431,25 @@ async fn whole_numbers_written_as_decimals_are_integers() {
         assert_eq!(resp.status(), status, "tickets {tickets}");
     }
 }
+
+/// A null optional field means absent, as openapi.json says: `amount: null` beside
+/// `amountCents` is not an unknown field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_null_amount_beside_amount_cents_is_absent() {
+    let env = TestEnv::new().await;
+    let app = app(&env);
+    for body in [
+        r#"{"organizerId":"org_demo","amount":null,"amountCents":150}"#,
+        r#"{"organizerId":"org_demo","amount":1.5,"amountCents":null}"#,
+    ] {
+        let req = Request::builder()
+            .method("POST")
+            .uri("/director/payments")
+            .header("content-type", "application/json")
+            .header("authorization", "Bearer demo-token")
+            .body(Body::from(body))
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::ACCEPTED, "{body}");
+    }
+}

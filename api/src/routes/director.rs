@@ -69,8 +69,15 @@ pub async fn payment(
 ) -> Result<Response, ApiError> {
     let organizer_id = body.required_str("organizerId", assignment::id_problem);
     let cents = match (body.has("amount"), body.has("amountCents")) {
-        (true, false) => body.required_money("amount", MAX_AMOUNT_CENTS),
-        (false, true) => body.required_int("amountCents", 1, MAX_AMOUNT_CENTS),
+        // The other one may be there as null, which means absent (not an unknown field).
+        (true, false) => {
+            body.optional_value("amountCents");
+            body.required_money("amount", MAX_AMOUNT_CENTS)
+        }
+        (false, true) => {
+            body.optional_value("amount");
+            body.required_int("amountCents", 1, MAX_AMOUNT_CENTS)
+        }
         (true, true) => {
             body.required_money("amount", MAX_AMOUNT_CENTS);
             body.required_int("amountCents", 1, MAX_AMOUNT_CENTS);
