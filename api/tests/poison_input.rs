@@ -404,6 +404,28 @@ async fn one_undecodable_row_never_breaks_a_listing() {
 async fn a_nul_in_a_query_filter_is_400() {
     let env = TestEnv::new().await;
     let app = app(&env);
+    // Path ids are checked before any SQL too (these held before issue 10; kept as guards).
+    for (path, method, body, field) in [
+        ("/director/organizers/org%00/ledger", "GET", None, None),
+        (
+            "/events/ev%00demo/guests/g1/send",
+            "POST",
+            Some(r#"{"channel":"email"}"#),
+            Some("eventId"),
+        ),
+        (
+            "/events/ev_demo/guests/g%00/send",
+            "POST",
+            Some(r#"{"channel":"email"}"#),
+            Some("guestId"),
+        ),
+    ] {
+        let (status, resp) = call(&app, method, path, Some(USER), body).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {resp}");
+        if let Some(field) = field {
+            assert!(resp["error"]["fields"][field].is_string(), "{path}: {resp}");
+        }
+    }
     for path in ["/admin/tasks?kind=wa%00inbound", "/admin/tasks?kind=a%20b"] {
         let (status, body) = call(&app, "GET", path, Some(ADMIN), None).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
