@@ -96,8 +96,10 @@ impl JsonObject {
         })
     }
 
-    /// Whether `name` is present and not null.
-    pub fn has(&self, name: &str) -> bool {
+    /// Whether `name` is present and not null. A null counts as "not given", so the field is
+    /// known either way (never "not a known field").
+    pub fn has(&mut self, name: &str) -> bool {
+        self.used.insert(name.to_string());
         self.fields
             .get(name)
             .is_some_and(|v| v.get().trim() != "null")
@@ -185,7 +187,13 @@ impl JsonObject {
         let raw = self.required_raw(name)?;
         let range = format!("must be a whole number from {min} to {max}");
         match serde_json::from_str::<Value>(&raw) {
-            Ok(Value::Number(n)) => match n.as_i64() {
+            // JSON has one number type: 106.0 is the whole number 106 (as JSON Schema's
+            // "integer" says), within the range where f64 holds every whole number exactly.
+            Ok(Value::Number(n)) => match n.as_i64().or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() <= 9.0e15)
+                    .map(|f| f as i64)
+            }) {
                 Some(v) if (min..=max).contains(&v) => Some(v),
                 Some(v) if v < min => {
                     self.fail(
@@ -264,13 +272,6 @@ impl JsonObject {
     pub fn optional_value(&mut self, name: &str) -> Option<Value> {
         let raw = self.raw(name)?;
         serde_json::from_str(&raw).ok()
-    }
-
-    /// Whether the field is present and not null (without marking it read).
-    pub fn raw_present(&self, name: &str) -> bool {
-        self.fields
-            .get(name)
-            .is_some_and(|v| v.get().trim() != "null")
     }
 
     /// An optional boolean.
