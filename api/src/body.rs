@@ -206,7 +206,8 @@ impl JsonObject {
                     );
                     None
                 }
-                _ if n.is_f64() && !raw.contains(['.', 'e', 'E']) => {
+                // Whole, but beyond i64 or the exact range of f64: out of range.
+                _ if n.as_f64().is_some_and(|f| f.fract() == 0.0) => {
                     self.fail(name, range);
                     None
                 }
