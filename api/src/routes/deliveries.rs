@@ -53,7 +53,7 @@ fn message_fields(body: &mut JsonObject) -> (Option<Channel>, MessageKind, Optio
     let channel = body
         .required_enum("channel", &["whatsapp", "email"])
         .and_then(|c| Channel::parse(&c));
-    let kind = match body.raw_present("kind") {
+    let kind = match body.has("kind") {
         true => body
             .required_enum("kind", &["invitation", "reminder"])
             .and_then(|k| MessageKind::parse(&k))

@@ -1,0 +1,111 @@
+//! What a JSON body may say in more than one way, as JSON Schema (and so the OpenAPI
+//! document) reads it: `null` for an optional field is "not given", and `100.0` is the
+//! whole number 100. Both must be accepted, not answered with a 400.
+
+use axum::{
+    body::Body,
+    http::{Request, StatusCode},
+    Router,
+};
+use jobs::testing::TestEnv;
+use serde_json::Value;
+use tower::ServiceExt;
+
+fn app(env: &TestEnv) -> Router {
+    let config = api::ApiConfig {
+        core: env.config.clone(),
+        bind: "127.0.0.1:0".parse().unwrap(),
+        tokens: api::auth::Tokens::parse("demo-token:demo").unwrap(),
+        body_limit: 64 * 1024,
+        long_poll_max: 60,
+    };
+    api::router(api::AppState::new(
+        config,
+        env.pool.clone(),
+        env.redis.clone(),
+    ))
+}
+
+async fn post(app: &Router, uri: &str, body: &str) -> (StatusCode, Value) {
+    let req = Request::post(uri)
+        .header("authorization", "Bearer demo-token")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn null_optional_fields_are_not_given() {
+    let env = TestEnv::new().await;
+    env.seed_demo().await;
+    let app = app(&env);
+
+    let (status, body) = post(
+        &app,
+        "/events/ev_demo/deliveries",
+        r#"{"channel":"whatsapp","kind":null,"template":null,"all":null,"guestIds":["g1"]}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+
+    let (status, body) = post(
+        &app,
+        "/director/payments",
+        r#"{"organizerId":"org_demo","amount":null,"amountCents":1500,"currency":null,"metadata":null}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+
+    // Both amounts null: still "give one", and neither is called an unknown field.
+    let (status, body) = post(
+        &app,
+        "/director/payments",
+        r#"{"organizerId":"org_demo","amount":null,"amountCents":null}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let fields = body["error"]["fields"].as_object().unwrap();
+    assert!(fields.contains_key("amount"), "{body}");
+    assert!(
+        !fields.values().any(|v| v == "is not a known field"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_number_written_with_a_fraction_is_a_whole_number() {
+    let env = TestEnv::new().await;
+    env.seed_demo().await;
+    let app = app(&env);
+    let assign = |tickets: &str| {
+        format!(
+            r#"{{"organizerId":"org_demo","eventId":"ev_demo","type":"prepaid","tickets":{tickets},"price":3.5}}"#
+        )
+    };
+
+    for tickets in ["100.0", "1e2", "100"] {
+        let (status, body) = post(&app, "/director/assign", &assign(tickets)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "tickets {tickets}: {body}");
+    }
+    for (tickets, problem) in [
+        ("100.5", "must be a whole number"),
+        ("0.0", "must be > 0"),
+        ("1e300", "must be a whole number from 1 to 1000000"),
+    ] {
+        let (status, body) = post(&app, "/director/assign", &assign(tickets)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "tickets {tickets}: {body}");
+        assert_eq!(
+            body["error"]["fields"]["tickets"], problem,
+            "tickets {tickets}"
+        );
+    }
+}
