@@ -111,3 +111,72 @@ async fn a_task_that_kills_its_worker_dies_and_the_tasks_beside_it_complete() {
     assert_eq!(rec.0.as_deref(), Some("worker_lost"));
     assert!(restarts >= spec.max_attempts, "{restarts} restarts");
 }
+
+/// The issue's run at a bounded size (the full one: scripts/bench/chaos.sh): three worker
+/// processes, one SIGKILLed every second while a backlog of innocent tasks drains; none
+/// may end dead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn innocent_tasks_survive_workers_killed_every_second() {
+    const TASKS: i64 = 1200;
+    let env = TestEnv::new().await;
+    sqlx::query(
+        "INSERT INTO tasks (id, kind, queue, status, params, max_attempts, requester, run_at, expires_at) \
+         SELECT gen_random_uuid(), 'noop', 'maintenance', 'pending', \
+                jsonb_build_object('sleepMs', 200, 'n', g), 3, 'demo', now(), now() + interval '1 day' \
+         FROM generate_series(1, $1) g",
+    )
+    .bind(TASKS)
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    let mut workers: Vec<Child> = (0..3).map(|_| spawn_worker(&env)).collect();
+    let mut kills = 0;
+    let mut victim = 0;
+    let mut last_kill = tokio::time::Instant::now();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let left: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM tasks WHERE status NOT IN ('completed', 'failed', 'dead', 'cancelled')",
+        )
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{left} tasks left after 120 s ({kills} kills)"
+        );
+        for w in workers.iter_mut() {
+            if let Ok(Some(_)) = w.try_wait() {
+                *w = spawn_worker(&env);
+            }
+        }
+        if last_kill.elapsed() >= Duration::from_secs(1) {
+            let _ = workers[victim].start_kill(); // SIGKILL
+            kills += 1;
+            victim = (victim + 1) % workers.len();
+            last_kill = tokio::time::Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for w in workers.iter_mut() {
+        let _ = w.start_kill();
+    }
+    let by_status: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT status, count(*), coalesce(sum(lease_losses), 0)::int8 FROM tasks GROUP BY status",
+    )
+    .fetch_all(&env.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        by_status
+            .iter()
+            .map(|(s, n, _)| (s.as_str(), *n))
+            .collect::<Vec<_>>(),
+        vec![("completed", TASKS)],
+        "{by_status:?} after {kills} kills"
+    );
+    assert!(kills >= 2, "the run must see workers die ({kills} kills)");
+}

@@ -120,6 +120,9 @@ const RELAY_POKE_EVERY: u64 = 64;
 /// rolling deploy, do not bounce it between them in a hot loop.
 const UNKNOWN_KIND_RETRY: Duration = Duration::from_secs(30);
 
+/// Longest wait for the attempts in flight to finish before running a task alone.
+const ALONE_WAIT: Duration = Duration::from_secs(2);
+
 struct Inflight {
     attempt: i32,
     flags: Arc<Flags>,
@@ -248,7 +251,16 @@ impl Runner {
         }
         // Held until the attempt is recorded: exclusive for a task that must run alone.
         let (gate, claimed) = if envelope.isolate {
-            let gate = Gate::Alone(self.alone.clone().write_owned().await);
+            // New attempts queue behind this wait, so it is short: a worker busy with a long
+            // attempt (an export) leaves the task to another one. The message is consumed
+            // but the row keeps `pushed_at`: the relay pushes it again after
+            // QUEUE_REPUSH_AFTER_SECONDS, no hot loop.
+            let exclusive = self.alone.clone().write_owned();
+            let Ok(guard) = tokio::time::timeout(ALONE_WAIT, exclusive).await else {
+                tracing::debug!(task.id = %envelope.task, "busy with a long attempt: task to run alone left for another worker");
+                return;
+            };
+            let gate = Gate::Alone(guard);
             if self.stopping.load(Ordering::Relaxed) {
                 return;
             }
