@@ -31,7 +31,10 @@ BEGIN
 END $$;
 
 CREATE TRIGGER tasks_delivery_follows AFTER UPDATE OF status ON tasks
-    FOR EACH ROW WHEN (NEW.kind = 'delivery' AND OLD.status IS DISTINCT FROM NEW.status)
+    -- Only the transitions it acts on: claims and completions, the hot path of a bulk send,
+    -- never call the function.
+    FOR EACH ROW WHEN (NEW.kind = 'delivery' AND OLD.status IS DISTINCT FROM NEW.status
+                       AND NEW.status IN ('failed', 'dead', 'cancelled', 'pending'))
     EXECUTE FUNCTION delivery_follows_task();
 
 -- 3. Cancelling a bulk send cancels its children that have not started and asks the
