@@ -102,7 +102,18 @@ impl AppState {
     /// Connects, migrates and builds the state from configuration.
     pub async fn connect(config: ApiConfig) -> anyhow::Result<Self> {
         let core = &config.core;
-        let pool = jobs::db::connect(&core.database_url, core.database_max_connections).await?;
+        // Short: a request never needs a long statement, and one that hangs must not hold a
+        // connection of the pool.
+        let statement_timeout = jobs::db::statement_timeout_from_env(
+            "DATABASE_STATEMENT_TIMEOUT_MS",
+            jobs::db::API_STATEMENT_TIMEOUT,
+        )?;
+        let pool = jobs::db::connect(
+            &core.database_url,
+            core.database_max_connections,
+            statement_timeout,
+        )
+        .await?;
         jobs::db::migrate(&pool).await?;
         let redis =
             jobs::redis_conn::connect_with_retry(&core.redis_url, Duration::from_secs(60)).await?;

@@ -113,10 +113,7 @@ impl Enqueuer {
         if !will_push {
             return;
         }
-        let envelope = Envelope {
-            task: rec.id,
-            kind: rec.kind.clone(),
-        };
+        let envelope = Envelope::new(rec.id, rec.kind.clone());
         if let Err(e) = self.transport.push(&rec.queue, &[envelope]).await {
             tracing::warn!(task.id = %rec.id, error = %e, "push failed; the relay will push the task");
             if let Err(e) = store::mark_unpushed(&self.pool, &[rec.id]).await {

@@ -1,7 +1,7 @@
 //! Worker settings, from the environment (see `.env.example`):
 //! `WORKER_QUEUES`, `WORKER_CONCURRENCY`, `WORKER_CONCURRENCY_<QUEUE>`,
 //! `WORKER_SHUTDOWN_TIMEOUT_SECONDS`, `WORKER_POLL_INTERVAL_MS`, `WORKER_HEARTBEAT_SECONDS`,
-//! `RELAY_INTERVAL_MS`, `RELAY_BATCH`.
+//! `RELAY_INTERVAL_MS`, `RELAY_BATCH`, `WORKER_STATEMENT_TIMEOUT_MS`.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -19,6 +19,8 @@ pub struct WorkerConfig {
     pub heartbeat: Duration,
     pub relay_interval: Duration,
     pub relay_batch: usize,
+    /// `statement_timeout` of the worker's pool (exports set their own on their connection).
+    pub statement_timeout: Duration,
 }
 
 impl WorkerConfig {
@@ -81,6 +83,10 @@ impl WorkerConfig {
             heartbeat: seconds("WORKER_HEARTBEAT_SECONDS", 5)?,
             relay_interval: Duration::from_millis(relay_ms.max(10)),
             relay_batch: parsed("RELAY_BATCH", 200)?,
+            statement_timeout: jobs::db::statement_timeout_from_env(
+                "WORKER_STATEMENT_TIMEOUT_MS",
+                jobs::db::WORKER_STATEMENT_TIMEOUT,
+            )?,
         })
     }
 }

@@ -135,7 +135,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let core = cfg.core.clone();
-    let pool = jobs::db::connect(&core.database_url, core.database_max_connections).await?;
+    let pool = jobs::db::connect(
+        &core.database_url,
+        core.database_max_connections,
+        cfg.statement_timeout,
+    )
+    .await?;
     jobs::db::migrate(&pool).await?;
     let conn =
         jobs::redis_conn::connect_with_retry(&core.redis_url, Duration::from_secs(60)).await?;

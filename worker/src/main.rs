@@ -52,7 +52,7 @@ async fn run_once(cfg: &worker::WorkerConfig, job: OnceJob, timeout: u64) -> any
         OnceJob::KpiRefresh => jobs::kinds::kpi_refresh::spec(),
     };
     let core = &cfg.core;
-    let pool = jobs::db::connect(&core.database_url, 2).await?;
+    let pool = jobs::db::connect(&core.database_url, 2, cfg.statement_timeout).await?;
     jobs::db::migrate(&pool).await?;
     let redis =
         jobs::redis_conn::connect_with_retry(&core.redis_url, std::time::Duration::from_secs(10))
@@ -129,7 +129,7 @@ async fn main() -> anyhow::Result<()> {
     };
     match cli.command.unwrap_or(Command::Run) {
         Command::Migrate => {
-            let pool = jobs::db::connect(&cfg.core.database_url, 2).await?;
+            let pool = jobs::db::connect(&cfg.core.database_url, 2, cfg.statement_timeout).await?;
             jobs::db::migrate(&pool).await?;
             tracing::info!("migrations applied");
             Ok(())

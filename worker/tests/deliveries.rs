@@ -937,7 +937,8 @@ async fn the_global_rate_limit_spreads_sends_over_windows() {
 async fn a_delivery_whose_worker_died_on_the_last_attempt_ends_failed() {
     let env = TestEnv::new().await;
     seed_guests(&env).await;
-    // A delivery task on its last attempt whose worker vanished (lease expired).
+    // A delivery task on its last attempt, running alone (it already lost workers while
+    // sharing them), whose worker vanished (lease expired): that loss counts.
     let id = Uuid::now_v7();
     sqlx::query(
         "INSERT INTO deliveries (id, event_id, guest_id, channel, kind, status, task_id) \
@@ -949,8 +950,9 @@ async fn a_delivery_whose_worker_died_on_the_last_attempt_ends_failed() {
     .unwrap();
     sqlx::query(
         "INSERT INTO tasks (id, kind, queue, status, params, attempts, max_attempts, requester, \
-             started_at, lease_expires_at) \
-         VALUES ($1, 'delivery', 'deliveries', 'running', '{}', 5, 5, 'demo', now(), now() - interval '1 second')",
+             started_at, lease_expires_at, lease_losses, isolate) \
+         VALUES ($1, 'delivery', 'deliveries', 'running', '{}', 7, 5, 'demo', now(), \
+             now() - interval '1 second', 2, true)",
     )
     .bind(id)
     .execute(&env.pool)

@@ -38,10 +38,7 @@ async fn the_same_message_delivered_twice_changes_the_ledger_once() {
         assignment_params("ev_demo", 10, 250),
     )
     .await;
-    let envelope = Envelope {
-        task: id,
-        kind: assignment::NAME.into(),
-    };
+    let envelope = Envelope::new(id, assignment::NAME);
     let r = runner(&env, "w1");
     r.handle(envelope.clone()).await;
     r.handle(envelope.clone()).await;
@@ -70,10 +67,7 @@ async fn two_workers_racing_for_one_task_change_the_ledger_once() {
     // Every task delivered to three workers at once.
     let mut races = Vec::new();
     for id in &ids {
-        let envelope = Envelope {
-            task: *id,
-            kind: assignment::NAME.into(),
-        };
+        let envelope = Envelope::new(*id, assignment::NAME);
         for r in [&a, &b, &c] {
             let r = (*r).clone();
             let e = envelope.clone();

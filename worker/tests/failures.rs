@@ -227,11 +227,25 @@ fn relay(env: &TestEnv) -> jobs::queue::relay::Relay {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_worker_on_the_last_attempt_makes_the_task_dead_and_a_cancelled_one_cancelled() {
     let env = TestEnv::new().await;
-    // `test.slow` allows a single attempt.
+    // `test.slow` allows a single attempt; it already lost workers while sharing them and
+    // now runs alone, so losing this one counts (see `store::take_expired`).
     let last_attempt = enqueue(&env, &slow(), json!({})).await;
+    sqlx::query("UPDATE tasks SET isolate = true, attempts = 2, lease_losses = 2 WHERE id = $1")
+        .bind(last_attempt)
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let last_attempt_claim = jobs::task::store::claim_isolated(
+        &env.pool,
+        last_attempt,
+        "doomed-worker",
+        Duration::from_millis(50),
+    )
+    .await
+    .unwrap();
+    assert!(last_attempt_claim.is_some());
     let cancelled = enqueue(&env, &flaky(), json!({})).await;
     let retried = enqueue(&env, &flaky(), json!({})).await;
-    claim_and_abandon(&env, last_attempt).await;
     for id in [cancelled, retried] {
         jobs::task::store::claim(&env.pool, &[id], "doomed-worker", Duration::from_millis(50))
             .await
@@ -251,7 +265,18 @@ async fn a_lost_worker_on_the_last_attempt_makes_the_task_dead_and_a_cancelled_o
     let rec = env.task(last_attempt).await;
     assert_eq!(rec.status(), TaskStatus::Dead);
     assert_eq!(rec.error.as_ref().unwrap()["code"], "worker_lost");
-    assert_eq!(errors(&rec)[0].attempt, 1);
+    assert_eq!(
+        errors(&rec)[0].attempt,
+        3,
+        "two forgiven losses, then this one"
+    );
+    // The same loss while sharing a worker is forgiven: due again, attempt given back.
+    let shared = enqueue(&env, &slow(), json!({})).await;
+    claim_and_abandon(&env, shared).await;
+    relay(&env).relay_queue(queue::MAINTENANCE).await.unwrap();
+    let rec = env.task(shared).await;
+    assert_eq!(rec.status(), TaskStatus::Retrying, "{:?}", rec.error);
+    assert!(rec.error.is_none());
     let rec = env.task(cancelled).await;
     assert_eq!(
         rec.status(),
@@ -261,8 +286,8 @@ async fn a_lost_worker_on_the_last_attempt_makes_the_task_dead_and_a_cancelled_o
     let rec = env.task(retried).await;
     assert_eq!(
         rec.status(),
-        TaskStatus::Running,
-        "attempts left: handed to a new worker"
+        TaskStatus::Retrying,
+        "attempts left: due again for a new worker"
     );
     assert!(rec.error.is_none());
     // …which can claim it, as attempt 2.

@@ -13,7 +13,6 @@ use axum::{
     Json,
 };
 use chrono::Utc;
-use futures::Stream;
 use jobs::task::{progress::LiveProgress, store, TaskRecord, TaskStatus};
 use serde_json::{json, Value};
 use tokio::time::Instant;
@@ -32,6 +31,31 @@ fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
 
 fn not_found(id: Uuid) -> ApiError {
     ApiError::not_found(format!("no task with id {id}"))
+}
+
+/// When a requester that holds its maximum of waiters may try again.
+const RETRY_AFTER_SECONDS: u64 = 5;
+
+/// A place for one more event stream or long-poll of this requester (each one holds a
+/// connection and a pub/sub subscription), or the 429 with `Retry-After` that refuses it.
+fn admit(state: &AppState, principal: &Principal) -> Result<crate::events::Permit, Box<Response>> {
+    state.hub.admit(&principal.requester).ok_or_else(|| {
+        let limit = state.hub.limits().per_requester;
+        let mut resp = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_waiters",
+            format!(
+                "at most {limit} event streams and long-polls may be open at once per token; \
+                 close one or retry later"
+            ),
+        )
+        .into_response();
+        resp.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(RETRY_AFTER_SECONDS),
+        );
+        Box::new(resp)
+    })
 }
 
 /// The JSON view of a task; running tasks show the live percent from Redis when fresher.
@@ -161,7 +185,11 @@ pub async fn get_task(
     };
     let rec = load(&state, &principal, id).await?;
     let live_now = live(&state, &rec).await;
-    let (rec, live_now) = if wait > 0 {
+    let (rec, live_now) = if wait > 0 && !rec.status().is_terminal() {
+        let _permit = match admit(&state, &principal) {
+            Ok(permit) => permit,
+            Err(resp) => return Ok(*resp),
+        };
         let deadline = Instant::now() + Duration::from_secs(wait);
         wait_for_change(&state, &principal, rec, live_now, deadline).await?
     } else {
@@ -255,9 +283,15 @@ pub async fn events(
     principal: Principal,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let rec = load(&state, &principal, id).await?;
+    let permit = match admit(&state, &principal) {
+        Ok(permit) => permit,
+        Err(resp) => return Ok(*resp),
+    };
+    // The stream ends after its lifetime; the client resumes with Last-Event-ID.
+    let ends_at = Instant::now() + state.hub.limits().stream_lifetime;
     let last_seen = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -271,6 +305,8 @@ pub async fn events(
         last: Option<Fingerprint>,
         done: bool,
         request_id: String,
+        ends_at: Instant,
+        _permit: crate::events::Permit,
     }
     let cursor = Cursor {
         state,
@@ -280,6 +316,8 @@ pub async fn events(
         last: None,
         done: false,
         request_id,
+        ends_at,
+        _permit: permit,
     };
     let stream = futures::stream::unfold(cursor, move |mut c| async move {
         while !c.done {
@@ -300,12 +338,15 @@ pub async fn events(
                     .event("task")
                     .id(version.to_string())
                     .data(data.to_string());
-                return Some((Ok(event), c));
+                return Some((Ok::<Event, Infallible>(event), c));
             }
             if rec.status().is_terminal() {
                 return None;
             }
-            let deadline = Instant::now() + Duration::from_secs(30);
+            if Instant::now() >= c.ends_at {
+                return None;
+            }
+            let deadline = (Instant::now() + Duration::from_secs(30)).min(c.ends_at);
             let (next, _) = wait_for_change(&c.state, &c.principal, rec, live_now, deadline)
                 .await
                 .ok()?;
@@ -313,5 +354,7 @@ pub async fn events(
         }
         None
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }

@@ -96,7 +96,9 @@ pub const MARK_SENT_EFFECT: &str = "UPDATE deliveries d SET \
         updated_at = now() \
     FROM {done} e WHERE d.id = e.id";
 
-/// The delivery will not be sent (permanent error, or the last attempt failed).
+/// The delivery will not be sent (permanent error, or the last attempt failed). However
+/// else its task ends (cancelled, lost on its last attempt), a trigger on `tasks` marks the
+/// delivery failed too (migration 10).
 pub async fn mark_failed<'e>(
     db: impl PgExecutor<'e>,
     id: Uuid,
@@ -107,24 +109,6 @@ pub async fn mark_failed<'e>(
          WHERE id = $1 AND status = 'queued'",
     )
     .bind(id)
-    .bind(error)
-    .execute(db)
-    .await?;
-    Ok(())
-}
-
-/// Marks failed the still-queued deliveries of tasks that ended without their handler
-/// (dead after a lost worker).
-pub async fn fail_for_tasks<'e>(
-    db: impl PgExecutor<'e>,
-    tasks: &[Uuid],
-    error: &Value,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE deliveries SET status = 'failed', error = $2, failed_at = now(), updated_at = now() \
-         WHERE task_id = ANY($1) AND status = 'queued'",
-    )
-    .bind(tasks)
     .bind(error)
     .execute(db)
     .await?;

@@ -83,9 +83,16 @@ fn ledger_currency(f: &Filters) -> Option<&str> {
 /// `created_at` index (cheap when rows sit on disk in time order, as an append-only ledger
 /// does) or sorts; with the default 4 MB of work_mem a million-row sort spills to disk and
 /// the planner prefers the index even where that means random reads. Per export connection
-/// only (it closes afterwards), and exports run a few at a time.
+/// only (it closes afterwards), and exports run a few at a time. The ledger streams for as
+/// long as the file takes to write: its statement may run up to the export's own timeout
+/// (30 min), not the pool's.
 pub async fn prepare(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("SET work_mem = '256MB'").execute(conn).await?;
+    sqlx::query("SET work_mem = '256MB'")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("SET statement_timeout = '30min'")
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

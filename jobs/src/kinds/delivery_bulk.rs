@@ -4,7 +4,12 @@
 //! per transaction, then follows its children: progress is children finished / total, the
 //! result counts them (sent, failed, dead). The children's rows are unique per
 //! (bulk task, guest), so a parent that runs again never sends to a guest twice. Cancelling
-//! the parent cancels the children that have not started.
+//! the parent cancels the children that have not started (a trigger, migration 10).
+//!
+//! The parent never holds a slot of the `deliveries` queue while its children need one:
+//! after the fan-out, and at each later check, it gives its slot back and waits
+//! (`JobError::Waiting`, no attempt used) until its next check, so a queue with one slot,
+//! or as many bulk sends as slots, still sends.
 
 use std::{collections::BTreeSet, time::Duration};
 
@@ -27,7 +32,10 @@ use crate::{
 pub const NAME: &str = "delivery_bulk";
 /// Most guest ids one request may name.
 pub const MAX_GUEST_IDS: usize = 10_000;
-const POLL: Duration = Duration::from_millis(250);
+/// Between two checks of the children, the parent waits without a worker slot.
+const RECHECK: Duration = Duration::from_secs(1);
+/// The parent's stage once every child exists: a later run goes straight to checking.
+const SENDING: &str = "sending";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -47,7 +55,9 @@ pub fn spec() -> KindSpec {
         NAME,
         queue::DELIVERIES,
         3,
-        Duration::from_secs(6 * 3600),
+        // One fan-out or one check per attempt: never hours (the waiting happens between
+        // attempts, without a slot).
+        Duration::from_secs(30 * 60),
         Backoff::new(Duration::from_secs(2), Duration::from_secs(60)),
         run,
     )
@@ -86,8 +96,15 @@ async fn counts(ctx: &TaskContext) -> Result<Counts, sqlx::Error> {
     })
 }
 
-async fn run(ctx: TaskContext) -> Result<Done, JobError> {
-    let p: BulkParams = ctx.params()?;
+/// Guests of the bulk send: those with the channel's contact, those without it, and ids
+/// that name no guest of the event.
+struct Audience {
+    eligible: Vec<String>,
+    skipped: Vec<String>,
+    missing: Vec<String>,
+}
+
+async fn audience(ctx: &TaskContext, p: &BulkParams) -> Result<Audience, JobError> {
     let rows = sqlx::query(
         "SELECT id, email, phone FROM guests \
          WHERE event_id = $1 AND ($2::text[] IS NULL OR id = ANY($2)) ORDER BY id",
@@ -109,13 +126,64 @@ async fn run(ctx: TaskContext) -> Result<Done, JobError> {
             skipped.push(id);
         }
     }
-    let missing: Vec<&String> = p
+    let missing = p
         .guest_ids
         .iter()
         .flatten()
         .filter(|g| !found.contains(*g))
+        .cloned()
         .collect();
+    Ok(Audience {
+        eligible,
+        skipped,
+        missing,
+    })
+}
 
+/// The stage recorded on the parent's row (`SENDING` once the fan-out committed).
+async fn stage(ctx: &TaskContext) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT stage FROM tasks WHERE id = $1")
+        .bind(ctx.id)
+        .fetch_one(ctx.pool())
+        .await
+}
+
+async fn run(ctx: TaskContext) -> Result<Done, JobError> {
+    let p: BulkParams = ctx.params()?;
+    if stage(&ctx).await?.as_deref() != Some(SENDING) {
+        let audience = audience(&ctx, &p).await?;
+        fan_out(&ctx, &p, &audience.eligible).await?;
+        ctx.progress(0, SENDING).await;
+    }
+    let c = counts(&ctx).await?;
+    if c.done < c.total {
+        ctx.check_cancel().await?;
+        ctx.progress((c.done * 100 / c.total) as u8, SENDING).await;
+        return Err(JobError::Waiting {
+            reason: SENDING.into(),
+            after: RECHECK,
+        });
+    }
+    let Audience {
+        skipped, missing, ..
+    } = audience(&ctx, &p).await?;
+    Ok(Done::Result(json!({
+        "eventId": p.event_id,
+        "channel": p.channel,
+        "kind": p.kind,
+        "total": c.total,
+        "sent": c.sent,
+        "failed": c.failed,
+        "dead": c.dead,
+        "cancelled": c.cancelled,
+        "skipped": { "count": skipped.len(), "reason": format!("no {}", p.channel.contact_field()), "guestIds": skipped.iter().take(100).collect::<Vec<_>>() },
+        "missing": { "count": missing.len(), "guestIds": missing.iter().take(100).collect::<Vec<_>>() },
+    })))
+}
+
+/// Creates the children: a delivery row and its task per eligible guest, a batch per
+/// transaction. Guests that already have their delivery from an earlier run get none.
+async fn fan_out(ctx: &TaskContext, p: &BulkParams, eligible: &[String]) -> Result<(), JobError> {
     ctx.progress(0, "fanout").await;
     let child = delivery::spec();
     let batch = ctx.config().deliveries.bulk_batch.max(1);
@@ -123,8 +191,7 @@ async fn run(ctx: TaskContext) -> Result<Done, JobError> {
         ctx.check_cancel().await?;
         let ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::now_v7()).collect();
         let mut tx = ctx.pool().begin().await?;
-        // Guests that already have their delivery from an earlier run of this task get
-        // none: conflict rows are skipped and only new ones get a task.
+        // Conflict rows are skipped and only new ones get a task.
         let created = sqlx::query(
             "INSERT INTO deliveries (id, event_id, guest_id, channel, kind, template, status, task_id, bulk_task_id) \
              SELECT u.id, $3, u.guest_id, $4, $5, $6, 'queued', u.id, $7 \
@@ -168,63 +235,5 @@ async fn run(ctx: TaskContext) -> Result<Done, JobError> {
         .await?;
         tx.commit().await?;
     }
-
-    ctx.progress(0, "sending").await;
-    let c = loop {
-        let c = counts(&ctx).await?;
-        let pct = if c.total == 0 {
-            100
-        } else {
-            (c.done * 100 / c.total) as u8
-        };
-        ctx.progress(pct, "sending").await;
-        if c.done >= c.total {
-            break c;
-        }
-        if let Err(e) = ctx.check_cancel().await {
-            if e == JobError::Cancelled {
-                cancel_children(&ctx).await?;
-            }
-            return Err(e);
-        }
-        tokio::time::sleep(POLL).await;
-    };
-    Ok(Done::Result(json!({
-        "eventId": p.event_id,
-        "channel": p.channel,
-        "kind": p.kind,
-        "total": c.total,
-        "sent": c.sent,
-        "failed": c.failed,
-        "dead": c.dead,
-        "cancelled": c.cancelled,
-        "skipped": { "count": skipped.len(), "reason": format!("no {}", p.channel.contact_field()), "guestIds": skipped.iter().take(100).collect::<Vec<_>>() },
-        "missing": { "count": missing.len(), "guestIds": missing.iter().take(100).collect::<Vec<_>>() },
-    })))
-}
-
-/// Children not started yet are cancelled (running ones get the request and finish their
-/// one send); their deliveries are marked failed so none stays `queued` forever.
-async fn cancel_children(ctx: &TaskContext) -> Result<(), sqlx::Error> {
-    let mut tx = ctx.pool().begin().await?;
-    sqlx::query(
-        "UPDATE tasks t SET status = CASE WHEN t.status IN ('pending', 'retrying') THEN 'cancelled' ELSE t.status END, \
-             finished_at = CASE WHEN t.status IN ('pending', 'retrying') THEN now() ELSE t.finished_at END, \
-             cancel_requested = true, updated_at = now() \
-         FROM deliveries d WHERE d.bulk_task_id = $1 AND t.id = d.task_id \
-             AND t.status IN ('pending', 'retrying', 'running')",
-    )
-    .bind(ctx.id)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "UPDATE deliveries d SET status = 'failed', failed_at = now(), updated_at = now(), \
-             error = '{\"code\": \"cancelled\", \"message\": \"the bulk send was cancelled\"}'::jsonb \
-         FROM tasks t WHERE d.bulk_task_id = $1 AND t.id = d.task_id AND t.status = 'cancelled' \
-             AND d.status = 'queued'",
-    )
-    .bind(ctx.id)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await
+    Ok(())
 }

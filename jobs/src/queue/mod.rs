@@ -29,11 +29,26 @@ pub const MAINTENANCE: &str = "maintenance";
 /// Every queue of DESIGN §4, in a stable order.
 pub const ALL: [&str; 5] = [ASSIGNMENTS, REPORTS, DELIVERIES, WEBHOOKS, MAINTENANCE];
 
-/// The message body: `{"task": "<uuid>", "kind": "<kind>"}`.
+/// The message body: `{"task": "<uuid>", "kind": "<kind>"}`, plus `"isolate": true` for a
+/// task that must run alone on its worker (it lost leases while sharing one; see
+/// `task::store::take_expired`). Older workers ignore the field; the claim checks it anyway.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
     pub task: Uuid,
     pub kind: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub isolate: bool,
+}
+
+impl Envelope {
+    /// The message of an ordinary task.
+    pub fn new(task: Uuid, kind: impl Into<String>) -> Self {
+        Self {
+            task,
+            kind: kind.into(),
+            isolate: false,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -77,12 +77,15 @@ impl Relay {
         }
         let limit = room.min(self.batch) as i64;
         let mut tx = self.pool.begin().await?;
-        let expired =
-            store::take_expired(&mut tx, queue, self.repush_after, limit, self.task_ttl).await?;
+        let expired = store::take_expired(&mut tx, queue, limit, self.task_ttl).await?;
         let mut due = expired.due;
+        let mut finished = expired.finished;
+        let lost = due.len();
         let left = limit - due.len() as i64;
         if left > 0 {
-            due.extend(store::take_due(&mut tx, queue, self.repush_after, left).await?);
+            let waiting = store::take_due(&mut tx, queue, self.repush_after, left).await?;
+            due.extend(waiting.due);
+            finished.extend(waiting.finished);
         }
         if !due.is_empty() {
             let envelopes: Vec<Envelope> = due
@@ -90,30 +93,33 @@ impl Relay {
                 .map(|d| Envelope {
                     task: d.id,
                     kind: d.kind.clone(),
+                    isolate: d.isolate,
                 })
                 .collect();
             // A failed push returns early: the transaction rolls back and the rows stay
             // unpushed for the next pass.
             self.transport.push(queue, &envelopes).await?;
         }
-        if !expired.dead.is_empty() {
-            // A delivery whose task died with its worker will not be sent: say so on the
-            // delivery too (its handler, which normally does this, never got the chance).
-            crate::deliveries::store::fail_for_tasks(
-                &mut *tx,
-                &expired.dead,
-                &serde_json::json!({"code": "worker_lost", "message": "the worker sending it was lost on the last attempt"}),
-            )
-            .await?;
-        }
+        // Deliveries of tasks that end here follow them through a trigger (migration 10).
         tx.commit().await?;
-        if !expired.dead.is_empty() {
+        if lost > 0 {
+            tracing::info!(
+                queue,
+                count = lost,
+                "tasks whose worker was lost are due again"
+            );
+        }
+        if !finished.is_empty() {
             tracing::warn!(
                 queue,
-                count = expired.dead.len(),
-                "tasks dead: their workers were lost on the last attempt"
+                count = finished.len(),
+                "tasks ended without a worker: cancelled on request, or lost on their last attempt"
             );
-            self.notifier.changed(&expired.dead);
+            self.notifier.changed(&finished);
+        }
+        if lost > 0 {
+            self.notifier
+                .changed(&due.iter().take(lost).map(|d| d.id).collect::<Vec<_>>());
         }
         if !due.is_empty() {
             tracing::debug!(queue, count = due.len(), "relayed due tasks");

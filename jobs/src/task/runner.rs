@@ -18,7 +18,7 @@ use std::{
 
 use chrono::Utc;
 use tokio::{
-    sync::{mpsc, oneshot, Notify, Semaphore},
+    sync::{mpsc, oneshot, Notify, OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock, Semaphore},
     task::AbortHandle,
 };
 use tracing::Instrument;
@@ -27,7 +27,7 @@ use uuid::Uuid;
 use super::{
     context::{Done, Flags, JobError, Shared, TaskContext},
     store::{self, Claimed, Disposition},
-    AttemptError,
+    AttemptError, TaskStatus,
 };
 use crate::{kinds::Registry, queue::Envelope};
 
@@ -115,6 +115,14 @@ const BATCHES_IN_FLIGHT: usize = 1;
 /// the queue fed during a backlog, rarely enough not to run a relay pass per message.
 const RELAY_POKE_EVERY: u64 = 64;
 
+/// How long a task of a kind this worker does not know waits before it is pushed again
+/// (plus up to as much jitter): long enough that workers of an older version, during a
+/// rolling deploy, do not bounce it between them in a hot loop.
+const UNKNOWN_KIND_RETRY: Duration = Duration::from_secs(30);
+
+/// Longest wait for the attempts in flight to finish before running a task alone.
+const ALONE_WAIT: Duration = Duration::from_secs(2);
+
 struct Inflight {
     attempt: i32,
     flags: Arc<Flags>,
@@ -135,6 +143,15 @@ pub struct Runner {
     relay_wake: Arc<Notify>,
     taken: AtomicU64,
     stopping: AtomicBool,
+    /// Ordinary attempts hold it shared; a task marked `isolate` holds it exclusively, so it
+    /// starts only when nothing else runs here and nothing else starts while it runs.
+    alone: Arc<RwLock<()>>,
+}
+
+/// An attempt's hold on [`Runner::alone`].
+enum Gate {
+    Shared(#[allow(dead_code)] OwnedRwLockReadGuard<()>),
+    Alone(#[allow(dead_code)] OwnedRwLockWriteGuard<()>),
 }
 
 impl Runner {
@@ -203,6 +220,7 @@ impl Runner {
             relay_wake,
             taken: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
+            alone: Arc::new(RwLock::new(())),
         });
         tokio::spawn(renew_leases(Arc::downgrade(&runner)));
         runner
@@ -231,34 +249,83 @@ impl Runner {
         {
             self.relay_wake.notify_one();
         }
-        let claimed = match self.claimer.call(envelope.task).await {
-            Some(Ok(Some(c))) => c,
-            Some(Ok(None)) => {
-                // Duplicate message, cancelled, not due yet or already done: nothing to do.
+        // Held until the attempt is recorded: exclusive for a task that must run alone.
+        let (gate, claimed) = if envelope.isolate {
+            // New attempts queue behind this wait, so it is short: a worker busy with a long
+            // attempt (an export) leaves the task to another one. The message is consumed
+            // but the row keeps `pushed_at`: the relay pushes it again after
+            // QUEUE_REPUSH_AFTER_SECONDS, no hot loop.
+            let exclusive = self.alone.clone().write_owned();
+            let Ok(guard) = tokio::time::timeout(ALONE_WAIT, exclusive).await else {
+                tracing::debug!(task.id = %envelope.task, "busy with a long attempt: task to run alone left for another worker");
+                return;
+            };
+            let gate = Gate::Alone(guard);
+            if self.stopping.load(Ordering::Relaxed) {
+                return;
+            }
+            let worker = self.worker.clone();
+            let lease = self.shared.config.task_lease;
+            let claimed = with_retries("claim", || {
+                store::claim_isolated(&self.shared.pool, envelope.task, &worker, lease)
+            })
+            .await
+            .map_err(|e| e.to_string());
+            if let Ok(Some(c)) = &claimed {
+                self.shared.notifier.changed(&[c.id]);
+                tracing::info!(task.id = %c.id, task.kind = %c.kind, "running a task alone: it lost its worker while sharing one");
+            }
+            (gate, claimed)
+        } else {
+            let gate = Gate::Shared(self.alone.clone().read_owned().await);
+            if self.stopping.load(Ordering::Relaxed) {
+                return;
+            }
+            match self.claimer.call(envelope.task).await {
+                Some(result) => (gate, result),
+                None => return,
+            }
+        };
+        let claimed = match claimed {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                // Duplicate message, cancelled, not due yet, already done, or marked to run
+                // alone while this message is an ordinary one: nothing to do.
                 tracing::debug!(task.id = %envelope.task, "message skipped: task not claimable");
                 return;
             }
-            Some(Err(e)) => {
+            Err(e) => {
                 tracing::warn!(task.id = %envelope.task, error = %e, "claim failed; the relay will push the task again");
                 return;
             }
-            None => return,
         };
         // Run and record on a task of its own: if apalis drops this future (its backend
-        // died), the attempt still finishes and its outcome is still recorded.
+        // died), the attempt still finishes, its outcome is still recorded, and the gate is
+        // held until then.
         let this = self.clone();
-        let _ = tokio::spawn(async move { this.execute(claimed).await }).await;
+        let _ = tokio::spawn(async move {
+            this.execute(claimed).await;
+            drop(gate);
+        })
+        .await;
     }
 
     async fn execute(self: Arc<Self>, claimed: Claimed) {
         let Some(spec) = self.registry.get(&claimed.kind).cloned() else {
-            let err = JobError::permanent(
-                "unknown_kind",
-                format!("no handler for kind {:?} in this worker", claimed.kind),
-            );
-            self.record_failure(&claimed, None, err).await;
+            self.leave_for_another_worker(&claimed).await;
             return;
         };
+        if let Some(problem) = &claimed.params_error {
+            // Postgres accepted the value but it cannot be read back (e.g. a number beyond
+            // f64): no attempt can ever run, so fail now instead of looping.
+            let err = JobError::permanent(
+                "undecodable_params",
+                format!("the task's stored params cannot be decoded: {problem}"),
+            );
+            self.observe(&claimed.kind, "failed", std::time::Instant::now());
+            self.record_failure(&claimed, Some(&spec), err).await;
+            return;
+        }
 
         let flags = Arc::new(Flags::default());
         let started = std::time::Instant::now();
@@ -362,6 +429,28 @@ impl Runner {
         );
     }
 
+    /// A kind this worker does not know (a newer version enqueued it during a rolling
+    /// deploy): give the attempt back and let the task wait, so a worker that knows the kind
+    /// takes it later. Not a failure: it never uses up the task's attempts.
+    async fn leave_for_another_worker(&self, c: &Claimed) {
+        let jitter = rand::random_range(0..=UNKNOWN_KIND_RETRY.as_millis() as u64);
+        let after = UNKNOWN_KIND_RETRY + Duration::from_millis(jitter);
+        let run_at = Utc::now() + chrono::Duration::from_std(after).unwrap_or_default();
+        let stage = format!("waiting for a worker that knows kind {:?}", c.kind);
+        let deferred = with_retries("defer", || {
+            store::defer(&self.shared.pool, c.id, c.attempt, run_at, &stage)
+        })
+        .await;
+        match deferred {
+            Ok(_) => tracing::warn!(task.id = %c.id, task.kind = %c.kind, %run_at,
+                "no handler for this kind in this worker; left for a worker that has one"),
+            Err(e) => {
+                tracing::warn!(task.id = %c.id, error = %e, "could not give the task back; it runs again after its lease")
+            }
+        }
+        self.shared.notifier.changed(&[c.id]);
+    }
+
     async fn record_failure(
         &self,
         c: &Claimed,
@@ -376,6 +465,9 @@ impl Runner {
                 })
                 .await;
                 match deferred {
+                    Ok(Some(TaskStatus::Cancelled)) => {
+                        tracing::info!("cancelled on request while waiting")
+                    }
                     Ok(_) => tracing::debug!(%reason, %run_at, "task waits"),
                     Err(e) => {
                         tracing::warn!(error = %e, "wait not recorded; the task runs again after its lease")
@@ -422,14 +514,16 @@ impl Runner {
             (Err(e), _) => {
                 tracing::error!(error = %e, "failure not recorded; the task will run again after its lease")
             }
-            (Ok(false), _) => {
+            (Ok(None), _) => {
                 tracing::info!("failure discarded: the attempt no longer owned the task")
             }
-            (Ok(true), Disposition::Retry { run_at }) => tracing::info!(
+            (Ok(Some(TaskStatus::Cancelled)), _) => tracing::info!(
+                error.code = %error.code, "cancelled on request; the attempt's outcome is kept in the history"
+            ),
+            (Ok(Some(_)), Disposition::Retry { run_at }) => tracing::info!(
                 error.code = %error.code, error.message = %error.message, %run_at, "attempt failed, will retry"
             ),
-            (Ok(true), Disposition::Cancelled) => tracing::info!("cancelled while running"),
-            (Ok(true), d) => tracing::warn!(
+            (Ok(Some(_)), d) => tracing::warn!(
                 error.code = %error.code, error.message = %error.message, status = %d.status(), "task failed for good"
             ),
         }
@@ -450,8 +544,11 @@ impl Runner {
                 abort.abort();
             }
             match store::release(&self.shared.pool, id, inflight.attempt).await {
-                Ok(true) => released += 1,
-                Ok(false) => {}
+                Ok(Some(TaskStatus::Cancelled)) => {
+                    tracing::info!(task.id = %id, "cancelled on request; not handed to another worker")
+                }
+                Ok(Some(_)) => released += 1,
+                Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(task.id = %id, error = %e, "could not release task; it will be retried after its lease")
                 }

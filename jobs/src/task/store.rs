@@ -169,51 +169,96 @@ pub async fn cancel(
     })
 }
 
+/// Forgiven lease losses after which a task runs alone (see [`take_expired`]).
+pub const ISOLATE_AFTER_LOSSES: i32 = 2;
+
 /// A task this worker now owns for one attempt.
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub id: Uuid,
     pub kind: String,
+    /// `Null` when the stored params do not decode (see `params_error`).
     pub params: Value,
+    /// Why the stored params cannot be read back (e.g. a number beyond `f64` that Postgres
+    /// accepted into `jsonb`): the runner fails the task at once instead of looping.
+    pub params_error: Option<String>,
     /// This attempt's number; also the fencing token of every later write.
     pub attempt: i32,
+    /// The attempt budget in the same count as `attempt`: `max_attempts` plus the forgiven
+    /// lease losses, so `attempt >= max_attempts` still means "the last attempt".
     pub max_attempts: i32,
     pub requester: String,
+    /// The task must run alone on its worker (it lost leases while sharing one).
+    pub isolate: bool,
 }
 
-/// Claims every claimable task among `ids` for `worker`: `pending`/`retrying` and due, or
-/// `running` with an expired lease; not cancelled; attempts left. Counting the attempt here
-/// means a task that crashes its worker still dies after `max_attempts`. The claim consumes
-/// the message (`pushed_at` cleared), so the relay acts as soon as the lease expires.
+/// Claims every claimable task among `ids` for `worker`: `pending`/`retrying` and due, not
+/// cancelled, attempts left, and not marked to run alone (those go through
+/// [`claim_isolated`]). Counting the attempt here means a task that crashes its worker
+/// still dies after its budget (see [`take_expired`] for which losses count). The claim
+/// consumes the message (`pushed_at` cleared), so the relay acts as soon as the lease expires.
 pub async fn claim(
     pool: &PgPool,
     ids: &[Uuid],
     worker: &str,
     lease: Duration,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
+    claim_where(pool, ids, worker, lease, false).await
+}
+
+/// Claims one task for a worker that runs nothing else meanwhile (isolated or not).
+pub async fn claim_isolated(
+    pool: &PgPool,
+    id: Uuid,
+    worker: &str,
+    lease: Duration,
+) -> Result<Option<Claimed>, sqlx::Error> {
+    Ok(claim_where(pool, &[id], worker, lease, true)
+        .await?
+        .into_iter()
+        .next())
+}
+
+async fn claim_where(
+    pool: &PgPool,
+    ids: &[Uuid],
+    worker: &str,
+    lease: Duration,
+    alone: bool,
+) -> Result<Vec<Claimed>, sqlx::Error> {
+    // Params come back as text and are decoded here, row by row: one row that does not
+    // decode must fail that task, not the claim of the whole batch.
     let rows = sqlx::query(
         "UPDATE tasks SET status = 'running', attempts = attempts + 1, worker = $2, \
              lease_expires_at = now() + make_interval(secs => $3), pushed_at = NULL, \
              started_at = COALESCE(started_at, now()), updated_at = now() \
-         WHERE id = ANY($1) AND NOT cancel_requested AND attempts < max_attempts \
-             AND ((status IN ('pending', 'retrying') AND run_at <= now()) \
-                  OR (status = 'running' AND lease_expires_at < now())) \
-         RETURNING id, kind, params, attempts, max_attempts, requester",
+         WHERE id = ANY($1) AND NOT cancel_requested AND attempts - lease_losses < max_attempts \
+             AND status IN ('pending', 'retrying') AND run_at <= now() AND (NOT isolate OR $4) \
+         RETURNING id, kind, params::text AS params_text, attempts, \
+             max_attempts + lease_losses AS budget, requester, isolate",
     )
     .bind(ids)
     .bind(worker)
     .bind(interval(lease))
+    .bind(alone)
     .fetch_all(pool)
     .await?;
     rows.into_iter()
         .map(|r| {
+            let text: String = r.try_get("params_text")?;
+            let (params, params_error) = match serde_json::from_str::<Value>(&text) {
+                Ok(v) => (v, None),
+                Err(e) => (Value::Null, Some(e.to_string())),
+            };
             Ok(Claimed {
                 id: r.try_get("id")?,
                 kind: r.try_get("kind")?,
-                params: r.try_get("params")?,
+                params,
+                params_error,
                 attempt: r.try_get("attempts")?,
-                max_attempts: r.try_get("max_attempts")?,
+                max_attempts: r.try_get("budget")?,
                 requester: r.try_get("requester")?,
+                isolate: r.try_get("isolate")?,
             })
         })
         .collect()
@@ -327,7 +372,10 @@ impl Disposition {
     }
 }
 
-/// Records a failed (or cancelled) attempt. `false` = the attempt no longer owned the task.
+/// Records a failed (or cancelled) attempt; returns the status it left the task in, or
+/// `None` when the attempt no longer owned the task. A task whose cancellation was
+/// requested ends `cancelled` whatever the attempt's outcome (nothing would ever claim it
+/// again), with the attempt's own error kept in the history.
 pub async fn record_failure<'e>(
     db: impl PgExecutor<'e>,
     id: Uuid,
@@ -335,7 +383,7 @@ pub async fn record_failure<'e>(
     error: &AttemptError,
     disposition: Disposition,
     ttl: Duration,
-) -> Result<bool, sqlx::Error> {
+) -> Result<Option<TaskStatus>, sqlx::Error> {
     let status = disposition.status().as_str();
     let run_at = match disposition {
         Disposition::Retry { run_at } => Some(run_at),
@@ -343,15 +391,21 @@ pub async fn record_failure<'e>(
     };
     let error = serde_json::to_value(error).unwrap_or(Value::Null);
     let terminal = !matches!(disposition, Disposition::Retry { .. });
-    let done = sqlx::query(
-        "UPDATE tasks SET status = $3, error = $4, \
+    let status: Option<String> = sqlx::query_scalar(
+        "UPDATE tasks SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE $3 END, \
+             error = CASE WHEN cancel_requested AND $3 <> 'cancelled' THEN jsonb_build_object( \
+                     'code', 'cancelled', 'attempt', $4->'attempt', 'at', $4->'at', \
+                     'message', 'cancelled on request; the last attempt ended with ' || ($4->>'code')) \
+                 ELSE $4 END, \
              errors = (CASE WHEN jsonb_array_length(errors) >= $5 THEN errors - 0 ELSE errors END) \
                       || jsonb_build_array($4), \
-             run_at = COALESCE($6, run_at), pushed_at = NULL, lease_expires_at = NULL, \
-             updated_at = now(), \
-             finished_at = CASE WHEN $7 THEN now() ELSE NULL END, \
-             expires_at = CASE WHEN $7 THEN now() + make_interval(secs => $8) ELSE expires_at END \
-         WHERE id = $1 AND attempts = $2 AND status = 'running'",
+             run_at = CASE WHEN cancel_requested THEN run_at ELSE COALESCE($6, run_at) END, \
+             pushed_at = NULL, lease_expires_at = NULL, updated_at = now(), \
+             finished_at = CASE WHEN $7 OR cancel_requested THEN now() ELSE NULL END, \
+             expires_at = CASE WHEN $7 OR cancel_requested THEN now() + make_interval(secs => $8) \
+                          ELSE expires_at END \
+         WHERE id = $1 AND attempts = $2 AND status = 'running' \
+         RETURNING status",
     )
     .bind(id)
     .bind(attempt)
@@ -361,9 +415,9 @@ pub async fn record_failure<'e>(
     .bind(run_at)
     .bind(terminal)
     .bind(interval(ttl))
-    .execute(db)
+    .fetch_optional(db)
     .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(status.as_deref().and_then(TaskStatus::parse))
 }
 
 /// Extends the leases of this worker's running attempts; returns, per task still owned,
@@ -399,44 +453,59 @@ pub async fn cancel_requested(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Err
     Ok(flag.unwrap_or(true))
 }
 
+/// The status a running task goes back to when its attempt is given back: waiting again,
+/// or `cancelled` when cancellation was requested meanwhile (a waiting task with the flag
+/// set would never be claimed again).
+const GIVE_BACK: &str = "status = CASE WHEN cancel_requested THEN 'cancelled' \
+        WHEN attempts > 1 THEN 'retrying' ELSE 'pending' END, \
+    attempts = CASE WHEN cancel_requested THEN attempts ELSE attempts - 1 END, \
+    finished_at = CASE WHEN cancel_requested THEN now() END, \
+    error = CASE WHEN cancel_requested THEN jsonb_build_object('code', 'cancelled', \
+        'message', 'cancelled on request before the attempt finished', 'at', now()) ELSE error END, \
+    pushed_at = NULL, lease_expires_at = NULL, worker = NULL, updated_at = now()";
+
 /// Gives a running attempt back without counting it, for a worker that shuts down before
-/// its handler finished: the task becomes due again at once.
-pub async fn release(pool: &PgPool, id: Uuid, attempt: i32) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE tasks SET status = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'pending' END, \
-             attempts = attempts - 1, run_at = now(), pushed_at = NULL, lease_expires_at = NULL, \
-             worker = NULL, updated_at = now() \
-         WHERE id = $1 AND attempts = $2 AND status = 'running'",
-    )
-    .bind(id)
-    .bind(attempt)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() == 1)
+/// its handler finished: the task becomes due again at once (or `cancelled`, see
+/// `GIVE_BACK`). Returns the new status, `None` if the attempt no longer owned the task.
+pub async fn release(
+    pool: &PgPool,
+    id: Uuid,
+    attempt: i32,
+) -> Result<Option<TaskStatus>, sqlx::Error> {
+    let sql = format!(
+        "UPDATE tasks SET {GIVE_BACK}, run_at = now() \
+         WHERE id = $1 AND attempts = $2 AND status = 'running' RETURNING status"
+    );
+    let status: Option<String> = sqlx::query_scalar(&sql)
+        .bind(id)
+        .bind(attempt)
+        .fetch_optional(pool)
+        .await?;
+    Ok(status.as_deref().and_then(TaskStatus::parse))
 }
 
 /// Puts a running task back to waiting until `run_at` without counting the attempt (see
-/// `JobError::Waiting`); `stage` tells clients why.
+/// `JobError::Waiting`); `stage` tells clients why. A task whose cancellation was requested
+/// ends `cancelled` instead. Returns the new status, `None` if not owned any more.
 pub async fn defer(
     pool: &PgPool,
     id: Uuid,
     attempt: i32,
     run_at: chrono::DateTime<chrono::Utc>,
     stage: &str,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE tasks SET status = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'pending' END, \
-             attempts = attempts - 1, run_at = $3, stage = $4, pushed_at = NULL, \
-             lease_expires_at = NULL, worker = NULL, updated_at = now() \
-         WHERE id = $1 AND attempts = $2 AND status = 'running'",
-    )
-    .bind(id)
-    .bind(attempt)
-    .bind(run_at)
-    .bind(stage)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() == 1)
+) -> Result<Option<TaskStatus>, sqlx::Error> {
+    let sql = format!(
+        "UPDATE tasks SET {GIVE_BACK}, run_at = $3, stage = $4 \
+         WHERE id = $1 AND attempts = $2 AND status = 'running' RETURNING status"
+    );
+    let status: Option<String> = sqlx::query_scalar(&sql)
+        .bind(id)
+        .bind(attempt)
+        .bind(run_at)
+        .bind(stage)
+        .fetch_optional(pool)
+        .await?;
+    Ok(status.as_deref().and_then(TaskStatus::parse))
 }
 
 /// Persists progress at a stage change (the Redis hash carries the percent in between).
@@ -465,90 +534,117 @@ pub async fn save_progress(
 pub struct Due {
     pub id: Uuid,
     pub kind: String,
+    /// Its worker must run it alone (see [`take_expired`]).
+    pub isolate: bool,
+}
+
+/// What one relay step found in a queue.
+#[derive(Debug, Default)]
+pub struct Taken {
+    /// To push (attempts are left).
+    pub due: Vec<Due>,
+    /// Finished here without a handler: `dead` (no attempts left) or `cancelled`.
+    pub finished: Vec<Uuid>,
 }
 
 /// Locks and marks as pushed up to `limit` due tasks of `queue` that have no live transport
 /// message. Runs inside the relay's transaction: if the push to Redis fails the transaction
 /// rolls back and the rows stay unpushed. `SKIP LOCKED` lets many replicas relay at once.
+/// A waiting task whose cancellation was requested (it raced with a worker giving it back)
+/// is cancelled here rather than left waiting for a claim that skips it.
 pub async fn take_due(
     tx: &mut Transaction<'_, Postgres>,
     queue: &str,
     repush_after: Duration,
     limit: i64,
-) -> Result<Vec<Due>, sqlx::Error> {
+) -> Result<Taken, sqlx::Error> {
     let rows = sqlx::query(
         "WITH due AS ( \
              SELECT id FROM tasks \
              WHERE queue = $1 AND status IN ('pending', 'retrying') AND run_at <= now() \
-                 AND NOT cancel_requested \
-                 AND (pushed_at IS NULL OR pushed_at < now() - make_interval(secs => $2)) \
+                 AND (cancel_requested OR pushed_at IS NULL \
+                      OR pushed_at < now() - make_interval(secs => $2)) \
              ORDER BY run_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
-         UPDATE tasks t SET pushed_at = now() FROM due WHERE t.id = due.id \
-         RETURNING t.id, t.kind",
+         UPDATE tasks t SET pushed_at = now(), \
+             status = CASE WHEN t.cancel_requested THEN 'cancelled' ELSE t.status END, \
+             finished_at = CASE WHEN t.cancel_requested THEN now() ELSE t.finished_at END, \
+             updated_at = CASE WHEN t.cancel_requested THEN now() ELSE t.updated_at END \
+         FROM due WHERE t.id = due.id \
+         RETURNING t.id, t.kind, t.isolate, t.status",
     )
     .bind(queue)
     .bind(interval(repush_after))
     .bind(limit)
     .fetch_all(&mut **tx)
     .await?;
-    rows.into_iter()
-        .map(|r| {
-            Ok(Due {
-                id: r.try_get("id")?,
+    split_taken(rows)
+}
+
+fn split_taken(rows: Vec<sqlx::postgres::PgRow>) -> Result<Taken, sqlx::Error> {
+    let mut out = Taken::default();
+    for r in rows {
+        let status: String = r.try_get("status")?;
+        let id: Uuid = r.try_get("id")?;
+        if matches!(status.as_str(), "pending" | "retrying") {
+            out.due.push(Due {
+                id,
                 kind: r.try_get("kind")?,
-            })
-        })
-        .collect()
+                isolate: r.try_get("isolate")?,
+            });
+        } else {
+            out.finished.push(id);
+        }
+    }
+    Ok(out)
 }
 
-/// Result of [`take_expired`].
-#[derive(Debug, Default)]
-pub struct Expired {
-    /// To push again: attempts are left.
-    pub due: Vec<Due>,
-    /// Finished here (`dead`: the last attempt's worker was lost; `cancelled`: cancel was
-    /// requested and its worker was lost).
-    pub dead: Vec<Uuid>,
-}
-
-/// Running tasks of `queue` whose lease expired (their worker died or hung). Those with
-/// attempts left are returned for a new message; the others are declared dead here, and
-/// those whose cancellation was requested are cancelled instead of being run again.
+/// Running tasks of `queue` whose lease expired: their worker died or hung. Each goes back
+/// to waiting (due now, to be pushed at once), is cancelled when that was requested, or
+/// ends `dead`.
+///
+/// Which losses count: a worker killed by one task loses every task it was running, and
+/// charging an attempt to each would dead-letter innocent tasks. So a loss while sharing a
+/// worker is forgiven (`lease_losses` + 1, the attempt given back to the budget) and, after
+/// [`ISOLATE_AFTER_LOSSES`] of them, the task is marked `isolate`: a worker runs it with
+/// nothing else in flight. A loss while running alone counts like a failed attempt, so a
+/// task that kills its worker is `dead` after its budget of solitary runs.
 pub async fn take_expired(
     tx: &mut Transaction<'_, Postgres>,
     queue: &str,
-    repush_after: Duration,
     limit: i64,
     ttl: Duration,
-) -> Result<Expired, sqlx::Error> {
+) -> Result<Taken, sqlx::Error> {
     let rows = sqlx::query(
         "WITH lost AS ( \
              SELECT id FROM tasks \
              WHERE queue = $1 AND status = 'running' AND lease_expires_at < now() \
-                 AND (pushed_at IS NULL OR pushed_at < now() - make_interval(secs => $2)) \
-             ORDER BY lease_expires_at LIMIT $3 FOR UPDATE SKIP LOCKED), \
+             ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED), \
          decided AS ( \
-             SELECT t.id, CASE WHEN t.cancel_requested THEN 'cancelled' \
-                               WHEN t.attempts >= t.max_attempts THEN 'dead' \
-                               ELSE 'running' END AS next, \
-                    (CASE WHEN t.cancel_requested THEN $4::jsonb ELSE $5::jsonb END) \
-                        || jsonb_build_object('attempt', t.attempts) AS err \
+             SELECT t.id, \
+                 CASE WHEN t.isolate THEN 0 ELSE 1 END AS forgiven, \
+                 CASE WHEN t.cancel_requested THEN 'cancelled' \
+                      WHEN t.isolate AND t.attempts - t.lease_losses >= t.max_attempts THEN 'dead' \
+                      ELSE 'retrying' END AS next, \
+                 (CASE WHEN t.cancel_requested THEN $3::jsonb ELSE $4::jsonb END) \
+                     || jsonb_build_object('attempt', t.attempts) AS err \
              FROM tasks t JOIN lost USING (id)) \
-         UPDATE tasks t SET pushed_at = now(), status = d.next, \
-             error = CASE WHEN d.next = 'running' THEN t.error ELSE d.err END, \
-             errors = CASE WHEN d.next = 'running' THEN t.errors ELSE \
-                 (CASE WHEN jsonb_array_length(t.errors) >= $6 THEN t.errors - 0 ELSE t.errors END) \
+         UPDATE tasks t SET status = d.next, pushed_at = now(), \
+             lease_losses = t.lease_losses + d.forgiven, \
+             isolate = t.isolate OR t.lease_losses + d.forgiven >= $6, \
+             run_at = CASE WHEN d.next = 'retrying' THEN now() ELSE t.run_at END, \
+             error = CASE WHEN d.next = 'retrying' THEN t.error ELSE d.err END, \
+             errors = CASE WHEN d.next = 'retrying' THEN t.errors ELSE \
+                 (CASE WHEN jsonb_array_length(t.errors) >= $5 THEN t.errors - 0 ELSE t.errors END) \
                  || jsonb_build_array(d.err) END, \
-             finished_at = CASE WHEN d.next = 'running' THEN NULL ELSE now() END, \
-             lease_expires_at = CASE WHEN d.next = 'running' THEN t.lease_expires_at END, \
-             expires_at = CASE WHEN d.next = 'running' THEN t.expires_at \
+             finished_at = CASE WHEN d.next = 'retrying' THEN NULL ELSE now() END, \
+             lease_expires_at = NULL, worker = NULL, \
+             expires_at = CASE WHEN d.next = 'retrying' THEN t.expires_at \
                           ELSE now() + make_interval(secs => $7) END, \
              updated_at = now() \
          FROM decided d WHERE t.id = d.id \
-         RETURNING t.id, t.kind, t.status",
+         RETURNING t.id, t.kind, t.isolate, t.status",
     )
     .bind(queue)
-    .bind(interval(repush_after))
     .bind(limit)
     .bind(serde_json::json!({
         "code": "cancelled",
@@ -557,33 +653,21 @@ pub async fn take_expired(
     }))
     .bind(serde_json::json!({
         "code": "worker_lost",
-        "message": "the worker running the last attempt stopped renewing its lease and no attempts are left",
+        "message": "the task's worker was lost each time it ran alone, until no attempts were left",
         "at": Utc::now(),
     }))
     .bind(ERROR_HISTORY)
+    .bind(ISOLATE_AFTER_LOSSES)
     .bind(interval(ttl))
     .fetch_all(&mut **tx)
     .await?;
-    let mut out = Expired::default();
-    for r in rows {
-        let status: String = r.try_get("status")?;
-        let id: Uuid = r.try_get("id")?;
-        if status == "running" {
-            out.due.push(Due {
-                id,
-                kind: r.try_get("kind")?,
-            });
-        } else {
-            out.dead.push(id);
-        }
-    }
-    Ok(out)
+    split_taken(rows)
 }
 
 /// The re-drive of failed/dead tasks: a fresh set of attempts, due now, error history kept.
 /// `$1` is the retention in seconds; callers add their own conditions.
 const REDRIVE: &str = "UPDATE tasks SET status = 'pending', attempts = 0, run_at = now(), \
-    pushed_at = NULL, lease_expires_at = NULL, worker = NULL, finished_at = NULL, \
+    lease_losses = 0, isolate = false, pushed_at = NULL, lease_expires_at = NULL, worker = NULL, finished_at = NULL, \
     cancel_requested = false, progress = 0, stage = NULL, updated_at = now(), \
     expires_at = now() + make_interval(secs => $1) \
     WHERE status IN ('failed', 'dead')";

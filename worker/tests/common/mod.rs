@@ -30,6 +30,11 @@ pub const DEMO: &str = "demo-token";
 pub const OTHER: &str = "other-token";
 
 pub fn api(env: &TestEnv) -> Router {
+    api::router(api_state(env))
+}
+
+/// The api's state for `env`, for tests that change a part of it before building the router.
+pub fn api_state(env: &TestEnv) -> api::AppState {
     let config = api::ApiConfig {
         core: env.config.clone(),
         bind: "127.0.0.1:0".parse().unwrap(),
@@ -38,11 +43,7 @@ pub fn api(env: &TestEnv) -> Router {
         body_limit: 64 * 1024,
         long_poll_max: 60,
     };
-    api::router(api::AppState::new(
-        config,
-        env.pool.clone(),
-        env.redis.clone(),
-    ))
+    api::AppState::new(config, env.pool.clone(), env.redis.clone())
 }
 
 /// Sends one request; returns the status and the JSON body (Null when not JSON).
@@ -93,6 +94,7 @@ pub fn worker_config(env: &TestEnv, queues: &[&str]) -> WorkerConfig {
         heartbeat: Duration::from_secs(1),
         relay_interval: Duration::from_millis(100),
         relay_batch: 500,
+        statement_timeout: jobs::db::WORKER_STATEMENT_TIMEOUT,
     }
 }
 
@@ -259,6 +261,52 @@ pub fn slow() -> KindSpec {
     )
 }
 
+/// Runs until its cancellation is requested, ignores it, then ends its attempt as
+/// `params.then` says: `fail` (retryable), `panic`, `hang` (past its timeout), `wait`
+/// (gives its attempt back), `block` (until the worker shuts down). The attempt's outcome
+/// must not matter: the task ends `cancelled`.
+pub fn ignores_cancel() -> KindSpec {
+    KindSpec::new(
+        "test.ignores_cancel",
+        queue::MAINTENANCE,
+        3,
+        Duration::from_secs(3),
+        TEST_BACKOFF,
+        |ctx: TaskContext| async move {
+            let then: String = ctx
+                .params::<Value>()?
+                .get("then")
+                .and_then(Value::as_str)
+                .unwrap_or("fail")
+                .to_string();
+            for _ in 0..500 {
+                if jobs::task::store::cancel_requested(ctx.pool(), ctx.id)
+                    .await
+                    .unwrap_or(false)
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            match then.as_str() {
+                "panic" => panic!("panicked after the cancel request"),
+                "hang" | "block" => {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    Ok(Done::Result(json!({})))
+                }
+                "wait" => Err(JobError::Waiting {
+                    reason: "waiting_for_slot".into(),
+                    after: Duration::from_millis(100),
+                }),
+                _ => Err(JobError::retryable(
+                    "upstream_unavailable",
+                    "503 after the cancel request",
+                )),
+            }
+        },
+    )
+}
+
 pub fn test_registry() -> Registry {
     let mut r = Registry::standard();
     for spec in [
@@ -268,6 +316,7 @@ pub fn test_registry() -> Registry {
         panicking(),
         hanging(),
         slow(),
+        ignores_cancel(),
     ] {
         r.register(spec);
     }
@@ -334,6 +383,11 @@ impl PrivateRedis {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("private redis-server did not start on port {}", self.port);
+    }
+
+    /// The redis-server's process id (to pause it with SIGSTOP).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     pub fn stop(&mut self) {
