@@ -1,7 +1,7 @@
 //! Configuration shared by the api and the worker, read from the environment only.
 //!
-//! Variables (all optional, defaults work on a developer machine; see `.env.example`):
-//! `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`, `REDIS_URL`, `REDIS_PREFIX`,
+//! Variables (all optional; see `.env.example`): `TAQUILLA_ENV` (`production` unless set to
+//! `development`: production refuses the demo defaults), `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`, `REDIS_URL`, `REDIS_PREFIX`,
 //! `QUEUE_MAX_READY`, `QUEUE_REPUSH_AFTER_SECONDS`, `TASK_LEASE_SECONDS`,
 //! `DIRECTOR_REPORT_JOB_TTL_SECONDS`, `TICKET_PREMIUM_FACTOR`, `DEFAULT_CURRENCY`,
 //! `DIRECTOR_CACHE_TTL_SECONDS`, `DIRECTOR_REPORT_CACHE_TTL_SECONDS`,
@@ -52,11 +52,54 @@ pub fn seconds(name: &str, default: u64) -> Result<Duration, ConfigError> {
     Ok(Duration::from_secs(v))
 }
 
+/// `TAQUILLA_ENV`: which defaults are safe. Production (the default, so a forgotten variable
+/// fails closed) refuses the demo tokens and unsigned webhooks and protects `/metrics`;
+/// development keeps the laptop flow of the README working without any secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Environment {
+    Development,
+    #[default]
+    Production,
+}
+
+impl Environment {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        match var("TAQUILLA_ENV") {
+            None => Ok(Self::Production),
+            Some(raw) => Self::parse(&raw).ok_or_else(|| ConfigError {
+                name: "TAQUILLA_ENV".into(),
+                message: format!("{raw:?} is neither development nor production"),
+            }),
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "development" | "dev" => Some(Self::Development),
+            "production" | "prod" => Some(Self::Production),
+            _ => None,
+        }
+    }
+
+    pub fn is_production(self) -> bool {
+        self == Self::Production
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Development => "development",
+            Self::Production => "production",
+        }
+    }
+}
+
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/taquilla";
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `TAQUILLA_ENV` (see [`Environment`]).
+    pub environment: Environment,
     pub database_url: String,
     pub database_max_connections: u32,
     pub redis_url: String,
@@ -99,8 +142,12 @@ pub struct DeliveryConfig {
     pub whatsapp_api_key: Option<String>,
     /// `WHATSAPP_TEMPLATE_LANGUAGE`: language code of template messages.
     pub whatsapp_template_language: String,
-    /// `WA_WEBHOOK_SECRET`: expected `X-Webhook-Secret` of `/wa/webhook`; unset = not checked.
+    /// `WA_WEBHOOK_SECRET`: a shared secret `/wa/webhook` accepts in `X-Webhook-Secret`.
     pub wa_webhook_secret: Option<String>,
+    /// `WA_APP_SECRET`: the Meta app secret; `/wa/webhook` accepts a body whose
+    /// `X-Hub-Signature-256` is its HMAC-SHA256 under this key. With neither secret set the
+    /// webhook is open in development and refused (401) in production.
+    pub wa_app_secret: Option<String>,
     /// `SMTP_URL`, e.g. `smtp://user:pass@127.0.0.1:9125` (plaintext); unset = mock mode.
     pub smtp_url: Option<String>,
     /// `EMAIL_FROM`: sender of ticket e-mails.
@@ -124,6 +171,7 @@ impl Default for DeliveryConfig {
             whatsapp_api_key: None,
             whatsapp_template_language: "es_MX".into(),
             wa_webhook_secret: None,
+            wa_app_secret: None,
             smtp_url: None,
             email_from: "Taquilla <no-reply@taquilla.local>".into(),
             whatsapp_max_per_second: 80,
@@ -163,6 +211,7 @@ impl DeliveryConfig {
             whatsapp_template_language: var("WHATSAPP_TEMPLATE_LANGUAGE")
                 .unwrap_or(d.whatsapp_template_language),
             wa_webhook_secret: var("WA_WEBHOOK_SECRET"),
+            wa_app_secret: var("WA_APP_SECRET"),
             smtp_url,
             email_from: var("EMAIL_FROM").unwrap_or(d.email_from),
             whatsapp_max_per_second: parsed("WHATSAPP_MAX_PER_SECOND", d.whatsapp_max_per_second)?,
@@ -211,6 +260,7 @@ impl Config {
             });
         }
         Ok(Self {
+            environment: Environment::from_env()?,
             database_url: var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
             database_max_connections: parsed("DATABASE_MAX_CONNECTIONS", 20)?,
             redis_url: var("REDIS_URL").unwrap_or_else(|| DEFAULT_REDIS_URL.into()),

@@ -37,6 +37,7 @@ pub fn api(env: &TestEnv) -> Router {
             .unwrap(),
         body_limit: 64 * 1024,
         long_poll_max: 60,
+        security: Default::default(),
     };
     api::router(api::AppState::new(
         config,
