@@ -134,7 +134,7 @@ pub const DEFAULT_WHATSAPP_API_URL: &str = "https://waba-v2.360dialog.io";
 
 /// Outbound messages (issue 5). A provider without credentials runs in mock mode: sends
 /// succeed and are written to `OUTBOX_DIR` instead.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DeliveryConfig {
     /// `WHATSAPP_API_URL`: base of the 360dialog (Cloud API) endpoint; `/messages` is added.
     pub whatsapp_api_url: String,
@@ -162,6 +162,30 @@ pub struct DeliveryConfig {
     pub provider_timeout: Duration,
     /// `DELIVERY_BULK_BATCH`: children created per transaction by a bulk send.
     pub bulk_batch: usize,
+}
+
+impl std::fmt::Debug for DeliveryConfig {
+    // Keys, webhook secrets and the SMTP URL (it may carry a password) print as set/unset.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |v: &Option<String>| v.as_ref().map(|_| "<set>");
+        f.debug_struct("DeliveryConfig")
+            .field("whatsapp_api_url", &self.whatsapp_api_url)
+            .field("whatsapp_api_key", &set(&self.whatsapp_api_key))
+            .field(
+                "whatsapp_template_language",
+                &self.whatsapp_template_language,
+            )
+            .field("wa_webhook_secret", &set(&self.wa_webhook_secret))
+            .field("wa_app_secret", &set(&self.wa_app_secret))
+            .field("smtp_url", &set(&self.smtp_url))
+            .field("email_from", &self.email_from)
+            .field("whatsapp_max_per_second", &self.whatsapp_max_per_second)
+            .field("email_max_per_second", &self.email_max_per_second)
+            .field("outbox_dir", &self.outbox_dir)
+            .field("provider_timeout", &self.provider_timeout)
+            .field("bulk_batch", &self.bulk_batch)
+            .finish()
+    }
 }
 
 impl Default for DeliveryConfig {
@@ -417,5 +441,36 @@ impl ExportConfig {
             xlsx_zip_level: zip_level,
             part_bytes: part_mb << 20,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_names() {
+        assert_eq!(Environment::default(), Environment::Production);
+        assert_eq!(
+            Environment::parse(" Development "),
+            Some(Environment::Development)
+        );
+        assert_eq!(Environment::parse("prod"), Some(Environment::Production));
+        assert_eq!(Environment::parse("staging"), None);
+    }
+
+    #[test]
+    fn delivery_secrets_never_print() {
+        let d = DeliveryConfig {
+            whatsapp_api_key: Some("key-123".into()),
+            wa_webhook_secret: Some("shared-456".into()),
+            wa_app_secret: Some("app-789".into()),
+            smtp_url: Some("smtp://user:pw-000@127.0.0.1:25".into()),
+            ..Default::default()
+        };
+        let printed = format!("{d:?}");
+        for secret in ["key-123", "shared-456", "app-789", "pw-000"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
     }
 }
