@@ -9,17 +9,16 @@
 //!   `/metrics` included), no writes;
 //! * `token:requester:admin` — an operator who may also act (re-drive, delete, refresh).
 //!
-//! Tokens are kept as SHA-256 digests and every lookup compares the presented token's digest
-//! with all of them without an early exit, so neither a map keyed by the secret nor a
-//! byte-by-byte compare lets response timing reveal a token.
+//! What each role and scope may reach is decided per route in `access`. Tokens are kept as
+//! SHA-256 digests and every lookup compares the presented token's digest with all of them
+//! without an early exit, so neither a map keyed by the secret nor a byte-by-byte compare
+//! lets response timing reveal a token.
 
 use std::sync::Arc;
 
 use axum::{
-    extract::{FromRequestParts, MatchedPath, Request, State},
-    http::{request::Parts, HeaderMap, Method, StatusCode},
-    middleware::Next,
-    response::{IntoResponse, Response},
+    extract::FromRequestParts,
+    http::{request::Parts, HeaderMap},
 };
 use jobs::config::Environment;
 use sha2::{Digest, Sha256};
@@ -103,31 +102,7 @@ impl Principal {
         self.scopes.is_none_or(|bits| bits & scope.bit() != 0)
     }
 
-    /// Whether this principal may call a route of `access` with `method`; the error says why not.
-    pub fn authorize(&self, access: Access, method: &Method) -> Result<(), ApiError> {
-        let reading = method == Method::GET || method == Method::HEAD;
-        match (self.role, access) {
-            (_, Access::Public) | (Role::Admin, _) => Ok(()),
-            (Role::Operator, Access::Admin) => Err(forbidden("an admin token is required")),
-            (Role::Operator, _) if !reading => Err(forbidden(
-                "operator tokens are read-only: an admin token is required to act",
-            )),
-            (Role::Operator, _) => Ok(()),
-            (Role::Requester, Access::Admin | Access::AdminRead) => {
-                Err(forbidden("an admin or operator token is required"))
-            }
-            (Role::Requester, Access::Scope(scope)) if !self.has_scope(scope) => {
-                Err(forbidden(&format!(
-                    "this token is limited to scopes {}; this route needs scope {}",
-                    self.scope_names(),
-                    scope.as_str()
-                )))
-            }
-            (Role::Requester, _) => Ok(()),
-        }
-    }
-
-    fn scope_names(&self) -> String {
+    pub(crate) fn scope_names(&self) -> String {
         Scope::ALL
             .into_iter()
             .filter(|s| self.has_scope(*s))
@@ -135,10 +110,6 @@ impl Principal {
             .collect::<Vec<_>>()
             .join("+")
     }
-}
-
-fn forbidden(message: &str) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
 }
 
 type TokenDigest = [u8; 32];
@@ -299,99 +270,11 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
         .ok_or_else(|| ApiError::unauthorized("Authorization must be 'Bearer <token>'"))
 }
 
-fn authenticate(tokens: &Tokens, headers: &HeaderMap) -> Result<Principal, ApiError> {
+pub(crate) fn authenticate(tokens: &Tokens, headers: &HeaderMap) -> Result<Principal, ApiError> {
     tokens
         .lookup(bearer(headers)?)
         .cloned()
         .ok_or_else(|| ApiError::unauthorized("unknown token"))
-}
-
-/// What a route requires, by its template (see [`access`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// No token: probes, the document, HMAC-signed file links, the webhook (its own
-    /// signature) and `/metrics` (its own token rules, see `routes::metrics`).
-    Public,
-    /// Any token: task routes, which only show the caller's own tasks.
-    Any,
-    /// A token with this scope (or without scopes), or an operator reading.
-    Scope(Scope),
-    /// Operator views: an operator or an admin.
-    AdminRead,
-    /// Operator actions: an admin.
-    Admin,
-}
-
-/// A route template with every parameter written `{}` (`/tasks/{id}` → `/tasks/{}`), so the
-/// router's names and the document's (`{event_id}`, `{eventId}`) compare equal.
-fn shape(route: &str) -> String {
-    route
-        .split('/')
-        .map(|seg| if seg.starts_with('{') { "{}" } else { seg })
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
-/// The access rule of a route template, `None` for a route this table does not know.
-pub fn classify(method: &Method, route: &str) -> Option<Access> {
-    let write = !(method == Method::GET || method == Method::HEAD);
-    let route = shape(route);
-    Some(match route.as_str() {
-        "/healthz" | "/readyz" | "/openapi.json" | "/files/{}" | "/wa/webhook" | "/metrics" => {
-            Access::Public
-        }
-        "/director/kpis/refresh" => Access::Admin,
-        r if r.starts_with("/admin/") => {
-            if write {
-                Access::Admin
-            } else {
-                Access::AdminRead
-            }
-        }
-        "/director/assign" | "/director/payments" | "/director/organizers/{}/ledger" => {
-            Access::Scope(Scope::Director)
-        }
-        "/director/overview"
-        | "/director/reports/overview"
-        | "/director/reports/top-organizers"
-        | "/director/reports/debt-aging"
-        | "/director/reports/tickets-usage"
-        | "/director/reports/exports" => Access::Scope(Scope::Reports),
-        "/events/{}/guests/{}/send" | "/events/{}/deliveries" | "/wa/session/{}" => {
-            Access::Scope(Scope::Deliveries)
-        }
-        r if r.starts_with("/tasks/{}") || r.starts_with("/director/reports/tasks/{}") => {
-            Access::Any
-        }
-        _ => return None,
-    })
-}
-
-/// [`classify`], failing closed: a route missing from the table needs an admin token.
-pub fn access(method: &Method, route: &str) -> Access {
-    classify(method, route).unwrap_or(Access::Admin)
-}
-
-/// Route middleware: authenticates and authorizes every non-public route in one place,
-/// and hands the principal to the handler's [`Principal`] extractor.
-pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_default();
-    let access = access(req.method(), &route);
-    if access == Access::Public {
-        return next.run(req).await;
-    }
-    let principal = match authenticate(&state.tokens, req.headers())
-        .and_then(|p| p.authorize(access, req.method()).map(|()| p))
-    {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    req.extensions_mut().insert(principal);
-    next.run(req).await
 }
 
 impl FromRequestParts<AppState> for Principal {
@@ -458,43 +341,5 @@ mod tests {
             assert!(err.contains("reserved"), "{name}: {err}");
         }
         assert!(Tokens::parse("abcdefgh-123:a,abcdefgh-123:b").is_err());
-    }
-
-    #[test]
-    fn roles_and_scopes_decide_access() {
-        let t = Tokens::parse(
-            "admin-token:ops:admin,operator-token:watch:operator,plain-token:demo,reports-token:rep:scopes=reports",
-        )
-        .unwrap();
-        let (get, post) = (Method::GET, Method::POST);
-        let who = |tok| t.lookup(tok).unwrap();
-        let ok = |tok, access, m: &Method| who(tok).authorize(access, m).is_ok();
-        assert!(ok("admin-token", Access::Admin, &post));
-        assert!(ok("operator-token", Access::AdminRead, &get));
-        assert!(!ok("operator-token", Access::Admin, &post));
-        assert!(!ok("operator-token", Access::Scope(Scope::Director), &post));
-        assert!(ok("operator-token", Access::Scope(Scope::Reports), &get));
-        assert!(!ok("plain-token", Access::AdminRead, &get));
-        assert!(ok("plain-token", Access::Scope(Scope::Director), &post));
-        assert!(ok("reports-token", Access::Scope(Scope::Reports), &get));
-        assert!(!ok("reports-token", Access::Scope(Scope::Director), &post));
-        assert!(ok("reports-token", Access::Any, &post));
-    }
-
-    #[test]
-    fn every_documented_route_has_an_access_rule() {
-        let doc: serde_json::Value =
-            serde_json::from_str(include_str!("openapi.json")).expect("openapi.json");
-        for (path, item) in doc["paths"].as_object().unwrap() {
-            for method in item.as_object().unwrap().keys() {
-                let Ok(m) = method.to_ascii_uppercase().parse::<Method>() else {
-                    continue;
-                };
-                assert!(
-                    classify(&m, path).is_some(),
-                    "{method} {path} has no access rule in auth::classify"
-                );
-            }
-        }
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP facade: authenticate, validate, create tasks, and let clients follow them.
 //! It never does the work itself; the worker does (DESIGN §1, §5).
 
+pub mod access;
 pub mod auth;
 pub mod body;
 pub mod config;
@@ -252,7 +253,7 @@ pub fn router(state: AppState) -> Router {
     // still a 404 and a wrong method a 405, not a 401.
     r.route_layer(middleware::from_fn_with_state(
         state.clone(),
-        auth::authorize,
+        access::authorize,
     ))
     .fallback(not_found_route)
     .layer(axum::extract::DefaultBodyLimit::max(body_limit))
