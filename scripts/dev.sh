@@ -6,7 +6,8 @@
 #   scripts/dev.sh [--release]
 #
 # Configuration: .env when present, otherwise the defaults of .env.example; variables already
-# set in the environment win. Logs: var/log/api.log, var/log/worker-N.log.
+# set in the environment win. TAQUILLA_ENV is development here (demo tokens, open webhook and
+# /metrics) unless the environment or .env sets it. Logs: var/log/api.log, var/log/worker-N.log.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -25,7 +26,7 @@ for arg in "$@"; do
   case $arg in
     --release) release=1 ;;
     -h | --help)
-      sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *) die "unknown argument '$arg' (usage: scripts/dev.sh [--release])" ;;
@@ -66,6 +67,9 @@ if [ -f .env ]; then
 elif [ -f .env.example ]; then
   load_env_file .env.example
 fi
+# The laptop flow runs in development unless the environment or .env says otherwise
+# (the binaries alone default to production).
+export TAQUILLA_ENV=${TAQUILLA_ENV:-development}
 export DATABASE_URL=${DATABASE_URL:-$TAQUILLA_DEFAULT_DATABASE_URL}
 export REDIS_URL=${REDIS_URL:-$TAQUILLA_DEFAULT_REDIS_URL}
 PORT=${PORT:-8080}

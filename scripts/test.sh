@@ -34,6 +34,7 @@ fi
 case $CARGO_TARGET_DIR in /*) ;; *) CARGO_TARGET_DIR="$ROOT/$CARGO_TARGET_DIR" ;; esac
 export CARGO_TARGET_DIR
 
+export TAQUILLA_ENV=development
 export TEST_DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/taquilla_test}
 export TEST_REDIS_URL=${TEST_REDIS_URL:-${REDIS_URL:-$TAQUILLA_DEFAULT_REDIS_URL}}
 

@@ -1,11 +1,15 @@
 //! Api settings, from the environment (see `.env.example`): `PORT`, `HOST`, `API_TOKENS`,
-//! `API_BODY_LIMIT_BYTES`, plus the shared ones of [`jobs::Config`].
+//! `API_BODY_LIMIT_BYTES`, `METRICS_TOKEN`, `METRICS_CACHE_SECONDS`, plus the shared ones of
+//! [`jobs::Config`] (`TAQUILLA_ENV` among them).
 
-use std::net::{IpAddr, SocketAddr};
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
 
-use jobs::config::{parsed, var, ConfigError};
+use jobs::config::{parsed, seconds, var, ConfigError, Environment};
 
-use crate::auth::{Tokens, DEVELOPMENT_TOKENS};
+use crate::auth::{Tokens, DEVELOPMENT_TOKENS, PRODUCTION_MIN_TOKEN_LEN};
 
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
@@ -16,32 +20,106 @@ pub struct ApiConfig {
     pub body_limit: usize,
     /// Longest `?wait=` of a long-poll, in seconds.
     pub long_poll_max: u64,
+    /// Who may scrape `/metrics` and how long its database figures are reused.
+    pub security: Security,
+}
+
+/// Settings of the edges added for production (issue 10); `Default` is what tests and a
+/// laptop want: no metrics token, figures reused for 5 s.
+#[derive(Clone)]
+pub struct Security {
+    /// `METRICS_TOKEN`: a bearer token that may read `/metrics` only (for a scraper that
+    /// should not hold an operator token). In production `/metrics` needs it or an
+    /// operator/admin token; in development it is open.
+    pub metrics_token: Option<String>,
+    /// `METRICS_CACHE_SECONDS`: how long one computation of the per-queue task counts (an
+    /// aggregate over `tasks`) serves every scrape.
+    pub metrics_cache_ttl: Duration,
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Self {
+            metrics_token: None,
+            metrics_cache_ttl: Duration::from_secs(5),
+        }
+    }
+}
+
+impl std::fmt::Debug for Security {
+    // Never print the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Security")
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<set>"),
+            )
+            .field("metrics_cache_ttl", &self.metrics_cache_ttl)
+            .finish()
+    }
+}
+
+fn invalid(name: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        name: name.into(),
+        message: message.into(),
+    }
 }
 
 impl ApiConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         let core = jobs::Config::from_env()?;
+        let env = core.environment;
         let port: u16 = parsed("PORT", 8080)?;
         let host: IpAddr = parsed("HOST", IpAddr::from([0, 0, 0, 0]))?;
-        let tokens = match var("API_TOKENS") {
-            Some(spec) => Tokens::parse(&spec).map_err(|message| ConfigError {
-                name: "API_TOKENS".into(),
-                message,
-            })?,
-            None => {
-                tracing::warn!("API_TOKENS is not set: using the development tokens (demo-token, admin-token); set API_TOKENS in any shared environment");
-                Tokens::parse(DEVELOPMENT_TOKENS).map_err(|message| ConfigError {
-                    name: "API_TOKENS".into(),
-                    message,
-                })?
+        let tokens = match (var("API_TOKENS"), env) {
+            (Some(spec), _) => {
+                Tokens::parse_for(&spec, env).map_err(|m| invalid("API_TOKENS", m))?
+            }
+            (None, Environment::Production) => {
+                return Err(invalid(
+                    "API_TOKENS",
+                    format!(
+                        "is required in production (TAQUILLA_ENV unset or production): \
+                         comma-separated token:requester[:admin|:operator|:scopes=director+reports+deliveries], \
+                         tokens of at least {PRODUCTION_MIN_TOKEN_LEN} characters; \
+                         set TAQUILLA_ENV=development for the demo tokens"
+                    ),
+                ))
+            }
+            (None, Environment::Development) => {
+                tracing::warn!("API_TOKENS is not set: using the development tokens (demo-token, admin-token)");
+                Tokens::parse(DEVELOPMENT_TOKENS).map_err(|m| invalid("API_TOKENS", m))?
             }
         };
+        let metrics_token = var("METRICS_TOKEN");
+        if env.is_production()
+            && metrics_token
+                .as_ref()
+                .is_some_and(|t| t.len() < PRODUCTION_MIN_TOKEN_LEN)
+        {
+            return Err(invalid(
+                "METRICS_TOKEN",
+                format!("needs at least {PRODUCTION_MIN_TOKEN_LEN} characters in production"),
+            ));
+        }
+        let d = &core.deliveries;
+        if env.is_production() && d.wa_webhook_secret.is_none() && d.wa_app_secret.is_none() {
+            tracing::warn!(
+                "neither WA_APP_SECRET nor WA_WEBHOOK_SECRET is set: POST /wa/webhook answers 401 to every call"
+            );
+        }
+        tracing::info!(environment = env.as_str(), "api configuration loaded");
         Ok(Self {
             core,
             bind: SocketAddr::new(host, port),
             tokens,
             body_limit: parsed("API_BODY_LIMIT_BYTES", 64 * 1024)?,
             long_poll_max: 60,
+            security: Security {
+                metrics_token,
+                metrics_cache_ttl: seconds("METRICS_CACHE_SECONDS", 5)?,
+            },
         })
     }
 }

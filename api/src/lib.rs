@@ -1,6 +1,7 @@
 //! The HTTP facade: authenticate, validate, create tasks, and let clients follow them.
 //! It never does the work itself; the worker does (DESIGN §1, §5).
 
+pub mod access;
 pub mod auth;
 pub mod body;
 pub mod config;
@@ -58,6 +59,8 @@ pub struct AppState {
     pub tokens: auth::Tokens,
     pub config: Arc<ApiConfig>,
     pub kinds: Arc<Kinds>,
+    /// The per-queue task counts of `/metrics`, reused for `METRICS_CACHE_SECONDS`.
+    pub queue_stats: Arc<routes::metrics::QueueStatsCache>,
     /// The local-disk export store whose signed links `GET /files/...` serves; `None` when
     /// exports go to S3 (or the directory is unusable, logged at start).
     pub local_files: Option<LocalStore>,
@@ -93,6 +96,9 @@ impl AppState {
                 }
             },
             report_cache: ReportCache::new(redis.clone(), keys.clone()),
+            queue_stats: Arc::new(routes::metrics::QueueStatsCache::new(
+                config.security.metrics_cache_ttl,
+            )),
             config: Arc::new(config),
             pool,
             redis,
@@ -125,8 +131,41 @@ async fn not_found_route() -> ApiError {
     ApiError::not_found("no such route")
 }
 
-/// Access log line per request, and JSON for the errors axum produces itself (405).
-async fn access_log(req: Request, next: Next) -> Response {
+/// Every route refuses a body declared larger than `API_BODY_LIMIT_BYTES` with the JSON 413,
+/// before authentication or any handler reads it (routes that read a body also stop a
+/// chunked one at the limit: `body::JsonObject`, the webhook).
+async fn limit_body(
+    axum::extract::State(limit): axum::extract::State<usize>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return payload_too_large(limit).into_response();
+    }
+    next.run(req).await
+}
+
+/// The 413 every route answers, as JSON.
+pub fn payload_too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("the body must be at most {limit} bytes"),
+    )
+}
+
+/// Access log line per request, and JSON for the errors axum produces itself (405, and a
+/// 413 from an extractor's own limit).
+async fn access_log(
+    axum::extract::State(body_limit): axum::extract::State<usize>,
+    req: Request,
+    next: Next,
+) -> Response {
     let method = req.method().clone();
     let route = req
         .extensions()
@@ -136,15 +175,20 @@ async fn access_log(req: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
     let resp = next.run(req).await;
     let status = resp.status();
-    let resp = if status == StatusCode::METHOD_NOT_ALLOWED
-        && resp.headers().get("content-type").is_none()
-    {
+    let is_json = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let resp = if status == StatusCode::METHOD_NOT_ALLOWED && !is_json {
         ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             format!("{method} is not allowed on {route}"),
         )
         .into_response()
+    } else if status == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
+        payload_too_large(body_limit).into_response()
     } else {
         resp
     };
@@ -215,13 +259,22 @@ pub fn router(state: AppState) -> Router {
         .route("/wa/session/{phone}", get(whatsapp::session));
     let r = task_routes("/tasks", r);
     let r = task_routes("/director/reports/tasks", r);
-    r.fallback(not_found_route)
-        .layer(middleware::from_fn(access_log))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            panic_response,
-        ))
-        .layer(middleware::from_fn(request_id::layer))
-        .with_state(state)
+    let body_limit = state.config.body_limit;
+    // Authorization sits on the routes (it needs the matched route), so an unknown path is
+    // still a 404 and a wrong method a 405, not a 401.
+    r.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        access::authorize,
+    ))
+    .fallback(not_found_route)
+    .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+    .layer(middleware::from_fn_with_state(body_limit, limit_body))
+    .layer(middleware::from_fn_with_state(body_limit, access_log))
+    .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+        panic_response,
+    ))
+    .layer(middleware::from_fn(request_id::layer))
+    .with_state(state)
 }
 
 /// Serves until `shutdown` resolves.

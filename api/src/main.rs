@@ -21,7 +21,9 @@ async fn main() -> anyhow::Result<()> {
     let config = match api::ApiConfig::from_env() {
         Ok(c) => c,
         Err(e) => {
+            // Also on stderr: the reason must show even with logging filtered or shipped away.
             tracing::error!(error = %e, "invalid configuration");
+            eprintln!("api: invalid configuration: {e}");
             std::process::exit(2);
         }
     };

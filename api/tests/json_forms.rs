@@ -18,6 +18,7 @@ fn app(env: &TestEnv) -> Router {
         tokens: api::auth::Tokens::parse("demo-token:demo").unwrap(),
         body_limit: 64 * 1024,
         long_poll_max: 60,
+        security: Default::default(),
     };
     api::router(api::AppState::new(
         config,

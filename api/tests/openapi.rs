@@ -18,6 +18,7 @@ async fn every_documented_route_exists() {
         tokens: api::auth::Tokens::parse("admin-token:ops:admin").unwrap(),
         body_limit: 64 * 1024,
         long_poll_max: 60,
+        security: Default::default(),
     };
     let app = api::router(api::AppState::new(
         config,

@@ -24,6 +24,7 @@ fn app(env: &TestEnv) -> Router {
         tokens: api::auth::Tokens::parse("demo-token:demo,admin-token:ops:admin").unwrap(),
         body_limit: 64 * 1024,
         long_poll_max: 60,
+        security: Default::default(),
     };
     api::router(api::AppState::new(
         config,

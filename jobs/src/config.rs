@@ -1,7 +1,7 @@
 //! Configuration shared by the api and the worker, read from the environment only.
 //!
-//! Variables (all optional, defaults work on a developer machine; see `.env.example`):
-//! `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`, `REDIS_URL`, `REDIS_PREFIX`,
+//! Variables (all optional; see `.env.example`): `TAQUILLA_ENV` (`production` unless set to
+//! `development`: production refuses the demo defaults), `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`, `REDIS_URL`, `REDIS_PREFIX`,
 //! `QUEUE_MAX_READY`, `QUEUE_REPUSH_AFTER_SECONDS`, `TASK_LEASE_SECONDS`,
 //! `DIRECTOR_REPORT_JOB_TTL_SECONDS`, `TICKET_PREMIUM_FACTOR`, `DEFAULT_CURRENCY`,
 //! `DIRECTOR_CACHE_TTL_SECONDS`, `DIRECTOR_REPORT_CACHE_TTL_SECONDS`,
@@ -52,11 +52,54 @@ pub fn seconds(name: &str, default: u64) -> Result<Duration, ConfigError> {
     Ok(Duration::from_secs(v))
 }
 
+/// `TAQUILLA_ENV`: which defaults are safe. Production (the default, so a forgotten variable
+/// fails closed) refuses the demo tokens and unsigned webhooks and protects `/metrics`;
+/// development keeps the laptop flow of the README working without any secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Environment {
+    Development,
+    #[default]
+    Production,
+}
+
+impl Environment {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        match var("TAQUILLA_ENV") {
+            None => Ok(Self::Production),
+            Some(raw) => Self::parse(&raw).ok_or_else(|| ConfigError {
+                name: "TAQUILLA_ENV".into(),
+                message: format!("{raw:?} is neither development nor production"),
+            }),
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "development" | "dev" => Some(Self::Development),
+            "production" | "prod" => Some(Self::Production),
+            _ => None,
+        }
+    }
+
+    pub fn is_production(self) -> bool {
+        self == Self::Production
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Development => "development",
+            Self::Production => "production",
+        }
+    }
+}
+
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/taquilla";
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `TAQUILLA_ENV` (see [`Environment`]).
+    pub environment: Environment,
     pub database_url: String,
     pub database_max_connections: u32,
     pub redis_url: String,
@@ -91,7 +134,7 @@ pub const DEFAULT_WHATSAPP_API_URL: &str = "https://waba-v2.360dialog.io";
 
 /// Outbound messages (issue 5). A provider without credentials runs in mock mode: sends
 /// succeed and are written to `OUTBOX_DIR` instead.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DeliveryConfig {
     /// `WHATSAPP_API_URL`: base of the 360dialog (Cloud API) endpoint; `/messages` is added.
     pub whatsapp_api_url: String,
@@ -99,8 +142,12 @@ pub struct DeliveryConfig {
     pub whatsapp_api_key: Option<String>,
     /// `WHATSAPP_TEMPLATE_LANGUAGE`: language code of template messages.
     pub whatsapp_template_language: String,
-    /// `WA_WEBHOOK_SECRET`: expected `X-Webhook-Secret` of `/wa/webhook`; unset = not checked.
+    /// `WA_WEBHOOK_SECRET`: a shared secret `/wa/webhook` accepts in `X-Webhook-Secret`.
     pub wa_webhook_secret: Option<String>,
+    /// `WA_APP_SECRET`: the Meta app secret; `/wa/webhook` accepts a body whose
+    /// `X-Hub-Signature-256` is its HMAC-SHA256 under this key. With neither secret set the
+    /// webhook is open in development and refused (401) in production.
+    pub wa_app_secret: Option<String>,
     /// `SMTP_URL`, e.g. `smtp://user:pass@127.0.0.1:9125` (plaintext); unset = mock mode.
     pub smtp_url: Option<String>,
     /// `EMAIL_FROM`: sender of ticket e-mails.
@@ -117,6 +164,30 @@ pub struct DeliveryConfig {
     pub bulk_batch: usize,
 }
 
+impl std::fmt::Debug for DeliveryConfig {
+    // Keys, webhook secrets and the SMTP URL (it may carry a password) print as set/unset.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |v: &Option<String>| v.as_ref().map(|_| "<set>");
+        f.debug_struct("DeliveryConfig")
+            .field("whatsapp_api_url", &self.whatsapp_api_url)
+            .field("whatsapp_api_key", &set(&self.whatsapp_api_key))
+            .field(
+                "whatsapp_template_language",
+                &self.whatsapp_template_language,
+            )
+            .field("wa_webhook_secret", &set(&self.wa_webhook_secret))
+            .field("wa_app_secret", &set(&self.wa_app_secret))
+            .field("smtp_url", &set(&self.smtp_url))
+            .field("email_from", &self.email_from)
+            .field("whatsapp_max_per_second", &self.whatsapp_max_per_second)
+            .field("email_max_per_second", &self.email_max_per_second)
+            .field("outbox_dir", &self.outbox_dir)
+            .field("provider_timeout", &self.provider_timeout)
+            .field("bulk_batch", &self.bulk_batch)
+            .finish()
+    }
+}
+
 impl Default for DeliveryConfig {
     fn default() -> Self {
         Self {
@@ -124,6 +195,7 @@ impl Default for DeliveryConfig {
             whatsapp_api_key: None,
             whatsapp_template_language: "es_MX".into(),
             wa_webhook_secret: None,
+            wa_app_secret: None,
             smtp_url: None,
             email_from: "Taquilla <no-reply@taquilla.local>".into(),
             whatsapp_max_per_second: 80,
@@ -163,6 +235,7 @@ impl DeliveryConfig {
             whatsapp_template_language: var("WHATSAPP_TEMPLATE_LANGUAGE")
                 .unwrap_or(d.whatsapp_template_language),
             wa_webhook_secret: var("WA_WEBHOOK_SECRET"),
+            wa_app_secret: var("WA_APP_SECRET"),
             smtp_url,
             email_from: var("EMAIL_FROM").unwrap_or(d.email_from),
             whatsapp_max_per_second: parsed("WHATSAPP_MAX_PER_SECOND", d.whatsapp_max_per_second)?,
@@ -211,6 +284,7 @@ impl Config {
             });
         }
         Ok(Self {
+            environment: Environment::from_env()?,
             database_url: var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
             database_max_connections: parsed("DATABASE_MAX_CONNECTIONS", 20)?,
             redis_url: var("REDIS_URL").unwrap_or_else(|| DEFAULT_REDIS_URL.into()),
@@ -367,5 +441,36 @@ impl ExportConfig {
             xlsx_zip_level: zip_level,
             part_bytes: part_mb << 20,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_names() {
+        assert_eq!(Environment::default(), Environment::Production);
+        assert_eq!(
+            Environment::parse(" Development "),
+            Some(Environment::Development)
+        );
+        assert_eq!(Environment::parse("prod"), Some(Environment::Production));
+        assert_eq!(Environment::parse("staging"), None);
+    }
+
+    #[test]
+    fn delivery_secrets_never_print() {
+        let d = DeliveryConfig {
+            whatsapp_api_key: Some("key-123".into()),
+            wa_webhook_secret: Some("shared-456".into()),
+            wa_app_secret: Some("app-789".into()),
+            smtp_url: Some("smtp://user:pw-000@127.0.0.1:25".into()),
+            ..Default::default()
+        };
+        let printed = format!("{d:?}");
+        for secret in ["key-123", "shared-456", "app-789", "pw-000"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
     }
 }

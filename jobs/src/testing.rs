@@ -107,6 +107,8 @@ impl TestEnv {
         let separator = if base.contains('?') { '&' } else { '?' };
         let database_url = format!("{base}{separator}options[search_path]={schema}");
         let config = Config {
+            // The README's laptop defaults; tests of production behaviour set Production.
+            environment: crate::config::Environment::Development,
             database_url,
             database_max_connections: 16,
             redis_url: redis_url.to_string(),

@@ -22,6 +22,8 @@ export REDIS_URL="redis://$REDIS_HOST:$REDIS_PORT"
 export REDIS_PREFIX=bench
 export RUST_LOG=${BENCH_RUST_LOG:-warn}
 export LOG_FORMAT=text
+# Benchmarks run the laptop configuration: short bench token, unsigned webhooks.
+export TAQUILLA_ENV=development
 export API_TOKENS="bench-token-1:bench"
 export HOST=127.0.0.1
 export PORT=${BENCH_PORT:-18473}

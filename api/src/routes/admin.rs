@@ -29,6 +29,20 @@ fn require_admin(p: &Principal) -> Result<(), ApiError> {
     }
 }
 
+/// The read-only views: an operator token is enough (`auth::authorize` already checked
+/// this; the handler keeps its own guard).
+fn require_observer(p: &Principal) -> Result<(), ApiError> {
+    if p.can_observe() {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "an admin or operator token is required",
+        ))
+    }
+}
+
 fn bad(param: &str, problem: &str) -> ApiError {
     ApiError::field(StatusCode::BAD_REQUEST, "validation_failed", param, problem)
 }
@@ -69,7 +83,7 @@ pub async fn queues(
     State(state): State<AppState>,
     principal: Principal,
 ) -> Result<Response, ApiError> {
-    require_admin(&principal)?;
+    require_observer(&principal)?;
     let stats = store::queue_stats(&state.pool).await?;
     let transport = jobs::queue::Transport::new(
         state.redis.clone(),
@@ -91,7 +105,7 @@ pub async fn list(
     principal: Principal,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    require_admin(&principal)?;
+    require_observer(&principal)?;
     let (status, kind) = filters(&q, false)?;
     let page: i64 = match q.get("page") {
         None => 1,
@@ -216,7 +230,7 @@ pub async fn workers(
     State(state): State<AppState>,
     principal: Principal,
 ) -> Result<Response, ApiError> {
-    require_admin(&principal)?;
+    require_observer(&principal)?;
     let keys = jobs::redis_conn::Keys::new(state.config.core.redis_prefix.clone());
     let now = chrono::Utc::now().timestamp();
     let mut redis = state.redis.clone();

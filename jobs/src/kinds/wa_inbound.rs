@@ -5,7 +5,8 @@
 //! what 360dialog v2 forwards) and the flat 360dialog v1 shape (`{statuses, messages}`).
 //! Statuses move deliveries forward only (see `deliveries::store`), so duplicates and
 //! out-of-order calls are harmless; inbound user messages open or extend the sender's 24 h
-//! window. Everything commits with the task's completion.
+//! window. Everything commits with the task's completion. The api stores one task per
+//! provider event set ([`dedupe_key`]): a redelivered call gets the first call's task.
 
 use std::time::Duration;
 
@@ -75,6 +76,50 @@ pub fn extract(payload: &Value) -> (Vec<&Value>, Vec<&Value>) {
         }
     }
     (statuses, messages)
+}
+
+/// The provider events of a payload, one key each: `status:<message id>:<status>` and
+/// `message:<message id>`, sorted and without repeats. Entries without an id have no key.
+pub fn event_keys(payload: &Value) -> Vec<String> {
+    let (statuses, messages) = extract(payload);
+    let id = |v: &Value| v.get("id").and_then(Value::as_str).map(str::to_string);
+    let mut keys: Vec<String> = statuses
+        .into_iter()
+        .filter_map(|s| {
+            let status = s.get("status").and_then(Value::as_str)?;
+            Some(format!("status:{}:{status}", id(s)?))
+        })
+        .chain(
+            messages
+                .into_iter()
+                .filter_map(|m| Some(format!("message:{}", id(m)?))),
+        )
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// The idempotency key of a webhook call: a digest of its event keys, or of the raw body
+/// when it carries none (a call repeated byte for byte is still one task). Providers
+/// redeliver a call they think failed, so the same events must not make a second task.
+pub fn dedupe_key(payload: &Value, raw_body: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let keys = event_keys(payload);
+    let digest = if keys.is_empty() {
+        Sha256::new()
+            .chain_update(b"body\n")
+            .chain_update(raw_body)
+            .finalize()
+    } else {
+        let mut h = Sha256::new().chain_update(b"events\n");
+        for k in &keys {
+            h.update(k.as_bytes());
+            h.update(b"\n");
+        }
+        h.finalize()
+    };
+    format!("wa-event:{}", hex::encode(digest))
 }
 
 /// A webhook timestamp (unix seconds, as a string or a number), never in the future.
@@ -174,5 +219,20 @@ mod tests {
         assert_eq!((s.len(), m.len()), (2, 0));
         assert_eq!(extract(&json!({})).0.len(), 0);
         assert_eq!(extract(&json!([1, 2])).0.len(), 0);
+    }
+
+    #[test]
+    fn one_event_set_one_key() {
+        let a =
+            json!({"statuses": [{"id": "w1", "status": "read"}, {"id": "w2", "status": "sent"}]});
+        let b = json!({"statuses": [{"id": "w2", "status": "sent"}, {"id": "w1", "status": "read"}, {"id": "w1", "status": "read"}]});
+        assert_eq!(event_keys(&a), ["status:w1:read", "status:w2:sent"]);
+        assert_eq!(dedupe_key(&a, b"x"), dedupe_key(&b, b"y"));
+        let c = json!({"statuses": [{"id": "w1", "status": "delivered"}]});
+        assert_ne!(dedupe_key(&a, b""), dedupe_key(&c, b""));
+        assert_ne!(
+            dedupe_key(&json!({}), b"{}"),
+            dedupe_key(&json!({}), b"{ }")
+        );
     }
 }

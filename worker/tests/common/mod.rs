@@ -42,6 +42,7 @@ pub fn api_state(env: &TestEnv) -> api::AppState {
             .unwrap(),
         body_limit: 64 * 1024,
         long_poll_max: 60,
+        security: Default::default(),
     };
     api::AppState::new(config, env.pool.clone(), env.redis.clone())
 }
