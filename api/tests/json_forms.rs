@@ -110,3 +110,50 @@ async fn a_whole_number_written_with_a_fraction_is_a_whole_number() {
         );
     }
 }
+
+async fn get(app: &Router, uri: &str) -> (StatusCode, Value) {
+    let req = Request::get(uri)
+        .header("authorization", "Bearer demo-token")
+        .body(Body::empty())
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// A query value is read as written: empty is "not given" (what HTML forms send), and
+/// anything else (white space included) must match the document's pattern, or 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_values_are_read_exactly_and_empty_is_not_given() {
+    let env = TestEnv::new().await;
+    env.seed_demo().await;
+    let app = app(&env);
+
+    for uri in [
+        "/director/reports/overview?to=&from=&currency=&page=",
+        "/director/reports/top-organizers?organizerId=&sort=&dir=",
+    ] {
+        let (status, body) = get(&app, uri).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+    }
+    for (uri, field) in [
+        ("/director/reports/overview?to=%20", "to"),
+        ("/director/reports/overview?to=%202025-01-01", "to"),
+        ("/director/reports/overview?currency=%0D", "currency"),
+        ("/director/reports/top-organizers?dir=asc%20", "dir"),
+        ("/director/reports/top-organizers?page=%201", "page"),
+    ] {
+        let (status, body) = get(&app, uri).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+        assert!(
+            body["error"]["fields"][field].is_string(),
+            "{uri}: {field} not named in {body}"
+        );
+    }
+}

@@ -56,7 +56,7 @@ fn filters(
     q: &HashMap<String, String>,
     redrive: bool,
 ) -> Result<(Option<TaskStatus>, Option<String>), ApiError> {
-    let status = match q.get("status").map(|s| s.trim()).filter(|s| !s.is_empty()) {
+    let status = match super::query_value(q, "status") {
         None if redrive => return Err(bad("status", "is required: failed or dead")),
         None => None,
         Some(s) => match TaskStatus::parse(s) {
@@ -65,10 +65,7 @@ fn filters(
             _ => return Err(bad("status", "must be a task status (pending, running, completed, failed, cancelled, retrying, dead)")),
         },
     };
-    let kind = q
-        .get("kind")
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty());
+    let kind = super::query_value(q, "kind").map(str::to_string);
     // Kind names are ids (`report_export`, `test.failing`); anything else, a NUL byte
     // included (Postgres refuses it in text), can match no task and is a 400.
     if let Some(problem) = kind.as_deref().and_then(id_problem) {

@@ -37,6 +37,19 @@ pub fn links(id: uuid::Uuid) -> Value {
 }
 
 /// The optional `Idempotency-Key` header: 1–255 visible ASCII characters.
+/// A query parameter as the client wrote it; an empty one (`?to=`, as HTML forms send) is not
+/// given. Values are never trimmed, so the server reads exactly what the OpenAPI document
+/// describes.
+pub(crate) fn query_value<'a>(
+    params: &'a std::collections::HashMap<String, String>,
+    name: &str,
+) -> Option<&'a str> {
+    params
+        .get(name)
+        .map(String::as_str)
+        .filter(|s| !s.is_empty())
+}
+
 pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);

@@ -46,7 +46,7 @@ pub fn calendar_date(raw: &str) -> Option<NaiveDate> {
 }
 
 fn date(params: &HashMap<String, String>, name: &str) -> Result<Option<NaiveDate>, ApiError> {
-    match params.get(name).map(|s| s.trim()).filter(|s| !s.is_empty()) {
+    match super::query_value(params, name) {
         None => Ok(None),
         Some(raw) => calendar_date(raw).map(Some).ok_or_else(|| {
             bad(
@@ -63,7 +63,7 @@ fn int(
     min: i64,
     max: i64,
 ) -> Result<Option<i64>, ApiError> {
-    match params.get(name).map(|s| s.trim()).filter(|s| !s.is_empty()) {
+    match super::query_value(params, name) {
         None => Ok(None),
         Some(raw) => match raw.parse::<i64>() {
             Ok(v) if (min..=max).contains(&v) => Ok(Some(v)),
@@ -76,7 +76,7 @@ fn int(
 }
 
 fn id(params: &HashMap<String, String>, name: &str) -> Result<Option<String>, ApiError> {
-    match params.get(name).map(|s| s.trim()).filter(|s| !s.is_empty()) {
+    match super::query_value(params, name) {
         None => Ok(None),
         Some(v) => match id_problem(v) {
             Some(problem) => Err(bad(name, problem)),
@@ -102,11 +102,7 @@ pub fn parse_query(
     }
     q.organizer_id = id(params, "organizerId")?;
     q.event_id = id(params, "eventId")?;
-    if let Some(t) = params
-        .get("eventType")
-        .map(|s| s.trim())
-        .filter(|s| !s.is_empty())
-    {
+    if let Some(t) = super::query_value(params, "eventType") {
         if t != "standard" && t != "premium" {
             return Err(bad("eventType", "must be one of: standard, premium"));
         }
@@ -127,11 +123,7 @@ pub fn parse_query(
         statuses.dedup();
         q.statuses = statuses;
     }
-    if let Some(c) = params
-        .get("currency")
-        .map(|s| s.trim())
-        .filter(|s| !s.is_empty())
-    {
+    if let Some(c) = super::query_value(params, "currency") {
         if let Some(problem) = currency_problem(c) {
             return Err(bad("currency", problem));
         }
@@ -140,19 +132,11 @@ pub fn parse_query(
     q.page = int(params, "page", 1, 1_000_000)?.unwrap_or(1);
     q.page_size = int(params, "pageSize", 1, 500)?.unwrap_or(50);
     q.limit = int(params, "limit", 1, 100_000)?;
-    if let Some(s) = params
-        .get("sort")
-        .map(|s| s.trim())
-        .filter(|s| !s.is_empty())
-    {
+    if let Some(s) = super::query_value(params, "sort") {
         q.sort = Sort::parse(s)
             .ok_or_else(|| bad("sort", "must be one of: created_at, amount, tickets"))?;
     }
-    if let Some(d) = params
-        .get("dir")
-        .map(|s| s.trim())
-        .filter(|s| !s.is_empty())
-    {
+    if let Some(d) = super::query_value(params, "dir") {
         q.desc = match d {
             "desc" => true,
             "asc" => false,
