@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks and tests the workspace the way CI does: Postgres and Redis (installed from the OS
 # packages and started when missing), then cargo fmt --check, clippy with warnings denied,
+# cargo-machete (no unused dependency),
 # the tests (cargo nextest when installed, else cargo test), then schemathesis against the
 # served OpenAPI document (scripts/fuzz-api.sh). Stops at the first failure.
 #
@@ -63,6 +64,16 @@ cargo fmt --all -- --check
 
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+
+# Unused dependencies fail the run (cargo-machete reads the sources, so it needs no build);
+# pinned, installed from the crate registry when missing.
+MACHETE_VERSION=0.9.2
+if [ "$(cargo machete --version 2>/dev/null)" != "$MACHETE_VERSION" ]; then
+  step "installing cargo-machete $MACHETE_VERSION"
+  cargo install --locked --quiet --version "$MACHETE_VERSION" cargo-machete
+fi
+step "cargo machete (unused dependencies)"
+cargo machete
 
 if cargo nextest --version >/dev/null 2>&1; then
   step "cargo nextest run --workspace --no-fail-fast $*"
