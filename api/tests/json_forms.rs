@@ -27,11 +27,11 @@ fn app(env: &TestEnv) -> Router {
     ))
 }
 
-async fn post(app: &Router, uri: &str, body: &str) -> (StatusCode, Value) {
-    let req = Request::post(uri)
+/// Sends `req` as the demo requester; the status and the JSON body (`null` if none).
+async fn call(app: &Router, req: axum::http::request::Builder, body: Body) -> (StatusCode, Value) {
+    let req = req
         .header("authorization", "Bearer demo-token")
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
+        .body(body)
         .unwrap();
     let resp = app.clone().oneshot(req).await.unwrap();
     let status = resp.status();
@@ -42,6 +42,15 @@ async fn post(app: &Router, uri: &str, body: &str) -> (StatusCode, Value) {
         status,
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     )
+}
+
+async fn post(app: &Router, uri: &str, body: &str) -> (StatusCode, Value) {
+    let req = Request::post(uri).header("content-type", "application/json");
+    call(app, req, Body::from(body.to_string())).await
+}
+
+async fn get(app: &Router, uri: &str) -> (StatusCode, Value) {
+    call(app, Request::get(uri), Body::empty()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,22 +127,6 @@ async fn a_whole_number_written_with_a_fraction_is_a_whole_number() {
             "tickets {tickets}"
         );
     }
-}
-
-async fn get(app: &Router, uri: &str) -> (StatusCode, Value) {
-    let req = Request::get(uri)
-        .header("authorization", "Bearer demo-token")
-        .body(Body::empty())
-        .unwrap();
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
 }
 
 /// A query value is read as written: empty is "not given" (what HTML forms send), and
