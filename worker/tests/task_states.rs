@@ -140,16 +140,7 @@ async fn a_cancelled_delivery_whose_send_fails_leaves_no_delivery_queued() {
         .respond_with(ResponseTemplate::new(503).set_delay(Duration::from_millis(1500)))
         .mount(&server)
         .await;
-    let mut env = TestEnv::new().await;
-    env.config.deliveries.whatsapp_api_url = server.uri();
-    env.config.deliveries.whatsapp_api_key = Some("test-key".into());
-    seed_guest(&env).await;
-    let app = api(&env);
-    let mut registry = Registry::standard();
-    let mut spec = delivery::spec();
-    spec.backoff = FAST;
-    registry.register(spec);
-    let worker = RunningWorker::start(worker_config(&env, &[queue::DELIVERIES]), registry);
+    let (env, app, worker) = whatsapp_deliveries(&server).await;
     let (status, body) = call(
         &app,
         "POST",
@@ -181,6 +172,22 @@ async fn a_cancelled_delivery_whose_send_fails_leaves_no_delivery_queued() {
     assert_eq!(delivery_status, "failed");
     assert_eq!(code.as_deref(), Some("cancelled"));
     worker.stop().await;
+}
+
+/// A test environment whose WhatsApp provider is `server`, guest g1 of ev_demo, the api, and
+/// a worker on the deliveries queue with fast retries.
+async fn whatsapp_deliveries(server: &MockServer) -> (TestEnv, axum::Router, RunningWorker) {
+    let mut env = TestEnv::new().await;
+    env.config.deliveries.whatsapp_api_url = server.uri();
+    env.config.deliveries.whatsapp_api_key = Some("test-key".into());
+    seed_guest(&env).await;
+    let app = api(&env);
+    let mut registry = Registry::standard();
+    let mut spec = delivery::spec();
+    spec.backoff = FAST;
+    registry.register(spec);
+    let worker = RunningWorker::start(worker_config(&env, &[queue::DELIVERIES]), registry);
+    (env, app, worker)
 }
 
 async fn seed_guest(env: &TestEnv) {
@@ -427,16 +434,7 @@ async fn redriving_a_dead_delivery_sends_it_again() {
         })))
         .mount(&server)
         .await;
-    let mut env = TestEnv::new().await;
-    env.config.deliveries.whatsapp_api_url = server.uri();
-    env.config.deliveries.whatsapp_api_key = Some("test-key".into());
-    seed_guest(&env).await;
-    let app = api(&env);
-    let mut registry = Registry::standard();
-    let mut spec = delivery::spec();
-    spec.backoff = FAST;
-    registry.register(spec);
-    let worker = RunningWorker::start(worker_config(&env, &[queue::DELIVERIES]), registry);
+    let (env, app, worker) = whatsapp_deliveries(&server).await;
     let (_, body) = call(
         &app,
         "POST",
