@@ -13,8 +13,8 @@ use std::{
     time::Duration,
 };
 
+use engine::redis_conn::Keys;
 use futures::StreamExt;
-use jobs::redis_conn::Keys;
 use redis::aio::PubSubSink;
 use tokio::sync::broadcast;
 use uuid::Uuid;

@@ -5,6 +5,7 @@ pub mod access;
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod enqueue_table;
 pub mod error;
 pub mod events;
 pub mod request_id;
@@ -20,32 +21,22 @@ use axum::{
     routing::{get, post},
     Router,
 };
+use engine::{
+    enqueue::Enqueuer,
+    kind::KindHooks,
+    progress::{Notifier, ProgressStore},
+    redis_conn::Keys,
+    transport::MessageQueue,
+};
 use jobs::{
     domain::report_cache::ReportCache,
-    enqueue::Enqueuer,
-    kinds::{self, KindSpec},
-    queue::Transport,
-    redis_conn::Keys,
     storage::{local::LocalStore, Store},
-    task::progress::{Notifier, ProgressStore},
 };
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 
 pub use config::ApiConfig;
 use error::ApiError;
-
-/// The kinds the api enqueues, looked up once.
-#[derive(Debug)]
-pub struct Kinds {
-    pub assignment: KindSpec,
-    pub payment: KindSpec,
-    pub kpi_refresh: KindSpec,
-    pub delivery: KindSpec,
-    pub delivery_bulk: KindSpec,
-    pub wa_inbound: KindSpec,
-    pub report_export: KindSpec,
-}
 
 #[derive(Clone)]
 pub struct AppState {
@@ -58,7 +49,8 @@ pub struct AppState {
     pub hub: events::EventHub,
     pub tokens: auth::Tokens,
     pub config: Arc<ApiConfig>,
-    pub kinds: Arc<Kinds>,
+    /// Every kind's hooks: a cancel or a re-drive here keeps the kind's rows in step.
+    pub hooks: KindHooks,
     /// The per-queue task counts of `/metrics`, reused for `METRICS_CACHE_SECONDS`.
     pub queue_stats: Arc<routes::metrics::QueueStatsCache>,
     /// The local-disk export store whose signed links `GET /files/...` serves; `None` when
@@ -71,22 +63,17 @@ impl AppState {
     pub fn new(config: ApiConfig, pool: PgPool, redis: ConnectionManager) -> Self {
         let core = &config.core;
         let keys = Keys::new(core.redis_prefix.clone());
-        let transport = Transport::new(redis.clone(), keys.clone(), core.queue_max_ready);
+        let queue = MessageQueue::new(redis.clone(), keys.clone(), core.queue_max_ready);
         Self {
-            enqueuer: Enqueuer::new(pool.clone(), transport, core.task_ttl),
+            enqueuer: Enqueuer::new(pool.clone(), queue, core.task_ttl),
             progress: ProgressStore::new(redis.clone(), keys.clone(), core.task_ttl),
             notifier: Notifier::new(redis.clone(), keys.clone()),
             hub: events::EventHub::start(core.redis_url.clone(), keys.clone()),
             tokens: config.tokens.clone(),
-            kinds: Arc::new(Kinds {
-                assignment: kinds::assignment::spec(),
-                payment: kinds::payment::spec(),
-                kpi_refresh: kinds::kpi_refresh::spec(),
-                delivery: kinds::delivery::spec(),
-                delivery_bulk: kinds::delivery_bulk::spec(),
-                wa_inbound: kinds::wa_inbound::spec(),
-                report_export: kinds::report_export::spec(),
-            }),
+            // `connect` (the binary's path) refuses duplicate kind names before this.
+            hooks: jobs::kinds::registry()
+                .expect("every kind has its own name")
+                .hooks(),
             local_files: match Store::from_config(&core.exports) {
                 Ok(Store::Local(local)) => Some(local),
                 Ok(Store::S3(_)) => None,
@@ -107,14 +94,15 @@ impl AppState {
 
     /// Connects, migrates and builds the state from configuration.
     pub async fn connect(config: ApiConfig) -> anyhow::Result<Self> {
+        jobs::kinds::registry()?;
         let core = &config.core;
         // Short: a request never needs a long statement, and one that hangs must not hold a
         // connection of the pool.
-        let statement_timeout = jobs::db::statement_timeout_from_env(
+        let statement_timeout = engine::db::statement_timeout_from_env(
             "DATABASE_STATEMENT_TIMEOUT_MS",
-            jobs::db::API_STATEMENT_TIMEOUT,
+            engine::db::API_STATEMENT_TIMEOUT,
         )?;
-        let pool = jobs::db::connect(
+        let pool = engine::db::connect(
             &core.database_url,
             core.database_max_connections,
             statement_timeout,
@@ -122,7 +110,8 @@ impl AppState {
         .await?;
         jobs::db::migrate(&pool).await?;
         let redis =
-            jobs::redis_conn::connect_with_retry(&core.redis_url, Duration::from_secs(60)).await?;
+            engine::redis_conn::connect_with_retry(&core.redis_url, Duration::from_secs(60))
+                .await?;
         Ok(Self::new(config, pool, redis))
     }
 }
@@ -250,6 +239,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/tasks/retry", post(admin::retry_all))
         .route("/admin/tasks/{id}", axum::routing::delete(admin::delete))
         .route("/admin/tasks/{id}/retry", post(admin::retry_one))
+        .route("/admin/ping", post(admin::ping))
         .route(
             "/events/{event_id}/guests/{guest_id}/send",
             post(deliveries::send),

@@ -9,48 +9,9 @@
 //! `TASK_CLEANUP_INTERVAL_MINUTES`, the delivery settings of [`DeliveryConfig`] and the
 //! export settings of [`ExportConfig`].
 
-use std::{env, path::PathBuf, str::FromStr, time::Duration};
+use std::{env, path::PathBuf, time::Duration};
 
-use thiserror::Error;
-
-#[derive(Debug, Error)]
-#[error("environment variable {name}: {message}")]
-pub struct ConfigError {
-    pub name: String,
-    pub message: String,
-}
-
-/// Reads `name`, returning `None` when unset or blank.
-pub fn var(name: &str) -> Option<String> {
-    env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-/// Reads and parses `name`, falling back to `default` when unset; a value that does not
-/// parse is an error naming the variable, never a silent default.
-pub fn parsed<T: FromStr>(name: &str, default: T) -> Result<T, ConfigError>
-where
-    T::Err: std::fmt::Display,
-{
-    match var(name) {
-        None => Ok(default),
-        Some(raw) => raw.trim().parse().map_err(|e: T::Err| ConfigError {
-            name: name.to_string(),
-            message: format!("cannot parse {raw:?}: {e}"),
-        }),
-    }
-}
-
-/// Like [`parsed`] for a duration in seconds, rejecting zero.
-pub fn seconds(name: &str, default: u64) -> Result<Duration, ConfigError> {
-    let v: u64 = parsed(name, default)?;
-    if v == 0 {
-        return Err(ConfigError {
-            name: name.into(),
-            message: "must be at least 1".into(),
-        });
-    }
-    Ok(Duration::from_secs(v))
-}
+pub use engine::env::{parsed, seconds, var, ConfigError};
 
 /// `TAQUILLA_ENV`: which defaults are safe. Production (the default, so a forgotten variable
 /// fails closed) refuses the demo tokens and unsigned webhooks and protects `/metrics`;
@@ -248,6 +209,17 @@ impl DeliveryConfig {
 }
 
 impl Config {
+    /// The engine's part of the configuration.
+    pub fn engine(&self) -> engine::EngineConfig {
+        engine::EngineConfig {
+            redis_prefix: self.redis_prefix.clone(),
+            queue_max_ready: self.queue_max_ready,
+            queue_repush_after: self.queue_repush_after,
+            task_lease: self.task_lease,
+            task_ttl: self.task_ttl,
+        }
+    }
+
     pub fn from_env() -> Result<Self, ConfigError> {
         let prefix = var("REDIS_PREFIX").unwrap_or_else(|| "taquilla".into());
         if !prefix

@@ -1,22 +1,21 @@
-//! taquilla's core: configuration, the task layer, the transport over apalis-redis, every
-//! job kind and the domain logic they share. The `api` and `worker` binaries are thin
-//! shells around this crate.
+//! taquilla's product: its job kinds, the domain logic they share (ledger, reports,
+//! deliveries, exports), their integrations (SMTP, WhatsApp, S3) and its configuration. The
+//! task engine underneath is the `engine` crate; the `api` and `worker` binaries are thin
+//! shells around both.
 
 pub mod config;
 pub mod db;
 pub mod deliveries;
 pub mod domain;
-pub mod enqueue;
 pub mod exports;
 pub mod kinds;
-pub mod metrics;
-pub mod queue;
-pub mod redis_conn;
+pub mod queues;
+pub mod redis_keys;
+pub mod services;
 pub mod storage;
-pub mod stored_json;
-pub mod task;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use config::Config;
+pub use services::{Ctx, Services, ServicesExt};

@@ -8,11 +8,9 @@ use redis::aio::ConnectionManager;
 use sqlx::{postgres::PgConnectOptions, ConnectOptions, Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::{
-    config::Config,
-    redis_conn::Keys,
-    task::{store, TaskRecord, TaskStatus},
-};
+use engine::{redis_conn::Keys, store, TaskRecord, TaskStatus};
+
+use crate::config::Config;
 
 pub fn database_url() -> String {
     std::env::var("TEST_DATABASE_URL")
@@ -99,7 +97,7 @@ impl TestEnv {
             .await
             .expect("test pool");
         crate::db::migrate(&pool).await.expect("migrations");
-        let redis = crate::redis_conn::connect(redis_url)
+        let redis = engine::redis_conn::connect(redis_url)
             .await
             .expect("connect to TEST_REDIS_URL");
         // The schema travels in the URL too, for code that connects by itself (the worker,

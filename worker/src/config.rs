@@ -27,9 +27,9 @@ impl WorkerConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         let core = jobs::Config::from_env()?;
         let names: Vec<String> = match var("WORKER_QUEUES") {
-            None => jobs::queue::ALL.iter().map(|q| q.to_string()).collect(),
+            None => jobs::queues::ALL.iter().map(|q| q.to_string()).collect(),
             Some(list) if list.trim() == "all" || list.trim() == "*" => {
-                jobs::queue::ALL.iter().map(|q| q.to_string()).collect()
+                jobs::queues::ALL.iter().map(|q| q.to_string()).collect()
             }
             Some(list) => list
                 .split(',')
@@ -46,12 +46,12 @@ impl WorkerConfig {
         let default_concurrency: usize = parsed("WORKER_CONCURRENCY", 64)?;
         let mut queues = BTreeMap::new();
         for name in names {
-            if !jobs::queue::ALL.contains(&name.as_str()) {
+            if !jobs::queues::ALL.contains(&name.as_str()) {
                 return Err(ConfigError {
                     name: "WORKER_QUEUES".into(),
                     message: format!(
                         "unknown queue {name:?} (known: {})",
-                        jobs::queue::ALL.join(", ")
+                        jobs::queues::ALL.join(", ")
                     ),
                 });
             }
@@ -59,7 +59,7 @@ impl WorkerConfig {
             // An export keeps a core busy (the XLSX writer) and holds its own database
             // connection for its whole run: by default a replica runs no more of them than it
             // has cores, whatever WORKER_CONCURRENCY says for the light queues.
-            let fallback = if name == jobs::queue::REPORTS && var("WORKER_CONCURRENCY").is_none() {
+            let fallback = if name == jobs::queues::REPORTS && var("WORKER_CONCURRENCY").is_none() {
                 std::thread::available_parallelism().map_or(2, |n| n.get())
             } else {
                 default_concurrency
@@ -83,9 +83,9 @@ impl WorkerConfig {
             heartbeat: seconds("WORKER_HEARTBEAT_SECONDS", 5)?,
             relay_interval: Duration::from_millis(relay_ms.max(10)),
             relay_batch: parsed("RELAY_BATCH", 200)?,
-            statement_timeout: jobs::db::statement_timeout_from_env(
+            statement_timeout: engine::db::statement_timeout_from_env(
                 "WORKER_STATEMENT_TIMEOUT_MS",
-                jobs::db::WORKER_STATEMENT_TIMEOUT,
+                engine::db::WORKER_STATEMENT_TIMEOUT,
             )?,
         })
     }

@@ -42,22 +42,23 @@ enum OnceJob {
 
 /// `worker run-once <job>`: enqueue, then wait on the task row.
 async fn run_once(cfg: &worker::WorkerConfig, job: OnceJob, timeout: u64) -> anyhow::Result<bool> {
-    use jobs::{
+    use engine::{
         enqueue::{Enqueued, Enqueuer, Request},
-        queue::Transport,
         redis_conn::Keys,
-        task::store,
+        store,
+        transport::MessageQueue,
+        KindInfo,
     };
-    let spec = match job {
-        OnceJob::KpiRefresh => jobs::kinds::kpi_refresh::spec(),
+    let kind = match job {
+        OnceJob::KpiRefresh => KindInfo::of::<jobs::kinds::kpi_refresh::KpiRefresh>(),
     };
     let core = &cfg.core;
-    let pool = jobs::db::connect(&core.database_url, 2, cfg.statement_timeout).await?;
+    let pool = engine::db::connect(&core.database_url, 2, cfg.statement_timeout).await?;
     jobs::db::migrate(&pool).await?;
     let redis =
-        jobs::redis_conn::connect_with_retry(&core.redis_url, std::time::Duration::from_secs(10))
+        engine::redis_conn::connect_with_retry(&core.redis_url, std::time::Duration::from_secs(10))
             .await?;
-    let transport = Transport::new(
+    let transport = MessageQueue::new(
         redis,
         Keys::new(core.redis_prefix.clone()),
         core.queue_max_ready,
@@ -65,7 +66,7 @@ async fn run_once(cfg: &worker::WorkerConfig, job: OnceJob, timeout: u64) -> any
     let enqueuer = Enqueuer::new(pool.clone(), transport, core.task_ttl);
     let rec = match enqueuer
         .enqueue(Request {
-            spec: &spec,
+            kind,
             params: serde_json::json!({ "trigger": "cli" }),
             requester: "cli",
             idempotency_key: None,
@@ -88,7 +89,7 @@ async fn run_once(cfg: &worker::WorkerConfig, job: OnceJob, timeout: u64) -> any
                 serde_json::json!({ "taskId": rec.id, "status": rec.status, "attempts": rec.attempts,
                                     "result": rec.result, "error": rec.error })
             );
-            return Ok(rec.status() == jobs::task::TaskStatus::Completed);
+            return Ok(rec.status() == engine::TaskStatus::Completed);
         }
         if tokio::time::Instant::now() > deadline {
             println!(
@@ -129,7 +130,8 @@ async fn main() -> anyhow::Result<()> {
     };
     match cli.command.unwrap_or(Command::Run) {
         Command::Migrate => {
-            let pool = jobs::db::connect(&cfg.core.database_url, 2, cfg.statement_timeout).await?;
+            let pool =
+                engine::db::connect(&cfg.core.database_url, 2, cfg.statement_timeout).await?;
             jobs::db::migrate(&pool).await?;
             tracing::info!("migrations applied");
             Ok(())
@@ -156,7 +158,7 @@ async fn main() -> anyhow::Result<()> {
                 shutdown_signal().await;
                 trigger.cancel();
             });
-            worker::run(cfg, jobs::kinds::Registry::standard(), shutdown).await
+            worker::run(cfg, jobs::kinds::registry()?, shutdown).await
         }
     }
 }

@@ -8,10 +8,8 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use jobs::{
-    kinds::assignment::id_problem,
-    task::{store, TaskStatus},
-};
+use engine::{store, TaskStatus};
+use jobs::kinds::assignment::id_problem;
 use serde_json::json;
 
 use super::tasks::view;
@@ -81,10 +79,10 @@ pub async fn queues(
     principal: Principal,
 ) -> Result<Response, ApiError> {
     require_observer(&principal)?;
-    let stats = store::queue_stats(&state.pool).await?;
-    let transport = jobs::queue::Transport::new(
+    let stats = store::queue_stats(&state.pool, &jobs::queues::ALL).await?;
+    let transport = engine::transport::MessageQueue::new(
         state.redis.clone(),
-        jobs::redis_conn::Keys::new(state.config.core.redis_prefix.clone()),
+        engine::redis_conn::Keys::new(state.config.core.redis_prefix.clone()),
         state.config.core.queue_max_ready,
     );
     let mut out = Vec::new();
@@ -152,7 +150,7 @@ pub async fn retry_one(
 ) -> Result<Response, ApiError> {
     require_admin(&principal)?;
     let id = parse_id(&id)?;
-    match store::redrive(&state.pool, id, state.config.core.task_ttl).await? {
+    match store::redrive(&state.pool, &state.hooks, id, state.config.core.task_ttl).await? {
         Some(rec) => {
             state.notifier.changed(&[id]);
             tracing::info!(task.id = %id, operator = %principal.requester, "task re-driven");
@@ -183,6 +181,7 @@ pub async fn retry_all(
     let status = status.unwrap_or(TaskStatus::Dead);
     let ids = store::redrive_all(
         &state.pool,
+        &state.hooks,
         status,
         kind.as_deref(),
         state.config.core.task_ttl,
@@ -228,12 +227,12 @@ pub async fn workers(
     principal: Principal,
 ) -> Result<Response, ApiError> {
     require_observer(&principal)?;
-    let keys = jobs::redis_conn::Keys::new(state.config.core.redis_prefix.clone());
+    let keys = engine::redis_conn::Keys::new(state.config.core.redis_prefix.clone());
     let now = chrono::Utc::now().timestamp();
     let mut redis = state.redis.clone();
     // instance → (queue → last heartbeat)
     let mut seen: std::collections::BTreeMap<String, Vec<(String, i64)>> = Default::default();
-    for q in jobs::queue::ALL {
+    for q in jobs::queues::ALL {
         let set = keys.apalis_workers(q);
         let members: Vec<(String, i64)> = redis::cmd("ZRANGEBYSCORE")
             .arg(&set)
@@ -290,4 +289,24 @@ pub async fn workers(
         }));
     }
     Ok(Json(json!({ "data": data, "requestId": request_id::current() })).into_response())
+}
+
+/// `POST /admin/ping`: an end-to-end probe. The task's result (`GET /tasks/{id}`) says that a
+/// maintenance worker took it and how long its round trips to Postgres and Redis took. Like
+/// the KPI refresh, it takes no body.
+pub async fn ping(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    require_admin(&principal)?;
+    let params = json!({ "trigger": "api" });
+    super::enqueue(
+        &state,
+        &principal,
+        &headers,
+        crate::enqueue_table::PING.kind,
+        params,
+    )
+    .await
 }

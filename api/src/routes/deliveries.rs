@@ -7,9 +7,9 @@ use axum::{
     http::{HeaderMap, StatusCode},
     response::Response,
 };
+use engine::enqueue::{Enqueued, Request};
 use jobs::{
     deliveries::{self, Channel, MessageKind},
-    enqueue::{Enqueued, Request},
     kinds::{
         assignment::id_problem,
         delivery::{template_problem, DeliveryParams},
@@ -127,7 +127,7 @@ pub async fn send(
         .enqueue_in(
             &mut tx,
             Request {
-                spec: &state.kinds.delivery,
+                kind: crate::enqueue_table::DELIVERY.kind,
                 params,
                 requester: &principal.requester,
                 idempotency_key: key.as_deref(),
@@ -222,7 +222,7 @@ pub async fn bulk(
         &state,
         &principal,
         &headers,
-        &state.kinds.delivery_bulk,
+        crate::enqueue_table::DELIVERY_BULK.kind,
         params,
     )
     .await

@@ -52,7 +52,7 @@ pub async fn assign(
         &state,
         &principal,
         &headers,
-        &state.kinds.assignment,
+        crate::enqueue_table::ASSIGNMENT.kind,
         params,
     )
     .await
@@ -109,5 +109,12 @@ pub async fn payment(
         metadata: metadata.unwrap_or_else(|| serde_json::json!({})),
     };
     let params = serde_json::to_value(params).map_err(|e| ApiError::internal("encoder", e))?;
-    super::enqueue(&state, &principal, &headers, &state.kinds.payment, params).await
+    super::enqueue(
+        &state,
+        &principal,
+        &headers,
+        crate::enqueue_table::PAYMENT.kind,
+        params,
+    )
+    .await
 }

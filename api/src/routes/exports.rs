@@ -133,7 +133,7 @@ pub async fn create(
         &state,
         &principal,
         &headers,
-        &state.kinds.report_export,
+        crate::enqueue_table::REPORT_EXPORT.kind,
         params,
     )
     .await

@@ -1,5 +1,5 @@
 //! `GET /metrics`: Prometheus text. Task and export durations come from the hash every
-//! worker adds to (`jobs::metrics`); message depths are read live from Redis; the per-queue
+//! worker adds to (`engine::metrics`); message depths are read live from Redis; the per-queue
 //! task counts (an aggregate over `tasks`) are computed at most once per
 //! `METRICS_CACHE_SECONDS` however many scrapers call. In production a scrape needs
 //! `Authorization: Bearer` with `METRICS_TOKEN` or an operator/admin token; in development it
@@ -17,11 +17,11 @@ use axum::{
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
-use jobs::{
+use engine::{
     metrics,
-    queue::Transport,
     redis_conn::Keys,
-    task::store::{self, QueueStats},
+    store::{self, QueueStats},
+    transport::MessageQueue,
 };
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
@@ -53,7 +53,7 @@ impl QueueStatsCache {
                 return Ok((stats.clone(), at.elapsed()));
             }
         }
-        let stats = Arc::new(store::queue_stats(pool).await?);
+        let stats = Arc::new(store::queue_stats(pool, &jobs::queues::ALL).await?);
         *last = Some((Instant::now(), stats.clone()));
         Ok((stats, Duration::ZERO))
     }
@@ -146,7 +146,7 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         }
     }
 
-    let transport = Transport::new(
+    let transport = MessageQueue::new(
         state.redis.clone(),
         keys.clone(),
         state.config.core.queue_max_ready,
@@ -156,7 +156,7 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         "# HELP taquilla_queue_redis_messages Transport messages waiting in Redis."
     );
     let _ = writeln!(out, "# TYPE taquilla_queue_redis_messages gauge");
-    for q in jobs::queue::ALL {
+    for q in jobs::queues::ALL {
         match transport.depth(q).await {
             Ok(n) => {
                 let _ = writeln!(out, "taquilla_queue_redis_messages{{queue=\"{q}\"}} {n}");

@@ -17,10 +17,9 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use jobs::{
+use engine::{
     enqueue::{Enqueued, Request},
-    kinds::KindSpec,
-    task::TaskRecord,
+    KindInfo, TaskRecord,
 };
 use serde_json::{json, Value};
 
@@ -93,12 +92,12 @@ pub(crate) fn accepted_with(rec: &TaskRecord, replayed: bool, extra: Value) -> R
     resp
 }
 
-/// Creates a task of `spec` with already validated `params` and answers 202.
+/// Creates a task of `kind` with already validated `params` and answers 202.
 pub async fn enqueue(
     state: &AppState,
     principal: &Principal,
     headers: &HeaderMap,
-    spec: &KindSpec,
+    kind: KindInfo,
     params: Value,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(headers)?;
@@ -106,7 +105,7 @@ pub async fn enqueue(
     let outcome = state
         .enqueuer
         .enqueue(Request {
-            spec,
+            kind,
             params,
             requester: &principal.requester,
             idempotency_key: key.as_deref(),

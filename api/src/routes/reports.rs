@@ -10,13 +10,13 @@ use axum::{
     Json,
 };
 use chrono::NaiveDate;
+use engine::stored_json::StoredJson;
 use jobs::{
     domain::{
         report_cache::Source,
         reports::{Query, Sort, DELIVERY_STATUSES, GUEST_STATUSES},
     },
     kinds::{assignment::id_problem, kpi_refresh},
-    stored_json::StoredJson,
 };
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -342,7 +342,7 @@ pub async fn refresh_kpis(
         &state,
         &principal,
         &headers,
-        &state.kinds.kpi_refresh,
+        crate::enqueue_table::KPI_REFRESH.kind,
         params,
     )
     .await

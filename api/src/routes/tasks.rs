@@ -13,7 +13,7 @@ use axum::{
     Json,
 };
 use chrono::Utc;
-use jobs::task::{progress::LiveProgress, store, TaskRecord, TaskStatus};
+use engine::{progress::LiveProgress, store, TaskRecord, TaskStatus};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -257,7 +257,7 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    match store::cancel(&state.pool, id, Some(&principal.requester)).await? {
+    match store::cancel(&state.pool, &state.hooks, id, Some(&principal.requester)).await? {
         store::CancelOutcome::Cancelled(rec) => {
             state.notifier.changed(&[id]);
             Ok((StatusCode::OK, Json(view(&rec, None))).into_response())

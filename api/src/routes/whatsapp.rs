@@ -7,10 +7,10 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
+use engine::enqueue::{Enqueued, Request};
 use hmac::{Hmac, Mac};
 use jobs::{
     deliveries::{phone, store},
-    enqueue::{Enqueued, Request},
     kinds::wa_inbound::{self, InboundParams},
 };
 use serde_json::json;
@@ -128,7 +128,7 @@ pub async fn webhook(
     let outcome = state
         .enqueuer
         .enqueue(Request {
-            spec: &state.kinds.wa_inbound,
+            kind: crate::enqueue_table::WA_INBOUND.kind,
             params,
             requester: WEBHOOK_REQUESTER,
             idempotency_key: Some(&dedupe_key),

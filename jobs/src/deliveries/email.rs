@@ -8,7 +8,7 @@ use lettre::{
 };
 
 use super::{MessageKind, Recipient};
-use crate::task::context::JobError;
+use engine::JobError;
 
 /// Host, port and optional (user, password) of the relay.
 pub type SmtpTarget = (String, u16, Option<(String, String)>);

@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::{email, ratelimit::RateLimiter, whatsapp, Channel, MessageKind, Recipient, Sent};
-use crate::{config::DeliveryConfig, redis_conn::Keys, task::context::JobError};
+use engine::{redis_conn::Keys, JobError};
+
+use crate::config::DeliveryConfig;
 
 pub struct Providers {
     whatsapp: Option<whatsapp::Client>,

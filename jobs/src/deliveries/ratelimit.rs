@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use redis::{aio::ConnectionManager, Script};
 
-use crate::redis_conn::Keys;
+use engine::redis_conn::Keys;
+
+use crate::redis_keys::ProductKeys;
 
 const SCRIPT: &str = r#"
 local n = redis.call('INCR', KEYS[1])
@@ -52,7 +54,7 @@ impl RateLimiter {
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default();
             let window = now.as_secs();
-            let key = format!("{}:ratelimit:{channel}:{window}", self.keys.prefix());
+            let key = self.keys.rate_limit(channel, window as i64);
             let mut conn = self.conn.clone();
             let n: i64 = match self.script.key(&key).invoke_async(&mut conn).await {
                 Ok(n) => n,

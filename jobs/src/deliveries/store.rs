@@ -87,7 +87,7 @@ pub async fn insert(
     Ok(())
 }
 
-/// Marks deliveries `sent`, as a completion effect (`task::context::Effect`): the delivery
+/// Marks deliveries `sent`, as a completion effect (`engine::Effect`): the delivery
 /// ids are the task ids, `arg` the provider's message id. Applied in the runner's batched
 /// completion, so a burst of sends shares one commit instead of one per send.
 pub const MARK_SENT_EFFECT: &str = "UPDATE deliveries d SET \
@@ -96,23 +96,53 @@ pub const MARK_SENT_EFFECT: &str = "UPDATE deliveries d SET \
         updated_at = now() \
     FROM {done} e WHERE d.id = e.id";
 
-/// The delivery will not be sent (permanent error, or the last attempt failed). However
-/// else its task ends (cancelled, lost on its last attempt), a trigger on `tasks` marks the
-/// delivery failed too (migration 10).
-pub async fn mark_failed<'e>(
+/// The deliveries of these tasks will not be sent: their tasks ended without sending
+/// (failed, dead, cancelled), so none stays `queued` behind a finished task. Only `queued`
+/// ones change: a delivery the provider already took keeps its status.
+pub async fn fail_unsent<'e>(
     db: impl PgExecutor<'e>,
-    id: Uuid,
+    task_ids: &[Uuid],
     error: &Value,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE deliveries SET status = 'failed', error = $2, failed_at = now(), updated_at = now() \
-         WHERE id = $1 AND status = 'queued'",
+         WHERE task_id = ANY($1) AND status = 'queued'",
     )
-    .bind(id)
+    .bind(task_ids)
     .bind(error)
     .execute(db)
     .await?;
     Ok(())
+}
+
+/// Their tasks were re-driven: deliveries that failed before the provider ever accepted them
+/// (no message id) are queued again, so the re-drive sends; one handed over is never sent
+/// twice.
+pub async fn requeue_unsent<'e>(
+    db: impl PgExecutor<'e>,
+    task_ids: &[Uuid],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE deliveries SET status = 'queued', error = NULL, failed_at = NULL, updated_at = now() \
+         WHERE task_id = ANY($1) AND status = 'failed' AND provider_message_id IS NULL",
+    )
+    .bind(task_ids)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// The task ids of the deliveries of a bulk send.
+pub async fn children_of<'e>(
+    db: impl PgExecutor<'e>,
+    bulk_task_id: Uuid,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT task_id FROM deliveries WHERE bulk_task_id = $1 AND task_id IS NOT NULL",
+    )
+    .bind(bulk_task_id)
+    .fetch_all(db)
+    .await
 }
 
 /// Applies a provider status to the delivery with that message id, forward only.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::{MessageKind, Recipient, Sent};
-use crate::task::context::JobError;
+use engine::JobError;
 
 /// What to send: free-form text (window open) or a template.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,7 +8,9 @@ use std::{future::Future, time::Duration};
 use redis::{aio::ConnectionManager, Script};
 use serde_json::Value;
 
-use crate::redis_conn::Keys;
+use engine::redis_conn::Keys;
+
+use crate::redis_keys::ProductKeys;
 
 /// Reads the generation and the entry under it in one round trip.
 const READ: &str = r#"
@@ -35,11 +37,11 @@ impl ReportCache {
     }
 
     fn generation_key(&self) -> String {
-        format!("{}:director:gen", self.keys.prefix())
+        self.keys.report_cache_generation()
     }
 
     fn entry_prefix(&self) -> String {
-        format!("{}:director:", self.keys.prefix())
+        self.keys.report_cache_prefix()
     }
 
     async fn read(&self, report: &str, key: &str) -> redis::RedisResult<(String, Option<String>)> {

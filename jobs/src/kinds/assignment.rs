@@ -8,10 +8,13 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::KindSpec;
+use std::time::Duration;
+
+use engine::{retry::Backoff, Done, JobError, Kind};
+
 use crate::{
     domain::ledger::{self, EntryType, NewEntry},
-    task::context::{Done, JobError, TaskContext},
+    Ctx, Services, ServicesExt,
 };
 
 pub const NAME: &str = "assignment";
@@ -78,11 +81,23 @@ pub fn id_problem(id: &str) -> Option<&'static str> {
     }
 }
 
-pub fn spec() -> KindSpec {
-    super::ledger_writer(NAME, run)
+/// The `assignment` kind: a ledger writer (see [`super::ledger_writer`]).
+pub struct Assignment;
+
+impl Kind for Assignment {
+    type State = Services;
+    const NAME: &'static str = NAME;
+    const QUEUE: &'static str = super::ledger_writer::QUEUE;
+    const MAX_ATTEMPTS: i32 = super::ledger_writer::MAX_ATTEMPTS;
+    const TIMEOUT: Duration = super::ledger_writer::TIMEOUT;
+    const BACKOFF: Backoff = super::ledger_writer::BACKOFF;
+
+    async fn run(ctx: Ctx) -> Result<Done, JobError> {
+        run(ctx).await
+    }
 }
 
-async fn run(ctx: TaskContext) -> Result<Done, JobError> {
+async fn run(ctx: Ctx) -> Result<Done, JobError> {
     let p: AssignmentParams = ctx.params()?;
     let mut tx = ctx.pool().begin().await?;
 

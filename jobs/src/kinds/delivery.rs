@@ -3,22 +3,22 @@
 //! The task's id is its delivery's id. The handler reads the delivery, guest and event,
 //! waits for the channel's global rate limit, sends, and marks the delivery `sent` in the
 //! statement that completes the task (the runner's batched completion). A provider refusal (4xx) fails it at once; network
-//! errors, 5xx and 429 are retried with backoff (429 no sooner than its `Retry-After`), and
-//! the last failed attempt marks the delivery `failed` before the task goes `dead`.
+//! errors, 5xx and 429 are retried with backoff (429 no sooner than its `Retry-After`).
+//! However its task ends without sending, the kind's terminal hook marks the delivery
+//! `failed` in the same transaction.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::KindSpec;
+use engine::{kind::Ended, retry::Backoff, Done, Effect, JobError, Kind, TaskStatus};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
 use crate::{
     deliveries::{store, Channel, MessageKind, SESSION_WINDOW},
-    queue,
-    task::{
-        context::{Done, Effect, JobError, TaskContext},
-        retry::Backoff,
-    },
+    queues, Ctx, Services, ServicesExt,
 };
 
 pub const NAME: &str = "delivery";
@@ -53,19 +53,45 @@ pub fn template_problem(t: &str) -> Option<&'static str> {
     }
 }
 
-pub fn spec() -> KindSpec {
-    KindSpec::new(
-        NAME,
-        queue::DELIVERIES,
-        MAX_ATTEMPTS,
-        Duration::from_secs(60),
-        // DESIGN §3: deliveries retry from 2 s up to 10 min.
-        Backoff::new(Duration::from_secs(2), Duration::from_secs(600)),
-        run,
-    )
+/// The `delivery` kind.
+pub struct Delivery;
+
+impl Kind for Delivery {
+    type State = Services;
+    const NAME: &'static str = NAME;
+    const QUEUE: &'static str = queues::DELIVERIES;
+    const MAX_ATTEMPTS: i32 = MAX_ATTEMPTS;
+    // DESIGN §3: deliveries retry from 2 s up to 10 min.
+    const TIMEOUT: Duration = Duration::from_secs(60);
+    const BACKOFF: Backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(600));
+
+    async fn run(ctx: Ctx) -> Result<Done, JobError> {
+        run(ctx).await
+    }
+
+    /// Whoever ended the task (the handler's last attempt, a lost worker, a cancel, a
+    /// cancelled bulk parent), its delivery does not stay `queued`.
+    async fn on_terminal_failure(
+        conn: &mut PgConnection,
+        ended: &Ended,
+    ) -> Result<(), sqlx::Error> {
+        let error = match (ended.status, &ended.error) {
+            (TaskStatus::Cancelled, _) => {
+                json!({ "code": "cancelled", "message": "the delivery task was cancelled" })
+            }
+            (_, Some(error)) => error.clone(),
+            (status, None) => json!({ "code": status.as_str() }),
+        };
+        store::fail_unsent(conn, &[ended.id], &error).await
+    }
+
+    /// A re-drive sends again what was never handed to the provider.
+    async fn on_redrive(conn: &mut PgConnection, ids: &[Uuid]) -> Result<(), sqlx::Error> {
+        store::requeue_unsent(conn, ids).await
+    }
 }
 
-async fn run(ctx: TaskContext) -> Result<Done, JobError> {
+async fn run(ctx: Ctx) -> Result<Done, JobError> {
     let Some(d) = store::by_task(ctx.pool(), ctx.id).await? else {
         return Err(JobError::permanent(
             "delivery_not_found",
@@ -100,32 +126,12 @@ async fn run(ctx: TaskContext) -> Result<Done, JobError> {
                 },
             ))
         }
-        Err(err) => {
-            let last = match &err {
-                JobError::Permanent { .. } => true,
-                JobError::Retryable { .. } | JobError::RetryAfter { .. } => {
-                    ctx.attempt >= ctx.max_attempts
-                }
-                JobError::Cancelled | JobError::Superseded | JobError::Waiting { .. } => false,
-            };
-            if last {
-                let (code, message) = match &err {
-                    JobError::Permanent { code, message }
-                    | JobError::Retryable { code, message }
-                    | JobError::RetryAfter { code, message, .. } => (code.clone(), message.clone()),
-                    _ => (String::new(), String::new()),
-                };
-                let error = json!({ "code": code, "message": message, "attempt": ctx.attempt });
-                // Before the task is recorded failed/dead, so a delivery never stays
-                // `queued` behind a finished task.
-                store::mark_failed(ctx.pool(), d.id, &error).await?;
-            }
-            Err(err)
-        }
+        // However the task ends for good, `on_terminal_failure` fails the delivery.
+        Err(err) => Err(err),
     }
 }
 
-async fn send(ctx: &TaskContext, d: &store::Delivery) -> Result<crate::deliveries::Sent, JobError> {
+async fn send(ctx: &Ctx, d: &store::Delivery) -> Result<crate::deliveries::Sent, JobError> {
     let providers = ctx.providers();
     match d.channel {
         Channel::Whatsapp => {

@@ -4,7 +4,7 @@
 //! per transaction, then follows its children: progress is children finished / total, the
 //! result counts them (sent, failed, dead). The children's rows are unique per
 //! (bulk task, guest), so a parent that runs again never sends to a guest twice. Cancelling
-//! the parent cancels the children that have not started (a trigger, migration 10).
+//! the parent cancels the children that have not started (its terminal hook).
 //!
 //! The parent never holds a slot of the `deliveries` queue while its children need one:
 //! after the fan-out, and at each later check, it gives its slot back and waits
@@ -18,15 +18,13 @@ use serde_json::json;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{delivery, KindSpec};
+use engine::{kind::Ended, retry::Backoff, store, Done, JobError, Kind, KindInfo, TaskStatus};
+use sqlx::PgConnection;
+
+use super::delivery;
 use crate::{
-    deliveries::{Channel, MessageKind},
-    queue,
-    task::{
-        context::{Done, JobError, TaskContext},
-        retry::Backoff,
-        store,
-    },
+    deliveries::{self, Channel, MessageKind},
+    queues, Ctx, Services, ServicesExt,
 };
 
 pub const NAME: &str = "delivery_bulk";
@@ -50,17 +48,38 @@ pub struct BulkParams {
     pub guest_ids: Option<Vec<String>>,
 }
 
-pub fn spec() -> KindSpec {
-    KindSpec::new(
-        NAME,
-        queue::DELIVERIES,
-        3,
-        // One fan-out or one check per attempt: never hours (the waiting happens between
-        // attempts, without a slot).
-        Duration::from_secs(30 * 60),
-        Backoff::new(Duration::from_secs(2), Duration::from_secs(60)),
-        run,
-    )
+/// The `delivery_bulk` kind.
+pub struct DeliveryBulk;
+
+impl Kind for DeliveryBulk {
+    type State = Services;
+    const NAME: &'static str = NAME;
+    const QUEUE: &'static str = queues::DELIVERIES;
+    const MAX_ATTEMPTS: i32 = 3;
+    // One fan-out or one check per attempt: never hours (the waiting happens between
+    // attempts, without a slot).
+    const TIMEOUT: Duration = Duration::from_secs(30 * 60);
+    const BACKOFF: Backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(60));
+
+    async fn run(ctx: Ctx) -> Result<Done, JobError> {
+        run(ctx).await
+    }
+
+    /// Cancelling the parent, however it was cancelled (it waits between checks without a
+    /// worker, so the api's cancel may be what ends it), cancels its children that have not
+    /// started, failing their deliveries, and asks the running ones to stop.
+    async fn on_terminal_failure(
+        conn: &mut PgConnection,
+        ended: &Ended,
+    ) -> Result<(), sqlx::Error> {
+        if ended.status != TaskStatus::Cancelled {
+            return Ok(());
+        }
+        let children = deliveries::store::children_of(&mut *conn, ended.id).await?;
+        let cancelled = store::cancel_children(conn, &children).await?;
+        let error = json!({ "code": "cancelled", "message": "the delivery task was cancelled" });
+        deliveries::store::fail_unsent(&mut *conn, &cancelled, &error).await
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -73,7 +92,7 @@ struct Counts {
     cancelled: i64,
 }
 
-async fn counts(ctx: &TaskContext) -> Result<Counts, sqlx::Error> {
+async fn counts(ctx: &Ctx) -> Result<Counts, sqlx::Error> {
     let r = sqlx::query(
         "SELECT count(*) AS total, \
              count(*) FILTER (WHERE t.status IN ('completed', 'failed', 'dead', 'cancelled')) AS done, \
@@ -104,7 +123,7 @@ struct Audience {
     missing: Vec<String>,
 }
 
-async fn audience(ctx: &TaskContext, p: &BulkParams) -> Result<Audience, JobError> {
+async fn audience(ctx: &Ctx, p: &BulkParams) -> Result<Audience, JobError> {
     let rows = sqlx::query(
         "SELECT id, email, phone FROM guests \
          WHERE event_id = $1 AND ($2::text[] IS NULL OR id = ANY($2)) ORDER BY id",
@@ -141,14 +160,14 @@ async fn audience(ctx: &TaskContext, p: &BulkParams) -> Result<Audience, JobErro
 }
 
 /// The stage recorded on the parent's row (`SENDING` once the fan-out committed).
-async fn stage(ctx: &TaskContext) -> Result<Option<String>, sqlx::Error> {
+async fn stage(ctx: &Ctx) -> Result<Option<String>, sqlx::Error> {
     sqlx::query_scalar("SELECT stage FROM tasks WHERE id = $1")
         .bind(ctx.id)
         .fetch_one(ctx.pool())
         .await
 }
 
-async fn run(ctx: TaskContext) -> Result<Done, JobError> {
+async fn run(ctx: Ctx) -> Result<Done, JobError> {
     let p: BulkParams = ctx.params()?;
     if stage(&ctx).await?.as_deref() != Some(SENDING) {
         let audience = audience(&ctx, &p).await?;
@@ -183,9 +202,9 @@ async fn run(ctx: TaskContext) -> Result<Done, JobError> {
 
 /// Creates the children: a delivery row and its task per eligible guest, a batch per
 /// transaction. Guests that already have their delivery from an earlier run get none.
-async fn fan_out(ctx: &TaskContext, p: &BulkParams, eligible: &[String]) -> Result<(), JobError> {
+async fn fan_out(ctx: &Ctx, p: &BulkParams, eligible: &[String]) -> Result<(), JobError> {
     ctx.progress(0, "fanout").await;
-    let child = delivery::spec();
+    let child = KindInfo::of::<delivery::Delivery>();
     let batch = ctx.config().deliveries.bulk_batch.max(1);
     for chunk in eligible.chunks(batch) {
         ctx.check_cancel().await?;
@@ -226,9 +245,7 @@ async fn fan_out(ctx: &TaskContext, p: &BulkParams, eligible: &[String]) -> Resu
             &mut tx,
             &task_ids,
             &params,
-            child.name,
-            child.queue,
-            child.max_attempts,
+            child,
             &ctx.requester,
             ctx.config().task_ttl,
         )

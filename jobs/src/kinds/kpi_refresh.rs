@@ -10,30 +10,31 @@ use std::time::{Duration, Instant};
 use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
 
-use super::KindSpec;
+use engine::{enqueue::Request, retry::Backoff, Done, JobError, Kind, KindInfo};
+
 use crate::{
     domain::reports::{self, Query, Sort, VIEWS},
-    enqueue::Request,
-    queue,
-    task::{
-        context::{Done, JobError, TaskContext},
-        retry::Backoff,
-    },
+    queues, Ctx, Services, ServicesExt,
 };
 
 pub const NAME: &str = "kpi_refresh";
 /// Requester of the tasks the system creates by itself.
 pub const SYSTEM: &str = "system";
 
-pub fn spec() -> KindSpec {
-    KindSpec::new(
-        NAME,
-        queue::MAINTENANCE,
-        3,
-        Duration::from_secs(600),
-        Backoff::new(Duration::from_secs(10), Duration::from_secs(120)),
-        run,
-    )
+/// The `kpi_refresh` kind.
+pub struct KpiRefresh;
+
+impl Kind for KpiRefresh {
+    type State = Services;
+    const NAME: &'static str = NAME;
+    const QUEUE: &'static str = queues::MAINTENANCE;
+    const MAX_ATTEMPTS: i32 = 3;
+    const TIMEOUT: Duration = Duration::from_secs(600);
+    const BACKOFF: Backoff = Backoff::new(Duration::from_secs(10), Duration::from_secs(120));
+
+    async fn run(ctx: Ctx) -> Result<Done, JobError> {
+        run(ctx).await
+    }
 }
 
 /// The report caches a refresh pre-warms: what the dashboard asks for by default.
@@ -61,7 +62,7 @@ pub async fn compute(pool: &sqlx::PgPool, report: &str, q: &Query) -> Result<Val
     }
 }
 
-async fn run(ctx: TaskContext) -> Result<Done, JobError> {
+async fn run(ctx: Ctx) -> Result<Done, JobError> {
     let total = VIEWS.len() + 1;
     let mut views = Vec::new();
     for (i, view) in VIEWS.iter().enumerate() {
@@ -111,7 +112,7 @@ async fn run(ctx: TaskContext) -> Result<Done, JobError> {
 /// end of the current coalescing window (every write of a burst lands on the same task, by
 /// its idempotency key). Best effort: the write is already committed; the cron refresh
 /// catches up if this fails.
-pub async fn after_ledger_write(ctx: &TaskContext) {
+pub async fn after_ledger_write(ctx: &Ctx) {
     if let Err(e) = ctx.report_cache().invalidate().await {
         tracing::warn!(error = %e, "director caches not invalidated; they expire by TTL");
     }
@@ -122,11 +123,10 @@ pub async fn after_ledger_write(ctx: &TaskContext) {
         return;
     };
     let key = format!("kpi_refresh:after-write:{end}");
-    let spec = spec();
     let result = ctx
         .enqueuer()
         .enqueue(Request {
-            spec: &spec,
+            kind: KindInfo::of::<KpiRefresh>(),
             params: json!({ "trigger": "ledger-write" }),
             requester: SYSTEM,
             idempotency_key: Some(&key),

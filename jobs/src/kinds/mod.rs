@@ -1,7 +1,6 @@
-//! Job kinds: one module each, holding its params, validation, policy and handler.
-//!
-//! Adding a kind touches its own module, one line in [`Registry::standard`] and one route
-//! in the api.
+//! Job kinds: one module each, holding its params, validation, policy ([`engine::Kind`]'s
+//! constants) and handler. Adding one is its module, one line in [`registry`] and, when
+//! clients trigger it, one route in the api (README, "Adding a job kind").
 
 pub mod assignment;
 pub mod delivery;
@@ -9,85 +8,41 @@ pub mod delivery_bulk;
 pub mod kpi_refresh;
 pub mod noop;
 pub mod payment;
+pub mod ping;
 pub mod report_export;
 pub mod task_cleanup;
 pub mod wa_inbound;
 
-use std::{collections::BTreeMap, future::Future, pin::Pin, sync::Arc, time::Duration};
+use engine::{kind::DuplicateKind, JobError, Registry};
 
-use crate::task::{
-    context::{Done, JobError, TaskContext},
-    retry::Backoff,
-};
+use crate::Services;
 
-pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Done, JobError>> + Send>>;
-pub type Handler = Arc<dyn Fn(TaskContext) -> HandlerFuture + Send + Sync>;
-
-/// A kind's stable name and policy, declared in one place next to its handler.
-#[derive(Clone)]
-pub struct KindSpec {
-    /// Wire identity (task rows, envelopes, metrics): never rename.
-    pub name: &'static str,
-    pub queue: &'static str,
-    pub max_attempts: i32,
-    /// Per attempt; an attempt that takes longer is recorded as a retryable failure.
-    pub timeout: Duration,
-    pub backoff: Backoff,
-    pub handler: Handler,
+/// Every production kind. Fails on a name registered twice.
+pub fn registry() -> Result<Registry<Services>, DuplicateKind> {
+    Registry::default()
+        .with::<assignment::Assignment>()?
+        .with::<delivery::Delivery>()?
+        .with::<delivery_bulk::DeliveryBulk>()?
+        .with::<kpi_refresh::KpiRefresh>()?
+        .with::<noop::Noop>()?
+        .with::<payment::Payment>()?
+        .with::<ping::Ping>()?
+        .with::<report_export::ReportExport>()?
+        .with::<task_cleanup::TaskCleanup>()?
+        .with::<wa_inbound::WaInbound>()
 }
 
-impl std::fmt::Debug for KindSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KindSpec")
-            .field("name", &self.name)
-            .field("queue", &self.queue)
-            .field("max_attempts", &self.max_attempts)
-            .field("timeout", &self.timeout)
-            .field("backoff", &self.backoff)
-            .finish()
-    }
-}
+/// The policy shared by kinds that write the director ledger: the assignments queue, several
+/// attempts with a short backoff (the write and the completion commit together).
+pub mod ledger_writer {
+    use std::time::Duration;
 
-impl KindSpec {
-    /// A spec from an async handler function.
-    pub fn new<F, Fut>(
-        name: &'static str,
-        queue: &'static str,
-        max_attempts: i32,
-        timeout: Duration,
-        backoff: Backoff,
-        handler: F,
-    ) -> Self
-    where
-        F: Fn(TaskContext) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Done, JobError>> + Send + 'static,
-    {
-        Self {
-            name,
-            queue,
-            max_attempts,
-            timeout,
-            backoff,
-            handler: Arc::new(move |ctx| Box::pin(handler(ctx))),
-        }
-    }
-}
+    use engine::retry::Backoff;
 
-/// A kind that writes the director ledger: the assignments queue and its shared policy
-/// (several attempts with a short backoff; the write and the completion commit together).
-pub(crate) fn ledger_writer<F, Fut>(name: &'static str, handler: F) -> KindSpec
-where
-    F: Fn(TaskContext) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Done, JobError>> + Send + 'static,
-{
-    KindSpec::new(
-        name,
-        crate::queue::ASSIGNMENTS,
-        5,
-        Duration::from_secs(30),
-        Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
-        handler,
-    )
+    pub const QUEUE: &str = crate::queues::ASSIGNMENTS;
+    pub const MAX_ATTEMPTS: i32 = 5;
+    pub const TIMEOUT: Duration = Duration::from_secs(30);
+    pub const BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
 }
 
 /// Fails the task for good when the organizer does not exist (no retry loop on a missing row).
@@ -102,42 +57,5 @@ pub(crate) async fn require_organizer(
             "organizer_not_found",
             format!("organizer {organizer_id:?} does not exist"),
         ))
-    }
-}
-
-/// The kinds a process knows, by name.
-#[derive(Debug, Clone, Default)]
-pub struct Registry {
-    kinds: BTreeMap<&'static str, KindSpec>,
-}
-
-impl Registry {
-    /// Every production kind.
-    pub fn standard() -> Self {
-        let mut r = Self::default();
-        r.register(assignment::spec());
-        r.register(delivery::spec());
-        r.register(delivery_bulk::spec());
-        r.register(noop::spec());
-        r.register(payment::spec());
-        r.register(kpi_refresh::spec());
-        r.register(report_export::spec());
-        r.register(task_cleanup::spec());
-        r.register(wa_inbound::spec());
-        r
-    }
-
-    /// Adds (or replaces) a kind.
-    pub fn register(&mut self, spec: KindSpec) -> &mut Self {
-        self.kinds.insert(spec.name, spec);
-        self
-    }
-
-    pub fn get(&self, name: &str) -> Option<&KindSpec> {
-        self.kinds.get(name)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &KindSpec> {
-        self.kinds.values()
     }
 }

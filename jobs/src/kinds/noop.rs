@@ -11,32 +11,32 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::KindSpec;
-use crate::{
-    queue,
-    task::{
-        context::{Done, JobError, TaskContext},
-        retry::Backoff,
-    },
-};
+use engine::{retry::Backoff, Done, JobError, Kind};
+
+use crate::{queues, Ctx, Services};
 
 pub const NAME: &str = "noop";
 
-pub fn spec() -> KindSpec {
-    KindSpec::new(
-        NAME,
-        queue::MAINTENANCE,
-        3,
-        Duration::from_secs(10),
-        Backoff::new(Duration::from_secs(1), Duration::from_secs(30)),
-        run,
-    )
+/// The `noop` kind.
+pub struct Noop;
+
+impl Kind for Noop {
+    type State = Services;
+    const NAME: &'static str = NAME;
+    const QUEUE: &'static str = queues::MAINTENANCE;
+    const MAX_ATTEMPTS: i32 = 3;
+    const TIMEOUT: Duration = Duration::from_secs(10);
+    const BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+
+    async fn run(ctx: Ctx) -> Result<Done, JobError> {
+        run(ctx).await
+    }
 }
 
 /// Longest `sleepMs` honoured (below the kind's timeout).
 const MAX_SLEEP_MS: u64 = 5_000;
 
-async fn run(ctx: TaskContext) -> Result<Done, JobError> {
+async fn run(ctx: Ctx) -> Result<Done, JobError> {
     let params: serde_json::Value = ctx.params()?;
     if params.get("crash").and_then(serde_json::Value::as_bool) == Some(true) {
         if std::env::var("NOOP_ALLOW_CRASH").as_deref() != Ok("1") {

@@ -5,10 +5,14 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{kpi_refresh, KindSpec};
+use std::time::Duration;
+
+use engine::{retry::Backoff, Done, JobError, Kind};
+
+use super::kpi_refresh;
 use crate::{
     domain::ledger::{self, EntryType, NewEntry},
-    task::context::{Done, JobError, TaskContext},
+    Ctx, Services,
 };
 
 pub const NAME: &str = "payment";
@@ -26,11 +30,23 @@ pub struct PaymentParams {
     pub metadata: Value,
 }
 
-pub fn spec() -> KindSpec {
-    super::ledger_writer(NAME, run)
+/// The `payment` kind: a ledger writer (see [`super::ledger_writer`]).
+pub struct Payment;
+
+impl Kind for Payment {
+    type State = Services;
+    const NAME: &'static str = NAME;
+    const QUEUE: &'static str = super::ledger_writer::QUEUE;
+    const MAX_ATTEMPTS: i32 = super::ledger_writer::MAX_ATTEMPTS;
+    const TIMEOUT: Duration = super::ledger_writer::TIMEOUT;
+    const BACKOFF: Backoff = super::ledger_writer::BACKOFF;
+
+    async fn run(ctx: Ctx) -> Result<Done, JobError> {
+        run(ctx).await
+    }
 }
 
-async fn run(ctx: TaskContext) -> Result<Done, JobError> {
+async fn run(ctx: Ctx) -> Result<Done, JobError> {
     let p: PaymentParams = ctx.params()?;
     let mut tx = ctx.pool().begin().await?;
     super::require_organizer(&mut tx, &p.organizer_id).await?;

@@ -14,19 +14,17 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use sqlx::PgConnection;
 
-use super::KindSpec;
+use engine::{retry::Backoff, Done, JobError, Kind};
+
 use crate::{
     exports::{
         limiter, notify, source, storage_key,
         writer::{Output, Writer, CHUNK_ROWS},
         ExportParams, Report,
     },
-    queue,
+    queues,
     storage::Store,
-    task::{
-        context::{Done, JobError, TaskContext},
-        retry::Backoff,
-    },
+    Ctx, Services, ServicesExt,
 };
 
 pub const NAME: &str = "report_export";
@@ -34,18 +32,23 @@ pub const NAME: &str = "report_export";
 /// How long an export waits before asking again for its organizer's slot.
 const SLOT_RETRY: Duration = Duration::from_secs(2);
 
-pub fn spec() -> KindSpec {
-    KindSpec::new(
-        NAME,
-        queue::REPORTS,
-        3,
-        Duration::from_secs(30 * 60),
-        Backoff::new(Duration::from_secs(10), Duration::from_secs(300)),
-        run,
-    )
+/// The `report_export` kind.
+pub struct ReportExport;
+
+impl Kind for ReportExport {
+    type State = Services;
+    const NAME: &'static str = NAME;
+    const QUEUE: &'static str = queues::REPORTS;
+    const MAX_ATTEMPTS: i32 = 3;
+    const TIMEOUT: Duration = Duration::from_secs(30 * 60);
+    const BACKOFF: Backoff = Backoff::new(Duration::from_secs(10), Duration::from_secs(300));
+
+    async fn run(ctx: Ctx) -> Result<Done, JobError> {
+        run(ctx).await
+    }
 }
 
-async fn run(ctx: TaskContext) -> Result<Done, JobError> {
+async fn run(ctx: Ctx) -> Result<Done, JobError> {
     let params: ExportParams = ctx.params()?;
     let started = Instant::now();
     let outcome = export(&ctx, &params).await;
@@ -78,7 +81,7 @@ async fn run(ctx: TaskContext) -> Result<Done, JobError> {
     outcome
 }
 
-async fn export(ctx: &TaskContext, p: &ExportParams) -> Result<Done, JobError> {
+async fn export(ctx: &Ctx, p: &ExportParams) -> Result<Done, JobError> {
     let store = ctx.storage()?.clone();
     let cfg = &ctx.config().exports;
     let bucket = limiter::bucket(p.filters.organizer_id.as_deref());
@@ -113,7 +116,7 @@ impl Drop for Scratch {
 }
 
 async fn produce(
-    ctx: &TaskContext,
+    ctx: &Ctx,
     p: &ExportParams,
     conn: &mut PgConnection,
     store: &Store,
@@ -247,7 +250,7 @@ async fn produce(
 
 /// The ledger, streamed: rows go to the writer in chunks as Postgres sends them.
 async fn feed_ledger(
-    ctx: &TaskContext,
+    ctx: &Ctx,
     p: &ExportParams,
     conn: &mut PgConnection,
     writer: &Writer,
@@ -278,7 +281,7 @@ async fn feed_ledger(
 }
 
 /// An aggregate report: computed by the synchronous report's query, then written.
-async fn feed_report(ctx: &TaskContext, p: &ExportParams, writer: &Writer) -> Result<(), JobError> {
+async fn feed_report(ctx: &Ctx, p: &ExportParams, writer: &Writer) -> Result<(), JobError> {
     ctx.progress(5, "aggregate").await;
     let rows = source::report_rows(ctx.pool(), p.report, &p.filters).await?;
     ctx.check_cancel().await?;

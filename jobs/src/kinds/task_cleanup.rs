@@ -8,19 +8,13 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use serde_json::{json, Value};
-use sqlx::Row;
+use serde_json::json;
 use uuid::Uuid;
 
-use super::{report_export, KindSpec};
-use crate::{
-    queue,
-    storage::EXPORTS_PREFIX,
-    task::{
-        context::{Done, JobError, TaskContext},
-        retry::Backoff,
-    },
-};
+use engine::{retry::Backoff, store, Done, JobError, Kind};
+
+use super::report_export;
+use crate::{queues, storage::EXPORTS_PREFIX, Ctx, Services, ServicesExt};
 
 pub const NAME: &str = "task_cleanup";
 
@@ -34,18 +28,23 @@ const ORPHAN_MARGIN: Duration = Duration::from_secs(3600);
 /// An apalis worker not seen for this long is gone; its registration is removed.
 const WORKER_GONE_AFTER: Duration = Duration::from_secs(86_400);
 
-pub fn spec() -> KindSpec {
-    KindSpec::new(
-        NAME,
-        queue::MAINTENANCE,
-        3,
-        Duration::from_secs(30 * 60),
-        Backoff::new(Duration::from_secs(30), Duration::from_secs(600)),
-        run,
-    )
+/// The `task_cleanup` kind.
+pub struct TaskCleanup;
+
+impl Kind for TaskCleanup {
+    type State = Services;
+    const NAME: &'static str = NAME;
+    const QUEUE: &'static str = queues::MAINTENANCE;
+    const MAX_ATTEMPTS: i32 = 3;
+    const TIMEOUT: Duration = Duration::from_secs(30 * 60);
+    const BACKOFF: Backoff = Backoff::new(Duration::from_secs(30), Duration::from_secs(600));
+
+    async fn run(ctx: Ctx) -> Result<Done, JobError> {
+        run(ctx).await
+    }
 }
 
-async fn run(ctx: TaskContext) -> Result<Done, JobError> {
+async fn run(ctx: Ctx) -> Result<Done, JobError> {
     ctx.progress(0, "tasks").await;
     let (tasks, files) = expired_tasks(&ctx).await?;
     ctx.progress(60, "orphans").await;
@@ -65,7 +64,7 @@ async fn run(ctx: TaskContext) -> Result<Done, JobError> {
 /// Deletes expired finished tasks batch by batch: their files first, then the rows (a file
 /// that cannot be deleted keeps its row, so the next run tries again), then the progress
 /// hashes.
-async fn expired_tasks(ctx: &TaskContext) -> Result<(u64, u64), JobError> {
+async fn expired_tasks(ctx: &Ctx) -> Result<(u64, u64), JobError> {
     let store = ctx.storage().ok();
     let (mut redis, keys) = ctx.redis();
     let mut tasks = 0u64;
@@ -73,22 +72,12 @@ async fn expired_tasks(ctx: &TaskContext) -> Result<(u64, u64), JobError> {
     loop {
         ctx.check_cancel().await?;
         let mut tx = ctx.pool().begin().await?;
-        let rows = sqlx::query(
-            "SELECT id, kind, result FROM tasks \
-             WHERE status IN ('completed', 'failed', 'cancelled', 'dead') AND expires_at < now() \
-             ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED",
-        )
-        .bind(BATCH)
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows = store::lock_expired(&mut tx, BATCH).await?;
         if rows.is_empty() {
             break;
         }
         let mut doomed: Vec<Uuid> = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let id: Uuid = r.try_get("id")?;
-            let kind: String = r.try_get("kind")?;
-            let result: Option<Value> = r.try_get("result")?;
+        for (id, kind, result) in &rows {
             let key = (kind == report_export::NAME)
                 .then(|| result.as_ref().and_then(report_export::stored_key))
                 .flatten();
@@ -104,13 +93,9 @@ async fn expired_tasks(ctx: &TaskContext) -> Result<(u64, u64), JobError> {
                     }
                 }
             }
-            doomed.push(id);
+            doomed.push(*id);
         }
-        let deleted = sqlx::query("DELETE FROM tasks WHERE id = ANY($1)")
-            .bind(&doomed)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let deleted = store::delete_many(&mut tx, &doomed).await?;
         tx.commit().await?;
         tasks += deleted;
         let progress_keys: Vec<String> = doomed.iter().map(|id| keys.task_progress(*id)).collect();
@@ -129,7 +114,7 @@ async fn expired_tasks(ctx: &TaskContext) -> Result<(u64, u64), JobError> {
 
 /// Export files no task refers to any more (a worker crashed after the upload, or a row was
 /// deleted by hand), and abandoned multipart uploads. Best effort: problems are logged.
-async fn orphan_files(ctx: &TaskContext) -> (u64, u64) {
+async fn orphan_files(ctx: &Ctx) -> (u64, u64) {
     let Ok(store) = ctx.storage() else {
         return (0, 0);
     };
@@ -179,11 +164,11 @@ async fn orphan_files(ctx: &TaskContext) -> (u64, u64) {
 
 /// apalis registers every worker incarnation (`<queue>:workers` sorted set by last
 /// heartbeat, plus a metadata hash) and never removes them; restarts accumulate them.
-async fn stale_workers(ctx: &TaskContext) -> u64 {
+async fn stale_workers(ctx: &Ctx) -> u64 {
     let (mut redis, keys) = ctx.redis();
     let cutoff = Utc::now().timestamp() - WORKER_GONE_AFTER.as_secs() as i64;
     let mut removed = 0u64;
-    for q in queue::ALL {
+    for q in queues::ALL {
         let set = keys.apalis_workers(q);
         let gone: Vec<String> = match redis::cmd("ZRANGEBYSCORE")
             .arg(&set)

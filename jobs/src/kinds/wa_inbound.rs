@@ -14,14 +14,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::KindSpec;
+use engine::{retry::Backoff, Done, JobError, Kind};
+
 use crate::{
     deliveries::{phone, store},
-    queue,
-    task::{
-        context::{Done, JobError, TaskContext},
-        retry::Backoff,
-    },
+    queues, Ctx, Services,
 };
 
 pub const NAME: &str = "wa_inbound";
@@ -36,15 +33,20 @@ pub struct InboundParams {
     pub received_at: DateTime<Utc>,
 }
 
-pub fn spec() -> KindSpec {
-    KindSpec::new(
-        NAME,
-        queue::WEBHOOKS,
-        6,
-        Duration::from_secs(30),
-        Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
-        run,
-    )
+/// The `wa_inbound` kind.
+pub struct WaInbound;
+
+impl Kind for WaInbound {
+    type State = Services;
+    const NAME: &'static str = NAME;
+    const QUEUE: &'static str = queues::WEBHOOKS;
+    const MAX_ATTEMPTS: i32 = 6;
+    const TIMEOUT: Duration = Duration::from_secs(30);
+    const BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+
+    async fn run(ctx: Ctx) -> Result<Done, JobError> {
+        run(ctx).await
+    }
 }
 
 /// The `statuses` and `messages` arrays of either payload shape.
@@ -134,7 +136,7 @@ fn timestamp(v: &Value, fallback: DateTime<Utc>) -> DateTime<Utc> {
         .unwrap_or(fallback)
 }
 
-async fn run(ctx: TaskContext) -> Result<Done, JobError> {
+async fn run(ctx: Ctx) -> Result<Done, JobError> {
     let p: InboundParams = ctx.params()?;
     let (statuses, messages) = extract(&p.payload);
     let mut tx = ctx.pool().begin().await?;

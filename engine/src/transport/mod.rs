@@ -1,11 +1,15 @@
-//! Transport: the tiny envelopes apalis-redis carries, and pushing them (DESIGN §1, §4).
+//! The transport: the tiny envelopes apalis-redis carries, pushing them ([`MessageQueue`]),
+//! consuming them ([`consumer`]), waking idle consumers ([`wake`]), handing due tasks over
+//! from Postgres ([`relay`]) and sweeping acknowledged messages ([`janitor`]) (DESIGN §1, §4).
 //!
 //! A message only says "task X of kind K is due"; the task row is the truth. Losing a
 //! message loses nothing (the relay pushes again), and a duplicate runs nothing twice (the
 //! claim is conditional).
 
+pub mod consumer;
 pub mod janitor;
 pub mod relay;
+pub mod wake;
 
 use std::{
     collections::HashMap,
@@ -20,18 +24,9 @@ use uuid::Uuid;
 
 use crate::redis_conn::Keys;
 
-pub const ASSIGNMENTS: &str = "assignments";
-pub const REPORTS: &str = "reports";
-pub const DELIVERIES: &str = "deliveries";
-pub const WEBHOOKS: &str = "webhooks";
-pub const MAINTENANCE: &str = "maintenance";
-
-/// Every queue of DESIGN §4, in a stable order.
-pub const ALL: [&str; 5] = [ASSIGNMENTS, REPORTS, DELIVERIES, WEBHOOKS, MAINTENANCE];
-
 /// The message body: `{"task": "<uuid>", "kind": "<kind>"}`, plus `"isolate": true` for a
 /// task that must run alone on its worker (it lost leases while sharing one; see
-/// `task::store::take_expired`). Older workers ignore the field; the claim checks it anyway.
+/// `crate::store::take_expired`). Older workers ignore the field; the claim checks it anyway.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
     pub task: Uuid,
@@ -64,7 +59,7 @@ const DEPTH_CACHE: Duration = Duration::from_millis(20);
 
 /// Pushes envelopes onto apalis-redis queues and wakes idle workers.
 #[derive(Clone)]
-pub struct Transport {
+pub struct MessageQueue {
     conn: ConnectionManager,
     keys: Keys,
     max_ready: usize,
@@ -72,16 +67,16 @@ pub struct Transport {
     depth_cache: Arc<Mutex<HashMap<String, (Instant, usize)>>>,
 }
 
-impl std::fmt::Debug for Transport {
+impl std::fmt::Debug for MessageQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Transport")
+        f.debug_struct("MessageQueue")
             .field("prefix", &self.keys.prefix())
             .field("max_ready", &self.max_ready)
             .finish()
     }
 }
 
-impl Transport {
+impl MessageQueue {
     pub fn new(conn: ConnectionManager, keys: Keys, max_ready: usize) -> Self {
         Self {
             conn,
@@ -125,7 +120,7 @@ impl Transport {
         Ok(self.max_ready.saturating_sub(self.depth(queue).await?))
     }
 
-    /// Like [`Transport::room`], but trusting a reading up to 20 ms old (counting this
+    /// Like [`MessageQueue::room`], but trusting a reading up to 20 ms old (counting this
     /// process's pushes since): under load the api saves a Redis round trip per request,
     /// at the cost of overshooting the bound by what other processes pushed in 20 ms.
     pub async fn room_cached(&self, queue: &str) -> Result<usize, redis::RedisError> {

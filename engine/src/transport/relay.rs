@@ -12,14 +12,16 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{Envelope, Transport};
-use crate::task::{progress::Notifier, store};
+use super::{Envelope, MessageQueue};
+use crate::{kind::KindHooks, progress::Notifier, store};
 
 #[derive(Clone)]
 pub struct Relay {
     pub pool: PgPool,
-    pub transport: Transport,
+    pub queue: MessageQueue,
     pub notifier: Notifier,
+    /// Run for the tasks the relay ends (a lost last attempt, a cancelled waiting task).
+    pub hooks: KindHooks,
     pub queues: Vec<String>,
     pub repush_after: Duration,
     pub interval: Duration,
@@ -71,7 +73,7 @@ impl Relay {
 
     /// One pass over one queue; returns how many messages were pushed.
     pub async fn relay_queue(&self, queue: &str) -> anyhow::Result<usize> {
-        let room = self.transport.room(queue).await?;
+        let room = self.queue.room(queue).await?;
         if room == 0 {
             return Ok(0);
         }
@@ -87,6 +89,20 @@ impl Relay {
             due.extend(waiting.due);
             finished.extend(waiting.finished);
         }
+        // The kinds' rows follow their ended tasks in this transaction.
+        for f in &finished {
+            self.hooks
+                .terminal(
+                    &mut tx,
+                    &f.kind,
+                    &crate::kind::Ended {
+                        id: f.id,
+                        status: f.status,
+                        error: f.error.clone(),
+                    },
+                )
+                .await?;
+        }
         if !due.is_empty() {
             let envelopes: Vec<Envelope> = due
                 .iter()
@@ -98,9 +114,8 @@ impl Relay {
                 .collect();
             // A failed push returns early: the transaction rolls back and the rows stay
             // unpushed for the next pass.
-            self.transport.push(queue, &envelopes).await?;
+            self.queue.push(queue, &envelopes).await?;
         }
-        // Deliveries of tasks that end here follow them through a trigger (migration 10).
         tx.commit().await?;
         if lost > 0 {
             tracing::info!(
@@ -115,7 +130,8 @@ impl Relay {
                 count = finished.len(),
                 "tasks ended without a worker: cancelled on request, or lost on their last attempt"
             );
-            self.notifier.changed(&finished);
+            self.notifier
+                .changed(&finished.iter().map(|f| f.id).collect::<Vec<_>>());
         }
         if lost > 0 {
             self.notifier

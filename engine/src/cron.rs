@@ -6,11 +6,11 @@
 
 use std::time::Duration;
 
-use chrono::{TimeZone, Utc};
-use jobs::{
+use crate::{
     enqueue::{Enqueued, Enqueuer, Request},
-    kinds::KindSpec,
+    kind::KindInfo,
 };
+use chrono::{TimeZone, Utc};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -19,7 +19,7 @@ pub const REQUESTER: &str = "cron";
 
 pub async fn run(
     enqueuer: Enqueuer,
-    spec: KindSpec,
+    kind: KindInfo,
     period: Duration,
     shutdown: CancellationToken,
 ) {
@@ -33,10 +33,10 @@ pub async fn run(
             _ = tokio::time::sleep(wait) => {}
         }
         let tick = Utc.timestamp_opt(next, 0).single().unwrap_or(now);
-        let key = format!("cron:{}:{}", spec.name, next);
+        let key = format!("cron:{}:{}", kind.name, next);
         let result = enqueuer
             .enqueue(Request {
-                spec: &spec,
+                kind,
                 params: json!({ "trigger": "cron", "tick": tick }),
                 requester: REQUESTER,
                 idempotency_key: Some(&key),
@@ -46,13 +46,13 @@ pub async fn run(
             .await;
         match result {
             Ok(Enqueued::Created(rec)) => {
-                tracing::info!(task.id = %rec.id, task.kind = spec.name, %tick, "cron tick: task created")
+                tracing::info!(task.id = %rec.id, task.kind = kind.name, %tick, "cron tick: task created")
             }
             Ok(_) => {
-                tracing::debug!(task.kind = spec.name, %tick, "cron tick: another replica created the task")
+                tracing::debug!(task.kind = kind.name, %tick, "cron tick: another replica created the task")
             }
             Err(e) => {
-                tracing::warn!(task.kind = spec.name, %tick, error = %e, "cron tick: task not created")
+                tracing::warn!(task.kind = kind.name, %tick, error = %e, "cron tick: task not created")
             }
         }
     }

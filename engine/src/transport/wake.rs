@@ -21,9 +21,9 @@ use std::{
     time::Duration,
 };
 
+use crate::redis_conn::Keys;
 use apalis::prelude::{PollSnapshot, PollStrategy};
 use futures::{task::AtomicWaker, StreamExt};
-use jobs::redis_conn::Keys;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use redis::{aio::ConnectionManager, Script};
 use tokio_util::sync::CancellationToken;
 
-use super::Transport;
+use super::MessageQueue;
 use crate::redis_conn::Keys;
 
 const SWEEP: &str = r#"
@@ -35,7 +35,7 @@ pub async fn sweep(
     keys: &Keys,
     queue: &str,
 ) -> redis::RedisResult<usize> {
-    let cfg = Transport::apalis_config(keys, queue);
+    let cfg = MessageQueue::apalis_config(keys, queue);
     Script::new(SWEEP)
         .key(cfg.done_jobs_set())
         .key(cfg.dead_jobs_set())

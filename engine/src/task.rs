@@ -1,13 +1,5 @@
-//! Tasks: the durable record of every unit of work (DESIGN §3).
-//!
-//! `store` holds all SQL on the `tasks` table, `retry` the backoff policy, `progress` the
-//! Redis progress hash and change notifications, `runner` the execution of one claimed task.
-
-pub mod context;
-pub mod progress;
-pub mod retry;
-pub mod runner;
-pub mod store;
+//! Tasks: the durable record of every unit of work (DESIGN §3). Their transitions are in
+//! [`crate::store`].
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -15,13 +15,14 @@ use sqlx::{PgPool, Postgres, Transaction};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use super::{
-    progress::{Notifier, ProgressStore},
-    store,
-};
 use crate::{
-    config::Config, deliveries::providers::Providers, domain::report_cache::ReportCache,
-    enqueue::Enqueuer, metrics::Metrics, queue::Transport, redis_conn::Keys, storage::Store,
+    enqueue::Enqueuer,
+    env::EngineConfig,
+    metrics::Metrics,
+    progress::{Notifier, ProgressStore},
+    redis_conn::Keys,
+    store,
+    transport::MessageQueue,
 };
 use redis::aio::ConnectionManager;
 
@@ -109,50 +110,37 @@ pub enum Done {
     Committed(Committed),
 }
 
-/// Process-wide resources every task can use.
-pub struct Shared {
+/// Process-wide resources every task can use: the engine's own, and the product's `state`
+/// (its integrations and configuration), which the engine never looks into.
+pub struct Runtime<S> {
     pub pool: PgPool,
-    pub config: Config,
+    pub config: EngineConfig,
     pub progress: ProgressStore,
     pub notifier: Notifier,
     /// Lets a task create tasks (follow-ups, bulk fan-out).
     pub enqueuer: Enqueuer,
-    pub report_cache: ReportCache,
-    /// Outbound message providers (SMTP, WhatsApp) and their shared rate limiter.
-    pub providers: Arc<Providers>,
-    /// Where exports are stored; an error (local directory not writable) fails only the
-    /// tasks that need it, with the reason.
-    pub storage: Result<Store, String>,
     pub redis: ConnectionManager,
     pub keys: Keys,
     /// Task metrics of this process, flushed to Redis by the worker (`crate::metrics`).
     pub metrics: Metrics,
+    pub state: S,
 }
 
-impl Shared {
+impl<S> Runtime<S> {
     /// Everything from one pool, one Redis connection and the configuration.
-    pub fn new(pool: PgPool, config: Config, redis: ConnectionManager) -> Self {
+    pub fn new(pool: PgPool, config: EngineConfig, redis: ConnectionManager, state: S) -> Self {
         let keys = Keys::new(config.redis_prefix.clone());
-        let transport = Transport::new(redis.clone(), keys.clone(), config.queue_max_ready);
+        let queue = MessageQueue::new(redis.clone(), keys.clone(), config.queue_max_ready);
         Self {
-            enqueuer: Enqueuer::new(pool.clone(), transport, config.task_ttl),
+            enqueuer: Enqueuer::new(pool.clone(), queue, config.task_ttl),
             progress: ProgressStore::new(redis.clone(), keys.clone(), config.task_ttl),
             notifier: Notifier::new(redis.clone(), keys.clone()),
-            report_cache: ReportCache::new(redis.clone(), keys.clone()),
-            providers: Arc::new(Providers::new(
-                &config.deliveries,
-                redis.clone(),
-                keys.clone(),
-            )),
             redis,
             keys,
             metrics: Metrics::default(),
-            storage: Store::from_config(&config.exports).map_err(|e| {
-                tracing::error!(error = %e, "export storage unavailable");
-                e.to_string()
-            }),
             pool,
             config,
+            state,
         }
     }
 }
@@ -167,7 +155,7 @@ pub struct Flags {
 /// How often `check_cancel` may ask Postgres (it is meant to be called per chunk).
 const CANCEL_POLL: Duration = Duration::from_millis(200);
 
-pub struct TaskContext {
+pub struct TaskContext<S> {
     pub id: Uuid,
     pub kind: String,
     /// 1-based number of this attempt.
@@ -175,14 +163,18 @@ pub struct TaskContext {
     pub max_attempts: i32,
     pub requester: String,
     params: Value,
-    shared: Arc<Shared>,
+    runtime: Arc<Runtime<S>>,
     flags: Arc<Flags>,
     last_cancel_check: Mutex<Option<Instant>>,
     last_stage: Mutex<Option<String>>,
 }
 
-impl TaskContext {
-    pub(crate) fn new(claimed: store::Claimed, shared: Arc<Shared>, flags: Arc<Flags>) -> Self {
+impl<S> TaskContext<S> {
+    pub(crate) fn new(
+        claimed: store::Claimed,
+        runtime: Arc<Runtime<S>>,
+        flags: Arc<Flags>,
+    ) -> Self {
         Self {
             id: claimed.id,
             kind: claimed.kind,
@@ -190,7 +182,7 @@ impl TaskContext {
             max_attempts: claimed.max_attempts,
             requester: claimed.requester,
             params: claimed.params,
-            shared,
+            runtime,
             flags,
             last_cancel_check: Mutex::new(None),
             last_stage: Mutex::new(None),
@@ -198,40 +190,29 @@ impl TaskContext {
     }
 
     pub fn pool(&self) -> &PgPool {
-        &self.shared.pool
+        &self.runtime.pool
     }
 
-    pub fn config(&self) -> &Config {
-        &self.shared.config
+    /// The product's state (see [`Runtime`]).
+    pub fn state(&self) -> &S {
+        &self.runtime.state
+    }
+
+    pub fn engine_config(&self) -> &EngineConfig {
+        &self.runtime.config
     }
 
     pub fn enqueuer(&self) -> &Enqueuer {
-        &self.shared.enqueuer
-    }
-
-    pub fn report_cache(&self) -> &ReportCache {
-        &self.shared.report_cache
-    }
-
-    pub fn providers(&self) -> &Providers {
-        &self.shared.providers
+        &self.runtime.enqueuer
     }
 
     pub fn metrics(&self) -> &Metrics {
-        &self.shared.metrics
+        &self.runtime.metrics
     }
 
     /// Our Redis connection and key names (for maintenance work on Redis itself).
     pub fn redis(&self) -> (ConnectionManager, &Keys) {
-        (self.shared.redis.clone(), &self.shared.keys)
-    }
-
-    /// The export store, or a retryable error saying why it is unavailable.
-    pub fn storage(&self) -> Result<&Store, JobError> {
-        self.shared
-            .storage
-            .as_ref()
-            .map_err(|e| JobError::retryable("storage_unavailable", e.clone()))
+        (self.runtime.redis.clone(), &self.runtime.keys)
     }
 
     /// The task's params as `T`. Params were validated before enqueue, so a mismatch means a
@@ -247,7 +228,7 @@ impl TaskContext {
     pub async fn progress(&self, percent: u8, stage: &str) {
         let percent = i16::from(percent.min(100));
         if let Err(e) = self
-            .shared
+            .runtime
             .progress
             .write(self.id, percent, stage, None)
             .await
@@ -257,7 +238,7 @@ impl TaskContext {
         let mut last = self.last_stage.lock().await;
         if last.as_deref() != Some(stage) {
             if let Err(e) = store::save_progress(
-                &self.shared.pool,
+                &self.runtime.pool,
                 self.id,
                 self.attempt,
                 percent,
@@ -288,7 +269,7 @@ impl TaskContext {
         *last = Some(Instant::now());
         // A database hiccup here is no reason to fail the work: the lease renewal will see
         // the flag too.
-        if store::cancel_requested(&self.shared.pool, self.id)
+        if store::cancel_requested(&self.runtime.pool, self.id)
             .await
             .unwrap_or(false)
         {
@@ -306,7 +287,7 @@ impl TaskContext {
         mut tx: Transaction<'static, Postgres>,
         result: Value,
     ) -> Result<Done, JobError> {
-        let ttl = self.shared.config.task_ttl;
+        let ttl = self.runtime.config.task_ttl;
         if !store::complete_in_tx(&mut tx, self.id, self.attempt, &result, ttl).await? {
             tx.rollback().await?;
             return Err(JobError::Superseded);

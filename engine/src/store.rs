@@ -1,6 +1,33 @@
 //! All SQL on `tasks`. Every state change is one conditional statement whose `WHERE`
 //! clause is the state machine of DESIGN §3: a transition that no longer applies (the task
 //! was cancelled, another worker took it over, a duplicate message) changes zero rows.
+//!
+//! ```text
+//!                 insert                    claim (attempt + 1, lease)
+//!   (api, cron) ─────────▶ pending ────────────────────────────────┐
+//!                            │  ▲                                  ▼
+//!          cancel (not       │  │ release / defer (attempt    ┌─────────┐  complete
+//!          started yet)      │  │ given back), lease lost     │ running │ ───────────▶ completed
+//!                            ▼  │ while sharing a worker      └─────────┘
+//!                        cancelled ◀── cancel requested ──────────┤ │ │
+//!                            ▲         (at the next check,        │ │ │ retryable error,
+//!                            │          or when given back)       │ │ │ attempts left
+//!                            │                                    │ │ ▼
+//!                            └──────────── cancel ──────────── retrying ── claim ──▶ running
+//!                                                                 │ │
+//!                               permanent error ◀─────────────────┘ └──▶ retryable error (or
+//!                                  = failed                              lost alone) on the
+//!                                                                        last attempt = dead
+//!
+//!   failed, dead ── redrive (operator) ──▶ pending (a fresh budget, history kept)
+//!   completed, failed, cancelled, dead ── past `expires_at` ──▶ deleted ([`delete_expired`])
+//! ```
+//!
+//! Who calls what: the api inserts, cancels and re-drives; the runner claims, completes,
+//! records failures, releases and defers; the relay takes due and expired tasks. Whenever a
+//! task ends `failed`, `dead` or `cancelled` (by any of them) the kind's
+//! [`crate::Kind::on_terminal_failure`] runs in the same transaction, and on a re-drive its
+//! [`crate::Kind::on_redrive`].
 
 use std::time::Duration;
 
@@ -9,7 +36,10 @@ use serde_json::Value;
 use sqlx::{PgExecutor, PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use super::{AttemptError, TaskRecord, TaskStatus};
+use crate::{
+    kind::KindHooks,
+    task::{AttemptError, TaskRecord, TaskStatus},
+};
 
 /// How many attempt errors a task keeps (the newest ones).
 pub const ERROR_HISTORY: i32 = 10;
@@ -138,8 +168,11 @@ pub enum CancelOutcome {
     NotFound,
 }
 
+/// Cancels a task for its requester (`None` = an operator); a task that had not started
+/// ends at once, with its kind's terminal hook in the same transaction.
 pub async fn cancel(
     pool: &PgPool,
+    hooks: &KindHooks,
     id: Uuid,
     requester: Option<&str>,
 ) -> Result<CancelOutcome, sqlx::Error> {
@@ -154,11 +187,19 @@ pub async fn cancel(
              AND status IN ('pending', 'retrying', 'running') \
          RETURNING {RECORD_COLUMNS}"
     );
+    let mut tx = pool.begin().await?;
     let updated = sqlx::query_as::<_, TaskRecord>(&sql)
         .bind(id)
         .bind(requester)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *tx)
         .await?;
+    if let Some(rec) = &updated {
+        let error = serde_json::json!({ "code": "cancelled", "message": "cancelled on request" });
+        hooks
+            .after_transition(&mut tx, &rec.kind, rec.id, Some(rec.status()), Some(error))
+            .await?;
+    }
+    tx.commit().await?;
     Ok(match updated {
         Some(rec) if rec.status() == TaskStatus::Cancelled => CancelOutcome::Cancelled(rec),
         Some(rec) => CancelOutcome::Requested(rec),
@@ -167,6 +208,28 @@ pub async fn cancel(
             None => CancelOutcome::NotFound,
         },
     })
+}
+
+/// Cancels tasks on behalf of another task (a cancelled parent's children): those not
+/// started end at once, running ones are asked to stop. Returns the ids of those that ended
+/// here, for the caller to keep its own rows in step (it runs inside a kind's hook).
+pub async fn cancel_children(
+    conn: &mut sqlx::PgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "WITH hit AS (SELECT id, status IN ('pending', 'retrying') AS ends FROM tasks \
+             WHERE id = ANY($1) AND status IN ('pending', 'retrying', 'running') FOR UPDATE) \
+         UPDATE tasks t SET \
+             status = CASE WHEN hit.ends THEN 'cancelled' ELSE t.status END, \
+             finished_at = CASE WHEN hit.ends THEN now() ELSE t.finished_at END, \
+             cancel_requested = true, updated_at = now() \
+         FROM hit WHERE t.id = hit.id RETURNING CASE WHEN hit.ends THEN t.id END",
+    )
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await
+    .map(|ended: Vec<Option<Uuid>>| ended.into_iter().flatten().collect())
 }
 
 /// Forgiven lease losses after which a task runs alone (see [`take_expired`]).
@@ -265,7 +328,7 @@ async fn claim_where(
 }
 
 /// One completion for [`complete_many`]: task, attempt, result and an optional effect.
-pub type Completion = (Uuid, i32, Value, Option<super::context::Effect>);
+pub type Completion = (Uuid, i32, Value, Option<crate::context::Effect>);
 
 /// Completes many tasks in one statement, each fenced by its attempt; returns the ids that
 /// were completed. Effects (grouped by statement) run in the same statement, as
@@ -467,8 +530,8 @@ const GIVE_BACK: &str = "status = CASE WHEN cancel_requested THEN 'cancelled' \
 /// Gives a running attempt back without counting it, for a worker that shuts down before
 /// its handler finished: the task becomes due again at once (or `cancelled`, see
 /// `GIVE_BACK`). Returns the new status, `None` if the attempt no longer owned the task.
-pub async fn release(
-    pool: &PgPool,
+pub async fn release<'e>(
+    db: impl PgExecutor<'e>,
     id: Uuid,
     attempt: i32,
 ) -> Result<Option<TaskStatus>, sqlx::Error> {
@@ -479,7 +542,7 @@ pub async fn release(
     let status: Option<String> = sqlx::query_scalar(&sql)
         .bind(id)
         .bind(attempt)
-        .fetch_optional(pool)
+        .fetch_optional(db)
         .await?;
     Ok(status.as_deref().and_then(TaskStatus::parse))
 }
@@ -487,8 +550,8 @@ pub async fn release(
 /// Puts a running task back to waiting until `run_at` without counting the attempt (see
 /// `JobError::Waiting`); `stage` tells clients why. A task whose cancellation was requested
 /// ends `cancelled` instead. Returns the new status, `None` if not owned any more.
-pub async fn defer(
-    pool: &PgPool,
+pub async fn defer<'e>(
+    db: impl PgExecutor<'e>,
     id: Uuid,
     attempt: i32,
     run_at: chrono::DateTime<chrono::Utc>,
@@ -503,7 +566,7 @@ pub async fn defer(
         .bind(attempt)
         .bind(run_at)
         .bind(stage)
-        .fetch_optional(pool)
+        .fetch_optional(db)
         .await?;
     Ok(status.as_deref().and_then(TaskStatus::parse))
 }
@@ -538,13 +601,22 @@ pub struct Due {
     pub isolate: bool,
 }
 
+/// A task the relay ended (its kind's terminal hook runs in the relay's transaction).
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub id: Uuid,
+    pub kind: String,
+    pub status: TaskStatus,
+    pub error: Option<Value>,
+}
+
 /// What one relay step found in a queue.
 #[derive(Debug, Default)]
 pub struct Taken {
     /// To push (attempts are left).
     pub due: Vec<Due>,
     /// Finished here without a handler: `dead` (no attempts left) or `cancelled`.
-    pub finished: Vec<Uuid>,
+    pub finished: Vec<Finished>,
 }
 
 /// Locks and marks as pushed up to `limit` due tasks of `queue` that have no live transport
@@ -570,7 +642,7 @@ pub async fn take_due(
              finished_at = CASE WHEN t.cancel_requested THEN now() ELSE t.finished_at END, \
              updated_at = CASE WHEN t.cancel_requested THEN now() ELSE t.updated_at END \
          FROM due WHERE t.id = due.id \
-         RETURNING t.id, t.kind, t.isolate, t.status",
+         RETURNING t.id, t.kind, t.isolate, t.status, t.error",
     )
     .bind(queue)
     .bind(interval(repush_after))
@@ -592,7 +664,12 @@ fn split_taken(rows: Vec<sqlx::postgres::PgRow>) -> Result<Taken, sqlx::Error> {
                 isolate: r.try_get("isolate")?,
             });
         } else {
-            out.finished.push(id);
+            out.finished.push(Finished {
+                id,
+                kind: r.try_get("kind")?,
+                status: TaskStatus::parse(&status).unwrap_or(TaskStatus::Cancelled),
+                error: r.try_get("error")?,
+            });
         }
     }
     Ok(out)
@@ -642,7 +719,7 @@ pub async fn take_expired(
                           ELSE now() + make_interval(secs => $7) END, \
              updated_at = now() \
          FROM decided d WHERE t.id = d.id \
-         RETURNING t.id, t.kind, t.isolate, t.status",
+         RETURNING t.id, t.kind, t.isolate, t.status, t.error",
     )
     .bind(queue)
     .bind(limit)
@@ -672,36 +749,55 @@ const REDRIVE: &str = "UPDATE tasks SET status = 'pending', attempts = 0, run_at
     expires_at = now() + make_interval(secs => $1) \
     WHERE status IN ('failed', 'dead')";
 
-/// Re-drives a `failed` or `dead` task (operator action). Returns the task if it was
-/// re-driven.
+/// Re-drives a `failed` or `dead` task (operator action), with its kind's re-drive hook in
+/// the same transaction. Returns the task if it was re-driven.
 pub async fn redrive(
     pool: &PgPool,
+    hooks: &KindHooks,
     id: Uuid,
     ttl: Duration,
 ) -> Result<Option<TaskRecord>, sqlx::Error> {
     let sql = format!("{REDRIVE} AND id = $2 RETURNING {RECORD_COLUMNS}");
-    sqlx::query_as::<_, TaskRecord>(&sql)
+    let mut tx = pool.begin().await?;
+    let rec = sqlx::query_as::<_, TaskRecord>(&sql)
         .bind(interval(ttl))
         .bind(id)
-        .fetch_optional(pool)
-        .await
+        .fetch_optional(&mut *tx)
+        .await?;
+    if let Some(rec) = &rec {
+        hooks.redriven(&mut tx, &rec.kind, &[rec.id]).await?;
+    }
+    tx.commit().await?;
+    Ok(rec)
 }
 
-/// Re-drives every task in `status` (`failed` or `dead`), optionally of one kind; returns
-/// their ids.
+/// Re-drives every task in `status` (`failed` or `dead`), optionally of one kind, with each
+/// kind's re-drive hook in the same transaction; returns their ids.
 pub async fn redrive_all(
     pool: &PgPool,
+    hooks: &KindHooks,
     status: TaskStatus,
     kind: Option<&str>,
     ttl: Duration,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    let sql = format!("{REDRIVE} AND status = $2 AND ($3::text IS NULL OR kind = $3) RETURNING id");
-    sqlx::query_scalar(&sql)
+    let sql =
+        format!("{REDRIVE} AND status = $2 AND ($3::text IS NULL OR kind = $3) RETURNING id, kind");
+    let mut tx = pool.begin().await?;
+    let rows: Vec<(Uuid, String)> = sqlx::query_as(&sql)
         .bind(interval(ttl))
         .bind(status.as_str())
         .bind(kind)
-        .fetch_all(pool)
-        .await
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut by_kind: std::collections::BTreeMap<&str, Vec<Uuid>> = Default::default();
+    for (id, kind) in &rows {
+        by_kind.entry(kind.as_str()).or_default().push(*id);
+    }
+    for (kind, ids) in by_kind {
+        hooks.redriven(&mut tx, kind, &ids).await?;
+    }
+    tx.commit().await?;
+    Ok(rows.into_iter().map(|(id, _)| id).collect())
 }
 
 /// Tasks in `status` (any requester), newest first, optionally of one kind.
@@ -733,6 +829,35 @@ pub async fn list(
     Ok((rows, total))
 }
 
+/// Locks up to `limit` finished tasks past their retention (`expires_at`), oldest first,
+/// for a retention job that deletes them with [`delete_many`] in the same transaction
+/// (after removing what they point at). Returns `(id, kind, result)`.
+pub async fn lock_expired(
+    tx: &mut Transaction<'_, Postgres>,
+    limit: i64,
+) -> Result<Vec<(Uuid, String, Option<Value>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, kind, result FROM tasks \
+         WHERE status IN ('completed', 'failed', 'cancelled', 'dead') AND expires_at < now() \
+         ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// Deletes tasks locked by [`lock_expired`]; returns how many.
+pub async fn delete_many(
+    tx: &mut Transaction<'_, Postgres>,
+    ids: &[Uuid],
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query("DELETE FROM tasks WHERE id = ANY($1)")
+        .bind(ids)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected())
+}
+
 /// Deletes a task that is not running (operator action); `false` if none was deleted.
 pub async fn delete(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
     let done = sqlx::query("DELETE FROM tasks WHERE id = $1 AND status <> 'running'")
@@ -757,7 +882,8 @@ pub struct QueueStats {
     pub oldest_pending_age_seconds: Option<f64>,
 }
 
-pub async fn queue_stats(pool: &PgPool) -> Result<Vec<QueueStats>, sqlx::Error> {
+/// `known` lists the queues to show even when idle, in the order to show them.
+pub async fn queue_stats(pool: &PgPool, known: &[&str]) -> Result<Vec<QueueStats>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT queue, \
              count(*) FILTER (WHERE status = 'pending' AND run_at <= now()) AS pending, \
@@ -789,7 +915,7 @@ pub async fn queue_stats(pool: &PgPool) -> Result<Vec<QueueStats>, sqlx::Error> 
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
     // Every known queue, idle ones as zeros, in a fixed order (then any unknown queue names
     // found in the table), so operators and scrapers always see the same series.
-    let mut out: Vec<QueueStats> = crate::queue::ALL
+    let mut out: Vec<QueueStats> = known
         .iter()
         .map(|q| match found.iter().position(|s| s.queue == *q) {
             Some(i) => found.swap_remove(i),
@@ -806,14 +932,11 @@ pub async fn queue_stats(pool: &PgPool) -> Result<Vec<QueueStats>, sqlx::Error> 
 /// Creates tasks of one kind inside the caller's transaction (a fan-out, together with the
 /// rows that point at them). They are left unpushed: the relay pushes them within its
 /// interval, no faster than `QUEUE_MAX_READY` allows.
-#[allow(clippy::too_many_arguments)]
 pub async fn insert_many_in_tx(
     tx: &mut Transaction<'_, Postgres>,
     ids: &[Uuid],
     params: &[Value],
-    kind: &str,
-    queue: &str,
-    max_attempts: i32,
+    kind: crate::kind::KindInfo,
     requester: &str,
     ttl: Duration,
 ) -> Result<(), sqlx::Error> {
@@ -824,9 +947,9 @@ pub async fn insert_many_in_tx(
     )
     .bind(ids)
     .bind(params)
-    .bind(kind)
-    .bind(queue)
-    .bind(max_attempts)
+    .bind(kind.name)
+    .bind(kind.queue)
+    .bind(kind.max_attempts)
     .bind(requester)
     .bind(interval(ttl))
     .execute(&mut **tx)

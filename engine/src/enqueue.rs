@@ -6,17 +6,16 @@ use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::{
-    kinds::KindSpec,
-    queue::{Envelope, Transport},
-    task::{
-        store::{self, Inserted, NewTask},
-        TaskRecord,
-    },
+    kind::KindInfo,
+    store::{self, Inserted, NewTask},
+    task::TaskRecord,
+    transport::{Envelope, MessageQueue},
 };
 
 #[derive(Debug)]
 pub struct Request<'a> {
-    pub spec: &'a KindSpec,
+    /// Which kind (its name, queue and attempt budget).
+    pub kind: KindInfo,
     pub params: Value,
     pub requester: &'a str,
     pub idempotency_key: Option<&'a str>,
@@ -34,17 +33,13 @@ pub enum Enqueued {
 #[derive(Clone, Debug)]
 pub struct Enqueuer {
     pool: PgPool,
-    transport: Transport,
+    queue: MessageQueue,
     ttl: std::time::Duration,
 }
 
 impl Enqueuer {
-    pub fn new(pool: PgPool, transport: Transport, ttl: std::time::Duration) -> Self {
-        Self {
-            pool,
-            transport,
-            ttl,
-        }
+    pub fn new(pool: PgPool, queue: MessageQueue, ttl: std::time::Duration) -> Self {
+        Self { pool, queue, ttl }
     }
 
     /// A `Created` task is committed in Postgres whatever happens to Redis: when the push
@@ -82,23 +77,23 @@ impl Enqueuer {
     async fn will_push(&self, req: &Request<'_>) -> bool {
         let due_now = req.run_at.is_none_or(|t| t <= Utc::now());
         due_now
-            && match self.transport.room_cached(req.spec.queue).await {
+            && match self.queue.room_cached(req.kind.queue).await {
                 Ok(room) => room > 0,
                 Err(e) => {
-                    tracing::warn!(queue = req.spec.queue, error = %e, "redis unavailable; task left for the relay");
+                    tracing::warn!(queue = req.kind.queue, error = %e, "redis unavailable; task left for the relay");
                     false
                 }
             }
     }
 
     fn new_task(&self, req: Request<'_>, will_push: bool) -> NewTask {
-        let spec = req.spec;
+        let kind = req.kind;
         NewTask {
             id: Uuid::now_v7(),
-            kind: spec.name.to_string(),
-            queue: spec.queue.to_string(),
+            kind: kind.name.to_string(),
+            queue: kind.queue.to_string(),
             params: req.params,
-            max_attempts: spec.max_attempts,
+            max_attempts: kind.max_attempts,
             requester: req.requester.to_string(),
             idempotency_key: req.idempotency_key.map(str::to_string),
             request_id: req.request_id.map(str::to_string),
@@ -114,7 +109,7 @@ impl Enqueuer {
             return;
         }
         let envelope = Envelope::new(rec.id, rec.kind.clone());
-        if let Err(e) = self.transport.push(&rec.queue, &[envelope]).await {
+        if let Err(e) = self.queue.push(&rec.queue, &[envelope]).await {
             tracing::warn!(task.id = %rec.id, error = %e, "push failed; the relay will push the task");
             if let Err(e) = store::mark_unpushed(&self.pool, &[rec.id]).await {
                 // The relay still re-pushes after QUEUE_REPUSH_AFTER_SECONDS.

@@ -24,12 +24,13 @@ use tokio::{
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::{
-    context::{Done, Flags, JobError, Shared, TaskContext},
+use crate::{
+    context::{Done, Flags, JobError, Runtime, TaskContext},
+    kind::{KindHooks, KindSpec, Registry},
     store::{self, Claimed, Disposition},
-    AttemptError, TaskStatus,
+    task::{AttemptError, TaskStatus},
+    transport::Envelope,
 };
-use crate::{kinds::Registry, queue::Envelope};
 
 /// Groups concurrent calls into batch calls: whatever queued up while earlier batches ran
 /// goes into the next one. Up to `in_flight` batches run at once.
@@ -124,6 +125,7 @@ const UNKNOWN_KIND_RETRY: Duration = Duration::from_secs(30);
 const ALONE_WAIT: Duration = Duration::from_secs(2);
 
 struct Inflight {
+    kind: String,
     attempt: i32,
     flags: Arc<Flags>,
     abort: Option<AbortHandle>,
@@ -132,9 +134,11 @@ struct Inflight {
 type ClaimReply = Result<Option<Claimed>, String>;
 type CompleteReply = Result<bool, String>;
 
-pub struct Runner {
-    shared: Arc<Shared>,
-    registry: Arc<Registry>,
+pub struct Runner<S> {
+    shared: Arc<Runtime<S>>,
+    registry: Arc<Registry<S>>,
+    /// The registry's hooks, for outcomes recorded here.
+    hooks: KindHooks,
     worker: String,
     claimer: Batcher<Uuid, ClaimReply>,
     completer: Batcher<store::Completion, CompleteReply>,
@@ -154,11 +158,11 @@ enum Gate {
     Alone(#[allow(dead_code)] OwnedRwLockWriteGuard<()>),
 }
 
-impl Runner {
+impl<S: Send + Sync + 'static> Runner<S> {
     /// `worker` names this process incarnation in task rows (`tasks.worker`).
     pub fn start(
-        shared: Arc<Shared>,
-        registry: Arc<Registry>,
+        shared: Arc<Runtime<S>>,
+        registry: Arc<Registry<S>>,
         worker: String,
         relay_wake: Arc<Notify>,
     ) -> Arc<Self> {
@@ -212,6 +216,7 @@ impl Runner {
         };
         let runner = Arc::new(Self {
             shared,
+            hooks: registry.hooks(),
             registry,
             worker,
             claimer,
@@ -344,6 +349,7 @@ impl Runner {
             map.insert(
                 id,
                 Inflight {
+                    kind: claimed.kind.clone(),
                     attempt,
                     flags,
                     abort: Some(join.abort_handle()),
@@ -437,8 +443,16 @@ impl Runner {
         let after = UNKNOWN_KIND_RETRY + Duration::from_millis(jitter);
         let run_at = Utc::now() + chrono::Duration::from_std(after).unwrap_or_default();
         let stage = format!("waiting for a worker that knows kind {:?}", c.kind);
-        let deferred = with_retries("defer", || {
-            store::defer(&self.shared.pool, c.id, c.attempt, run_at, &stage)
+        let stage = &stage;
+        let deferred = with_retries("defer", || async move {
+            let mut tx = self.shared.pool.begin().await?;
+            let status = store::defer(&mut *tx, c.id, c.attempt, run_at, stage).await?;
+            let error = serde_json::json!({ "code": "cancelled", "message": "cancelled on request while waiting" });
+            self.hooks
+                .after_transition(&mut tx, &c.kind, c.id, status, Some(error))
+                .await?;
+            tx.commit().await?;
+            Ok(status)
         })
         .await;
         match deferred {
@@ -451,17 +465,20 @@ impl Runner {
         self.shared.notifier.changed(&[c.id]);
     }
 
-    async fn record_failure(
-        &self,
-        c: &Claimed,
-        spec: Option<&crate::kinds::KindSpec>,
-        err: JobError,
-    ) {
+    async fn record_failure(&self, c: &Claimed, spec: Option<&KindSpec<S>>, err: JobError) {
         let (code, message, disposition) = match err {
             JobError::Waiting { reason, after } => {
                 let run_at = Utc::now() + chrono::Duration::from_std(after).unwrap_or_default();
-                let deferred = with_retries("defer", || {
-                    store::defer(&self.shared.pool, c.id, c.attempt, run_at, &reason)
+                let reason = &reason;
+                let deferred = with_retries("defer", || async move {
+                    let mut tx = self.shared.pool.begin().await?;
+                    let status = store::defer(&mut *tx, c.id, c.attempt, run_at, reason).await?;
+                    let error = serde_json::json!({ "code": "cancelled", "message": "cancelled on request while waiting" });
+                    self.hooks
+                        .after_transition(&mut tx, &c.kind, c.id, status, Some(error))
+                        .await?;
+                    tx.commit().await?;
+                    Ok(status)
                 })
                 .await;
                 match deferred {
@@ -506,8 +523,18 @@ impl Runner {
             },
         };
         let ttl = self.shared.config.task_ttl;
-        let recorded = with_retries("record failure", || {
-            store::record_failure(&self.shared.pool, c.id, c.attempt, &error, disposition, ttl)
+        let error_ref = &error;
+        let recorded = with_retries("record failure", || async move {
+            let mut tx = self.shared.pool.begin().await?;
+            let status =
+                store::record_failure(&mut *tx, c.id, c.attempt, error_ref, disposition, ttl)
+                    .await?;
+            let as_json = serde_json::to_value(error_ref).ok();
+            self.hooks
+                .after_transition(&mut tx, &c.kind, c.id, status, as_json)
+                .await?;
+            tx.commit().await?;
+            Ok(status)
         })
         .await;
         match (&recorded, disposition) {
@@ -543,7 +570,17 @@ impl Runner {
             if let Some(abort) = inflight.abort.take() {
                 abort.abort();
             }
-            match store::release(&self.shared.pool, id, inflight.attempt).await {
+            let released_one = async {
+                let mut tx = self.shared.pool.begin().await?;
+                let status = store::release(&mut *tx, id, inflight.attempt).await?;
+                let error = serde_json::json!({ "code": "cancelled", "message": "cancelled on request before the attempt finished" });
+                self.hooks
+                    .after_transition(&mut tx, &inflight.kind, id, status, Some(error))
+                    .await?;
+                tx.commit().await?;
+                Ok::<_, sqlx::Error>(status)
+            };
+            match released_one.await {
                 Ok(Some(TaskStatus::Cancelled)) => {
                     tracing::info!(task.id = %id, "cancelled on request; not handed to another worker")
                 }
@@ -566,11 +603,7 @@ impl Runner {
 /// A retryable failure: another attempt after the kind's backoff (at least `after`, a
 /// provider's Retry-After: retrying earlier only earns another 429), or `dead` when no
 /// attempts are left.
-fn retry_or_dead(
-    c: &Claimed,
-    spec: Option<&crate::kinds::KindSpec>,
-    after: Duration,
-) -> Disposition {
+fn retry_or_dead<S>(c: &Claimed, spec: Option<&KindSpec<S>>, after: Duration) -> Disposition {
     match spec {
         Some(spec) if c.attempt < c.max_attempts => {
             let delay = spec.backoff.delay(c.attempt).max(after);
@@ -584,7 +617,7 @@ fn retry_or_dead(
 
 /// Renews the leases of running attempts every third of the lease, and passes cancel
 /// requests (and lost ownership) to their handlers.
-async fn renew_leases(runner: Weak<Runner>) {
+async fn renew_leases<S: Send + Sync + 'static>(runner: Weak<Runner<S>>) {
     let period = match runner.upgrade() {
         Some(r) => r.shared.config.task_lease / 3,
         None => return,

@@ -1,0 +1,96 @@
+//! Postgres pools (the product owns the migrations).
+//!
+//! Every pool carries a `statement_timeout`, so a runaway query ends with an error instead
+//! of holding a connection (and the request or task behind it) forever: the api's is short
+//! (`DATABASE_STATEMENT_TIMEOUT_MS`, default 10 s), the workers' longer
+//! (`WORKER_STATEMENT_TIMEOUT_MS`, default 10 min: a KPI refresh may take minutes), and an
+//! export's own connection sets its own (it streams for as long as the export runs).
+
+use std::{str::FromStr, time::Duration};
+
+use sqlx::{
+    postgres::{PgConnectOptions, PgPoolOptions},
+    PgPool,
+};
+
+/// Default `statement_timeout` of the api's pool.
+pub const API_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `statement_timeout` of a worker's pool.
+pub const WORKER_STATEMENT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// A pool whose every statement is cancelled by Postgres after `statement_timeout`.
+pub async fn connect(
+    url: &str,
+    max_connections: u32,
+    statement_timeout: Duration,
+) -> Result<PgPool, sqlx::Error> {
+    let options = with_statement_timeout(PgConnectOptions::from_str(url)?, statement_timeout);
+    connect_with(options, max_connections).await
+}
+
+/// `options` with a `statement_timeout` set at connection start-up (whole milliseconds, at
+/// least 1: 0 would mean "no limit").
+pub fn with_statement_timeout(options: PgConnectOptions, timeout: Duration) -> PgConnectOptions {
+    let ms = timeout.as_millis().clamp(1, i32::MAX as u128);
+    options.options([("statement_timeout", ms.to_string())])
+}
+
+/// A statement timeout from the environment variable `name` (milliseconds), or `default`.
+pub fn statement_timeout_from_env(
+    name: &str,
+    default: Duration,
+) -> Result<Duration, crate::env::ConfigError> {
+    let ms: u64 = crate::env::parsed(name, default.as_millis() as u64)?;
+    if !(100..=86_400_000).contains(&ms) {
+        return Err(crate::env::ConfigError {
+            name: name.into(),
+            message: "must be between 100 and 86400000 milliseconds".into(),
+        });
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+pub async fn connect_with(
+    options: PgConnectOptions,
+    max_connections: u32,
+) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+}
+
+/// True for errors worth retrying at once (deadlock, serialization failure, lost connection).
+pub fn is_transient(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => matches!(
+            db.code().as_deref(),
+            Some("40001") | Some("40P01") | Some("55P03") | Some("57014")
+        ),
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_statement_timeout_travels_in_the_startup_options() {
+        let options = PgConnectOptions::from_str("postgres://u@localhost/db").unwrap();
+        let options = with_statement_timeout(options, Duration::from_millis(1500));
+        assert_eq!(
+            options.get_options(),
+            Some("-c statement_timeout=1500"),
+            "{options:?}"
+        );
+        let zero = with_statement_timeout(
+            PgConnectOptions::from_str("postgres://u@localhost/db").unwrap(),
+            Duration::ZERO,
+        );
+        assert_eq!(zero.get_options(), Some("-c statement_timeout=1"));
+    }
+}

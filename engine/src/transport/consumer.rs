@@ -1,0 +1,123 @@
+//! Consuming one queue: an apalis worker on our apalis-redis queue whose handler hands each
+//! envelope to the [`Runner`], under a supervisor that restarts it with backoff.
+
+use std::{sync::Arc, time::Duration};
+
+use apalis::prelude::{BackendExt, BoxDynError, Data, WorkerBuilder, WorkerBuilderExt};
+use apalis_redis::RedisStorage;
+use redis::aio::ConnectionManager;
+use serde_json::Value;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    wake::{WakeSignal, WakeStrategy},
+    Envelope, MessageQueue,
+};
+use crate::{redis_conn::Keys, runner::Runner};
+
+/// The apalis handler: decode the envelope leniently (a message that does not decode is
+/// dropped with a log line instead of killing the worker, as a typed `Args` would) and let
+/// the runner do the rest. It never returns an error, so apalis never retries: our task
+/// layer has recorded the outcome.
+async fn on_message<S: Send + Sync + 'static>(
+    message: Value,
+    runner: Data<Arc<Runner<S>>>,
+) -> Result<(), BoxDynError> {
+    match serde_json::from_value::<Envelope>(message) {
+        Ok(envelope) => runner.handle(envelope).await,
+        Err(e) => tracing::warn!(error = %e, "undecodable transport message dropped"),
+    }
+    Ok(())
+}
+
+/// A unique name per process incarnation: apalis-redis refuses to register a name whose
+/// previous owner's heartbeat is still fresh.
+pub fn instance_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".into());
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &id[id.len() - 8..])
+}
+
+pub struct QueueConsumer<S> {
+    pub queue: String,
+    pub concurrency: usize,
+    pub conn: ConnectionManager,
+    pub keys: Keys,
+    pub runner: Arc<Runner<S>>,
+    pub signal: Arc<WakeSignal>,
+    pub poll_interval: Duration,
+    pub heartbeat: Duration,
+    pub instance: String,
+}
+
+impl<S: Send + Sync + 'static> QueueConsumer<S> {
+    /// Runs the queue's apalis worker until `shutdown`, restarting it with exponential
+    /// backoff whenever it stops on a backend error (a Redis blip must not end the process).
+    pub async fn supervise(self, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        let mut run = 0u64;
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            run += 1;
+            let name = format!("{}-{}-{}", self.instance, self.queue, run);
+            let cfg = MessageQueue::apalis_config(&self.keys, &self.queue)
+                // Fetch about as many as can run: a larger batch hoards messages that
+                // other replicas could start.
+                .batch_size(self.concurrency.clamp(1, 200))
+                // Our task row is the lock; apalis' lock costs an O(backlog) LREM per task.
+                .lock_tasks(false)
+                .emit_events(false)
+                .heartbeat_interval(self.heartbeat)
+                .missed_heartbeats(3);
+            let backend = RedisStorage::<Value>::new(self.conn.clone())
+                .with_config(cfg)
+                .poll_with_strategy(WakeStrategy::new(self.signal.clone(), self.poll_interval));
+            let worker = WorkerBuilder::new(name.clone())
+                .backend(backend)
+                .concurrency(self.concurrency)
+                .data(self.runner.clone())
+                .build(on_message::<S>);
+            let started = Instant::now();
+            let stop = shutdown.clone();
+            tracing::info!(queue = %self.queue, worker = %name, concurrency = self.concurrency, "queue worker starting");
+            let result = worker
+                .run_with_ctx(move |ctx| {
+                    let stop = stop.clone();
+                    async move {
+                        stop.cancelled().await;
+                        // Stops fetching, lets running handlers finish and puts messages
+                        // fetched but not started back on the queue.
+                        let _ = ctx.stop();
+                        Ok(())
+                    }
+                })
+                .await;
+            if shutdown.is_cancelled() {
+                tracing::info!(queue = %self.queue, worker = %name, "queue worker stopped");
+                return;
+            }
+            match result {
+                Ok(()) => {
+                    tracing::warn!(queue = %self.queue, worker = %name, "queue worker ended unexpectedly; restarting")
+                }
+                Err(e) => {
+                    tracing::error!(queue = %self.queue, worker = %name, error = %e, retry_in_ms = backoff.as_millis() as u64, "queue worker failed; restarting")
+                }
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                backoff = Duration::from_millis(100);
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    }
+}

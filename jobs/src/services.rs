@@ -1,0 +1,71 @@
+//! What the product's handlers share besides the engine's resources: its configuration and
+//! its integrations. It is the engine's `S` ([`engine::Runtime`]'s `state`); handlers reach
+//! it through [`ServicesExt`] on their [`Ctx`].
+
+use std::sync::Arc;
+
+use engine::JobError;
+use redis::aio::ConnectionManager;
+
+use crate::{
+    config::Config, deliveries::providers::Providers, domain::report_cache::ReportCache,
+    storage::Store,
+};
+
+/// The context a taquilla handler gets.
+pub type Ctx = engine::TaskContext<Services>;
+
+pub struct Services {
+    pub config: Config,
+    pub report_cache: ReportCache,
+    /// Outbound message providers (SMTP, WhatsApp) and their shared rate limiter.
+    pub providers: Arc<Providers>,
+    /// Where exports are stored; an error (local directory not writable) fails only the
+    /// tasks that need it, with the reason.
+    pub storage: Result<Store, String>,
+}
+
+impl Services {
+    pub fn new(config: Config, redis: ConnectionManager) -> Self {
+        let keys = engine::redis_conn::Keys::new(config.redis_prefix.clone());
+        Self {
+            report_cache: ReportCache::new(redis.clone(), keys.clone()),
+            providers: Arc::new(Providers::new(&config.deliveries, redis, keys)),
+            storage: Store::from_config(&config.exports).map_err(|e| {
+                tracing::error!(error = %e, "export storage unavailable");
+                e.to_string()
+            }),
+            config,
+        }
+    }
+}
+
+/// The product's services as seen from a handler's context.
+pub trait ServicesExt {
+    fn config(&self) -> &Config;
+    fn report_cache(&self) -> &ReportCache;
+    fn providers(&self) -> &Providers;
+    /// The export store, or a retryable error saying why it is unavailable.
+    fn storage(&self) -> Result<&Store, JobError>;
+}
+
+impl ServicesExt for Ctx {
+    fn config(&self) -> &Config {
+        &self.state().config
+    }
+
+    fn report_cache(&self) -> &ReportCache {
+        &self.state().report_cache
+    }
+
+    fn providers(&self) -> &Providers {
+        &self.state().providers
+    }
+
+    fn storage(&self) -> Result<&Store, JobError> {
+        self.state()
+            .storage
+            .as_ref()
+            .map_err(|e| JobError::retryable("storage_unavailable", e.clone()))
+    }
+}
