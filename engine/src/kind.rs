@@ -251,6 +251,14 @@ impl<S: Send + Sync + 'static> Registry<S> {
         Ok(self)
     }
 
+    /// Adds a kind or replaces the one of the same name: for tests and benchmarks that tune a
+    /// production kind's policy (a shorter backoff). Production registries use
+    /// [`Registry::register`], which refuses duplicates.
+    pub fn replace(&mut self, spec: KindSpec<S>) -> &mut Self {
+        self.kinds.insert(spec.name, spec);
+        self
+    }
+
     /// Adds a [`Kind`].
     pub fn with<K: Kind<State = S>>(mut self) -> Result<Self, DuplicateKind> {
         self.register(KindSpec::of::<K>())?;

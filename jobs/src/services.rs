@@ -26,6 +26,18 @@ pub struct Services {
 }
 
 impl Services {
+    /// The engine's runtime carrying these services: what a worker process (or a test) runs
+    /// tasks with.
+    pub fn runtime(
+        pool: sqlx::PgPool,
+        config: Config,
+        redis: ConnectionManager,
+    ) -> engine::Runtime<Services> {
+        let engine_config = config.engine();
+        let services = Self::new(config, redis.clone());
+        engine::Runtime::new(pool, engine_config, redis, services)
+    }
+
     pub fn new(config: Config, redis: ConnectionManager) -> Self {
         let keys = engine::redis_conn::Keys::new(config.redis_prefix.clone());
         Self {

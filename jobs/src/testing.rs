@@ -93,7 +93,7 @@ impl TestEnv {
             .expect("create test schema");
         let _ = admin.close().await;
         let db_options = root.options([("search_path", schema.as_str())]);
-        let pool = crate::db::connect_with(db_options.clone(), 16)
+        let pool = engine::db::connect_with(db_options.clone(), 16)
             .await
             .expect("test pool");
         crate::db::migrate(&pool).await.expect("migrations");

@@ -16,7 +16,7 @@ use engine::{
         wake::{self, WakeSignal},
         MessageQueue,
     },
-    KindInfo, Registry, Runtime,
+    KindInfo, Registry,
 };
 use jobs::{
     kinds::{kpi_refresh::KpiRefresh, task_cleanup::TaskCleanup},
@@ -46,13 +46,7 @@ pub async fn run(
         engine::redis_conn::connect_with_retry(&core.redis_url, Duration::from_secs(60)).await?;
     let keys = Keys::new(core.redis_prefix.clone());
     let queue = MessageQueue::new(conn.clone(), keys.clone(), core.queue_max_ready);
-    let services = Services::new(core.clone(), conn.clone());
-    let shared = Arc::new(Runtime::new(
-        pool.clone(),
-        core.engine(),
-        conn.clone(),
-        services,
-    ));
+    let shared = Arc::new(Services::runtime(pool.clone(), core.clone(), conn.clone()));
     let hooks = registry.hooks();
     let notifier = shared.notifier.clone();
     let instance = instance_name();

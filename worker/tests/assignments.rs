@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use common::*;
-use jobs::{queue, task::TaskStatus, testing::TestEnv};
+use engine::TaskStatus;
+use jobs::{queues as queue, testing::TestEnv};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(15);

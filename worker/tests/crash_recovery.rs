@@ -6,7 +6,8 @@ mod common;
 use std::{process::Stdio, time::Duration};
 
 use common::*;
-use jobs::{kinds::assignment, task::TaskStatus, testing::TestEnv};
+use engine::TaskStatus;
+use jobs::testing::TestEnv;
 use tokio::process::{Child, Command};
 
 fn spawn_worker(env: &TestEnv) -> Child {
@@ -47,7 +48,7 @@ async fn a_killed_worker_process_loses_nothing_and_duplicates_nothing() {
     let mut first = spawn_worker(&env);
     let id = enqueue(
         &env,
-        &assignment::spec(),
+        &engine::KindSpec::of::<jobs::kinds::assignment::Assignment>(),
         assignment_params("ev_demo", 100, 350),
     )
     .await;

@@ -19,12 +19,8 @@ use axum::{
     Router,
 };
 use common::*;
-use jobs::{
-    kinds::{delivery, delivery_bulk, wa_inbound, Registry},
-    queue,
-    task::{retry::Backoff, AttemptError, TaskStatus},
-    testing::TestEnv,
-};
+use engine::{retry::Backoff, AttemptError, Registry, TaskStatus};
+use jobs::{kinds::delivery, queues as queue, testing::TestEnv};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 use uuid::Uuid;
@@ -37,11 +33,15 @@ const WAIT: Duration = Duration::from_secs(20);
 const FAST: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(200));
 
 /// The standard kinds with millisecond backoffs, so retry paths finish in a test's time.
-fn fast_registry() -> Registry {
-    let mut r = Registry::standard();
-    for mut spec in [delivery::spec(), delivery_bulk::spec(), wa_inbound::spec()] {
+fn fast_registry() -> Registry<jobs::Services> {
+    let mut r = jobs::kinds::registry().unwrap();
+    for mut spec in [
+        engine::KindSpec::of::<jobs::kinds::delivery::Delivery>(),
+        engine::KindSpec::of::<jobs::kinds::delivery_bulk::DeliveryBulk>(),
+        engine::KindSpec::of::<jobs::kinds::wa_inbound::WaInbound>(),
+    ] {
         spec.backoff = FAST;
-        r.register(spec);
+        r.replace(spec);
     }
     r
 }

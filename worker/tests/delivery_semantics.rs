@@ -6,23 +6,19 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use common::*;
-use jobs::{
-    kinds::{assignment, Registry},
-    queue::Envelope,
-    task::{context::Shared, runner::Runner, TaskStatus},
-    testing::TestEnv,
-};
+use engine::{runner::Runner, transport::Envelope, TaskStatus};
+use jobs::{kinds::assignment, testing::TestEnv};
 use tokio::sync::Notify;
 
-fn runner(env: &TestEnv, name: &str) -> Arc<Runner> {
-    let shared = Arc::new(Shared::new(
+fn runner(env: &TestEnv, name: &str) -> Arc<Runner<jobs::Services>> {
+    let shared = Arc::new(jobs::Services::runtime(
         env.pool.clone(),
         env.config.clone(),
         env.redis.clone(),
     ));
     Runner::start(
         shared,
-        Arc::new(Registry::standard()),
+        Arc::new(jobs::kinds::registry().unwrap()),
         name.into(),
         Arc::new(Notify::new()),
     )
@@ -34,7 +30,7 @@ async fn the_same_message_delivered_twice_changes_the_ledger_once() {
     env.seed_demo().await;
     let id = enqueue(
         &env,
-        &assignment::spec(),
+        &engine::KindSpec::of::<jobs::kinds::assignment::Assignment>(),
         assignment_params("ev_demo", 10, 250),
     )
     .await;
@@ -58,7 +54,7 @@ async fn two_workers_racing_for_one_task_change_the_ledger_once() {
         ids.push(
             enqueue(
                 &env,
-                &assignment::spec(),
+                &engine::KindSpec::of::<jobs::kinds::assignment::Assignment>(),
                 assignment_params("ev_premium", 3, 199),
             )
             .await,
@@ -96,13 +92,13 @@ async fn two_workers_racing_for_one_task_change_the_ledger_once() {
 /// batched statement actually completed: an attempt that lost its task changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completion_effects_apply_only_to_tasks_the_batch_completed() {
-    use jobs::task::{context::Effect, store};
+    use engine::{context::Effect, store};
     let env = TestEnv::new().await;
     sqlx::query("CREATE TABLE effect_probe (id uuid PRIMARY KEY, arg text NOT NULL)")
         .execute(&env.pool)
         .await
         .unwrap();
-    let spec = jobs::kinds::noop::spec();
+    let spec = engine::KindSpec::of::<jobs::kinds::noop::Noop>();
     let a = enqueue(&env, &spec, serde_json::json!({})).await;
     let b = enqueue(&env, &spec, serde_json::json!({})).await;
     let claimed = store::claim(&env.pool, &[a, b], "probe", Duration::from_secs(30))

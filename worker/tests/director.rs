@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use axum::http::{Request, StatusCode};
 use common::*;
-use jobs::{queue, task::TaskStatus, testing::TestEnv};
+use engine::TaskStatus;
+use jobs::{queues as queue, testing::TestEnv};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 

@@ -15,13 +15,12 @@ use axum::{
 };
 use calamine::{Data, Reader};
 use common::*;
+use engine::TaskStatus;
 use jobs::{
     config::S3Config,
     exports::limiter,
-    kinds::task_cleanup,
-    queue,
+    queues as queue,
     storage::{s3::S3Store, Store, EXPORTS_PREFIX},
-    task::TaskStatus,
     testing::TestEnv,
 };
 use serde_json::{json, Value};
@@ -33,7 +32,7 @@ const WAIT: Duration = Duration::from_secs(60);
 fn start_worker(env: &TestEnv) -> RunningWorker {
     RunningWorker::start(
         worker_config(env, &[queue::REPORTS, queue::MAINTENANCE]),
-        jobs::kinds::Registry::standard(),
+        jobs::kinds::registry().unwrap(),
     )
 }
 
@@ -841,7 +840,12 @@ async fn task_cleanup_deletes_expired_tasks_their_files_and_orphans() {
         .await
         .unwrap();
 
-    let cleanup = enqueue(&env, &task_cleanup::spec(), json!({"trigger": "test"})).await;
+    let cleanup = enqueue(
+        &env,
+        &engine::KindSpec::of::<jobs::kinds::task_cleanup::TaskCleanup>(),
+        json!({"trigger": "test"}),
+    )
+    .await;
     let rec = env.wait_finished(cleanup, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Completed, "{:?}", rec.error);
     let r = rec.result.unwrap();

@@ -7,16 +7,13 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use common::*;
-use jobs::{
-    queue,
-    task::{retry::Backoff, AttemptError, TaskStatus},
-    testing::TestEnv,
-};
+use engine::{retry::Backoff, AttemptError, TaskStatus};
+use jobs::{queues as queue, testing::TestEnv};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn errors(rec: &jobs::task::TaskRecord) -> Vec<AttemptError> {
+fn errors(rec: &engine::TaskRecord) -> Vec<AttemptError> {
     serde_json::from_value(rec.errors.clone()).unwrap()
 }
 
@@ -117,7 +114,7 @@ async fn panics_and_timeouts_are_recorded_and_the_worker_survives() {
     // Same worker, still serving.
     let ok = enqueue(
         &env,
-        &jobs::kinds::assignment::spec(),
+        &engine::KindSpec::of::<jobs::kinds::assignment::Assignment>(),
         assignment_params("ev_demo", 1, 100),
     )
     .await;
@@ -204,18 +201,19 @@ async fn cancel_while_running_stops_the_handler_between_chunks() {
 /// A worker that dies with the task: the relay decides from the row alone.
 async fn claim_and_abandon(env: &TestEnv, id: uuid::Uuid) {
     let claimed =
-        jobs::task::store::claim(&env.pool, &[id], "doomed-worker", Duration::from_millis(50))
+        engine::store::claim(&env.pool, &[id], "doomed-worker", Duration::from_millis(50))
             .await
             .unwrap();
     assert_eq!(claimed.len(), 1);
     tokio::time::sleep(Duration::from_millis(200)).await; // the lease runs out
 }
 
-fn relay(env: &TestEnv) -> jobs::queue::relay::Relay {
-    jobs::queue::relay::Relay {
+fn relay(env: &TestEnv) -> engine::transport::relay::Relay {
+    engine::transport::relay::Relay {
         pool: env.pool.clone(),
-        transport: transport(env),
-        notifier: jobs::task::progress::Notifier::new(env.redis.clone(), env.keys.clone()),
+        queue: transport(env),
+        notifier: engine::progress::Notifier::new(env.redis.clone(), env.keys.clone()),
+        hooks: jobs::kinds::registry().unwrap().hooks(),
         queues: vec![queue::MAINTENANCE.into()],
         repush_after: Duration::from_secs(30),
         interval: Duration::from_millis(100),
@@ -235,7 +233,7 @@ async fn a_lost_worker_on_the_last_attempt_makes_the_task_dead_and_a_cancelled_o
         .execute(&env.pool)
         .await
         .unwrap();
-    let last_attempt_claim = jobs::task::store::claim_isolated(
+    let last_attempt_claim = engine::store::claim_isolated(
         &env.pool,
         last_attempt,
         "doomed-worker",
@@ -247,16 +245,16 @@ async fn a_lost_worker_on_the_last_attempt_makes_the_task_dead_and_a_cancelled_o
     let cancelled = enqueue(&env, &flaky(), json!({})).await;
     let retried = enqueue(&env, &flaky(), json!({})).await;
     for id in [cancelled, retried] {
-        jobs::task::store::claim(&env.pool, &[id], "doomed-worker", Duration::from_millis(50))
+        engine::store::claim(&env.pool, &[id], "doomed-worker", Duration::from_millis(50))
             .await
             .unwrap();
     }
-    let outcome = jobs::task::store::cancel(&env.pool, cancelled, None)
+    let outcome = engine::store::cancel(&env.pool, &hooks(), cancelled, None)
         .await
         .unwrap();
     assert!(matches!(
         outcome,
-        jobs::task::store::CancelOutcome::Requested(_)
+        engine::store::CancelOutcome::Requested(_)
     ));
     tokio::time::sleep(Duration::from_millis(200)).await;
 
@@ -291,7 +289,7 @@ async fn a_lost_worker_on_the_last_attempt_makes_the_task_dead_and_a_cancelled_o
     );
     assert!(rec.error.is_none());
     // …which can claim it, as attempt 2.
-    let again = jobs::task::store::claim(
+    let again = engine::store::claim(
         &env.pool,
         &[retried],
         "next-worker",

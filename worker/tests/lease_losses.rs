@@ -8,7 +8,8 @@ mod common;
 use std::{process::Stdio, time::Duration};
 
 use common::enqueue;
-use jobs::{kinds::noop, task::TaskStatus, testing::TestEnv};
+use engine::TaskStatus;
+use jobs::testing::TestEnv;
 use serde_json::json;
 use tokio::process::{Child, Command};
 use uuid::Uuid;
@@ -51,7 +52,7 @@ async fn status(env: &TestEnv, id: Uuid) -> (TaskStatus, i32, i32, bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_task_that_kills_its_worker_dies_and_the_tasks_beside_it_complete() {
     let env = TestEnv::new().await;
-    let spec = noop::spec();
+    let spec = engine::KindSpec::of::<jobs::kinds::noop::Noop>();
     // Innocent tasks that stay in flight long enough to share every crash.
     let mut innocent = Vec::new();
     for i in 0..4 {

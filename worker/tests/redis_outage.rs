@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use common::*;
-use jobs::{kinds::assignment, queue, task::TaskStatus, testing::TestEnv};
+use engine::TaskStatus;
+use jobs::{queues as queue, testing::TestEnv};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -69,7 +70,7 @@ async fn pushed_tasks_survive_a_flush_of_redis() {
         ids.push(
             enqueue(
                 &env,
-                &assignment::spec(),
+                &engine::KindSpec::of::<jobs::kinds::assignment::Assignment>(),
                 assignment_params("ev_demo", 1, 100),
             )
             .await,

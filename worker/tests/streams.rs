@@ -11,7 +11,7 @@ use axum::{
     Router,
 };
 use common::*;
-use jobs::{kinds::noop, testing::TestEnv};
+use jobs::testing::TestEnv;
 use serde_json::json;
 use tower::ServiceExt;
 use uuid::Uuid;
@@ -27,7 +27,12 @@ async fn open(app: &Router, path: &str, token: &str) -> Response<Body> {
 
 /// A task nobody runs (no worker in these tests): it stays pending, its streams stay open.
 async fn pending_task(env: &TestEnv) -> Uuid {
-    enqueue(env, &noop::spec(), json!({})).await
+    enqueue(
+        env,
+        &engine::KindSpec::of::<jobs::kinds::noop::Noop>(),
+        json!({}),
+    )
+    .await
 }
 
 fn with_limits(env: &TestEnv, limits: api::events::Limits) -> Router {

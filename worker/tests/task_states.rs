@@ -9,16 +9,8 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use common::*;
-use jobs::{
-    kinds::{delivery, delivery_bulk, KindSpec, Registry},
-    queue,
-    task::{
-        context::{Done, TaskContext},
-        retry::Backoff,
-        store, AttemptError, TaskStatus,
-    },
-    testing::TestEnv,
-};
+use engine::{retry::Backoff, store, AttemptError, Done, KindSpec, Registry, TaskStatus};
+use jobs::{kinds::delivery, queues as queue, testing::TestEnv};
 use serde_json::json;
 use uuid::Uuid;
 use wiremock::{matchers::method, Mock, MockServer, ResponseTemplate};
@@ -26,17 +18,17 @@ use wiremock::{matchers::method, Mock, MockServer, ResponseTemplate};
 const WAIT: Duration = Duration::from_secs(20);
 const FAST: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(200));
 
-fn errors(rec: &jobs::task::TaskRecord) -> Vec<AttemptError> {
+fn errors(rec: &engine::TaskRecord) -> Vec<AttemptError> {
     serde_json::from_value(rec.errors.clone()).unwrap()
 }
 
 /// Starts `test.ignores_cancel` with `then`, cancels it while it runs, and returns the
 /// finished task.
-async fn cancel_while_running(env: &TestEnv, then: &str) -> jobs::task::TaskRecord {
+async fn cancel_while_running(env: &TestEnv, then: &str) -> engine::TaskRecord {
     let worker = RunningWorker::start(worker_config(env, &[queue::MAINTENANCE]), test_registry());
     let id = enqueue(env, &ignores_cancel(), json!({ "then": then })).await;
     env.wait_until(id, WAIT, |s| s == TaskStatus::Running).await;
-    let outcome = store::cancel(&env.pool, id, None).await.unwrap();
+    let outcome = store::cancel(&env.pool, &hooks(), id, None).await.unwrap();
     assert!(matches!(outcome, store::CancelOutcome::Requested(_)));
     let rec = env.wait_finished(id, WAIT).await;
     worker.stop().await;
@@ -118,7 +110,7 @@ async fn a_cancelled_task_released_at_shutdown_ends_cancelled() {
     let worker = RunningWorker::start(cfg, test_registry());
     let id = enqueue(&env, &ignores_cancel(), json!({ "then": "block" })).await;
     env.wait_until(id, WAIT, |s| s == TaskStatus::Running).await;
-    store::cancel(&env.pool, id, None).await.unwrap();
+    store::cancel(&env.pool, &hooks(), id, None).await.unwrap();
     // Let the handler see the request and block, then shut down: the attempt is released.
     tokio::time::sleep(Duration::from_millis(200)).await;
     worker.stop().await;
@@ -182,10 +174,10 @@ async fn whatsapp_deliveries(server: &MockServer) -> (TestEnv, axum::Router, Run
     env.config.deliveries.whatsapp_api_key = Some("test-key".into());
     seed_guest(&env).await;
     let app = api(&env);
-    let mut registry = Registry::standard();
-    let mut spec = delivery::spec();
+    let mut registry = jobs::kinds::registry().unwrap();
+    let mut spec = engine::KindSpec::of::<jobs::kinds::delivery::Delivery>();
     spec.backoff = FAST;
-    registry.register(spec);
+    registry.replace(spec);
     let worker = RunningWorker::start(worker_config(&env, &[queue::DELIVERIES]), registry);
     (env, app, worker)
 }
@@ -230,7 +222,12 @@ async fn a_task_whose_params_cannot_be_decoded_fails_with_a_clear_code() {
         .unwrap();
         bad.push(id);
     }
-    let good = enqueue(&env, &jobs::kinds::noop::spec(), json!({"a": 1.5})).await;
+    let good = enqueue(
+        &env,
+        &engine::KindSpec::of::<jobs::kinds::noop::Noop>(),
+        json!({"a": 1.5}),
+    )
+    .await;
     let worker = RunningWorker::start(worker_config(&env, &[queue::MAINTENANCE]), test_registry());
     assert_eq!(
         env.wait_finished(good, WAIT).await.status(),
@@ -256,14 +253,14 @@ async fn a_task_whose_params_cannot_be_decoded_fails_with_a_clear_code() {
 }
 
 /// A kind only a newer worker knows.
-fn newer_kind() -> KindSpec {
-    KindSpec::new(
+fn newer_kind() -> KindSpec<jobs::Services> {
+    KindSpec::from_fn(
         "test.newer_kind",
         queue::MAINTENANCE,
         2,
         Duration::from_secs(5),
         FAST,
-        |ctx: TaskContext| async move { Ok(Done::Result(json!({ "ranOnAttempt": ctx.attempt }))) },
+        |ctx: jobs::Ctx| async move { Ok(Done::Result(json!({ "ranOnAttempt": ctx.attempt }))) },
     )
 }
 
@@ -272,7 +269,7 @@ async fn a_worker_that_does_not_know_a_kind_leaves_the_task_for_one_that_does() 
     let env = TestEnv::new().await;
     let old = RunningWorker::start(
         worker_config(&env, &[queue::MAINTENANCE]),
-        Registry::standard(),
+        jobs::kinds::registry().unwrap(),
     );
     let id = enqueue(&env, &newer_kind(), json!({})).await;
     // The old worker takes it, finds no handler and gives it back for later.
@@ -301,8 +298,8 @@ async fn a_worker_that_does_not_know_a_kind_leaves_the_task_for_one_that_does() 
         .execute(&env.pool)
         .await
         .unwrap();
-    let mut registry = Registry::standard();
-    registry.register(newer_kind());
+    let mut registry = jobs::kinds::registry().unwrap();
+    registry.replace(newer_kind());
     let new = RunningWorker::start(worker_config(&env, &[queue::MAINTENANCE]), registry);
     let rec = env.wait_finished(id, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Completed, "{:?}", rec.error);
@@ -325,10 +322,13 @@ async fn bulk_sends_complete_on_a_deliveries_queue_with_a_single_slot() {
     let app = api(&env);
     let mut cfg = worker_config(&env, &[queue::DELIVERIES]);
     cfg.queues.insert(queue::DELIVERIES.into(), 1);
-    let mut registry = Registry::standard();
-    for mut spec in [delivery::spec(), delivery_bulk::spec()] {
+    let mut registry = jobs::kinds::registry().unwrap();
+    for mut spec in [
+        engine::KindSpec::of::<jobs::kinds::delivery::Delivery>(),
+        engine::KindSpec::of::<jobs::kinds::delivery_bulk::DeliveryBulk>(),
+    ] {
         spec.backoff = FAST;
-        registry.register(spec);
+        registry.replace(spec);
     }
     let worker = RunningWorker::start(cfg, registry);
     // Two bulk sends, more than the queue's one slot.
@@ -373,7 +373,9 @@ async fn cancelling_a_waiting_bulk_send_cancels_its_children() {
     let app = api(&env);
     // Only the parent's kind runs: the children stay pending, the parent keeps waiting.
     let mut registry = Registry::default();
-    registry.register(delivery_bulk::spec());
+    registry.replace(engine::KindSpec::of::<
+        jobs::kinds::delivery_bulk::DeliveryBulk,
+    >());
     let worker = RunningWorker::start(worker_config(&env, &[queue::DELIVERIES]), registry);
     let (_, body) = call(
         &app,
@@ -479,7 +481,7 @@ async fn redriving_a_dead_delivery_sends_it_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pools_cancel_statements_past_their_timeout() {
     let env = TestEnv::new().await;
-    let pool = jobs::db::connect(&env.config.database_url, 1, Duration::from_millis(300))
+    let pool = engine::db::connect(&env.config.database_url, 1, Duration::from_millis(300))
         .await
         .unwrap();
     let shown: String = sqlx::query_scalar("SHOW statement_timeout")

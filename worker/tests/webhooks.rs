@@ -11,7 +11,8 @@ use axum::{
     Router,
 };
 use common::{api, worker_config, RunningWorker};
-use jobs::{kinds::Registry, queue, task::TaskStatus, testing::TestEnv};
+use engine::TaskStatus;
+use jobs::{queues as queue, testing::TestEnv};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 use uuid::Uuid;
@@ -47,7 +48,7 @@ async fn the_same_event_five_times_at_once_is_applied_once() {
     let app = api(&env);
     let worker = RunningWorker::start(
         worker_config(&env, &[queue::WEBHOOKS]),
-        Registry::standard(),
+        jobs::kinds::registry().unwrap(),
     );
     let ts = chrono::Utc::now().timestamp().to_string();
     let event = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {

@@ -9,16 +9,13 @@ use axum::{
     http::{Request, StatusCode},
     Router,
 };
-use jobs::{
+use engine::{
     enqueue::{Enqueued, Enqueuer, Request as EnqueueRequest},
-    kinds::{KindSpec, Registry},
-    queue::{self, Transport},
-    task::{
-        context::{Done, JobError, TaskContext},
-        retry::Backoff,
-    },
-    testing::TestEnv,
+    retry::Backoff,
+    transport::MessageQueue,
+    Done, JobError, KindSpec, Registry,
 };
+use jobs::{queues as queue, testing::TestEnv};
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -95,7 +92,7 @@ pub fn worker_config(env: &TestEnv, queues: &[&str]) -> WorkerConfig {
         heartbeat: Duration::from_secs(1),
         relay_interval: Duration::from_millis(100),
         relay_batch: 500,
-        statement_timeout: jobs::db::WORKER_STATEMENT_TIMEOUT,
+        statement_timeout: engine::db::WORKER_STATEMENT_TIMEOUT,
     }
 }
 
@@ -105,7 +102,7 @@ pub struct RunningWorker {
 }
 
 impl RunningWorker {
-    pub fn start(config: WorkerConfig, registry: Registry) -> Self {
+    pub fn start(config: WorkerConfig, registry: Registry<jobs::Services>) -> Self {
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(worker::run(config, registry, shutdown.clone()));
         Self { shutdown, handle }
@@ -117,8 +114,8 @@ impl RunningWorker {
     }
 }
 
-pub fn transport(env: &TestEnv) -> Transport {
-    Transport::new(
+pub fn transport(env: &TestEnv) -> MessageQueue {
+    MessageQueue::new(
         env.redis.clone(),
         env.keys.clone(),
         env.config.queue_max_ready,
@@ -126,11 +123,11 @@ pub fn transport(env: &TestEnv) -> Transport {
 }
 
 /// Creates a task of `spec` directly (as the api would, without HTTP).
-pub async fn enqueue(env: &TestEnv, spec: &KindSpec, params: Value) -> Uuid {
+pub async fn enqueue(env: &TestEnv, spec: &KindSpec<jobs::Services>, params: Value) -> Uuid {
     let enqueuer = Enqueuer::new(env.pool.clone(), transport(env), env.config.task_ttl);
     let outcome = enqueuer
         .enqueue(EnqueueRequest {
-            spec,
+            kind: spec.info(),
             params,
             requester: "demo",
             idempotency_key: None,
@@ -165,14 +162,14 @@ pub async fn ledger_rows_for(env: &TestEnv, task: Uuid) -> i64 {
 const TEST_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(800));
 
 /// Always fails with a retryable error.
-pub fn failing() -> KindSpec {
-    KindSpec::new(
+pub fn failing() -> KindSpec<jobs::Services> {
+    KindSpec::from_fn(
         "test.failing",
         queue::MAINTENANCE,
         4,
         Duration::from_secs(5),
         TEST_BACKOFF,
-        |_ctx: TaskContext| async {
+        |_ctx: jobs::Ctx| async {
             Err(JobError::retryable(
                 "upstream_unavailable",
                 "the upstream answered 503",
@@ -182,14 +179,14 @@ pub fn failing() -> KindSpec {
 }
 
 /// Fails twice, then succeeds.
-pub fn flaky() -> KindSpec {
-    KindSpec::new(
+pub fn flaky() -> KindSpec<jobs::Services> {
+    KindSpec::from_fn(
         "test.flaky",
         queue::MAINTENANCE,
         5,
         Duration::from_secs(5),
         TEST_BACKOFF,
-        |ctx: TaskContext| async move {
+        |ctx: jobs::Ctx| async move {
             if ctx.attempt < 3 {
                 Err(JobError::retryable(
                     "flaky",
@@ -202,41 +199,41 @@ pub fn flaky() -> KindSpec {
     )
 }
 
-pub fn permanent() -> KindSpec {
-    KindSpec::new(
+pub fn permanent() -> KindSpec<jobs::Services> {
+    KindSpec::from_fn(
         "test.permanent",
         queue::MAINTENANCE,
         5,
         Duration::from_secs(5),
         TEST_BACKOFF,
-        |_ctx: TaskContext| async {
+        |_ctx: jobs::Ctx| async {
             Err(JobError::permanent("invalid_input", "this can never work"))
         },
     )
 }
 
-pub fn panicking() -> KindSpec {
-    KindSpec::new(
+pub fn panicking() -> KindSpec<jobs::Services> {
+    KindSpec::from_fn(
         "test.panicking",
         queue::MAINTENANCE,
         2,
         Duration::from_secs(5),
         TEST_BACKOFF,
-        |_ctx: TaskContext| async {
+        |_ctx: jobs::Ctx| async {
             panic!("boom in handler");
         },
     )
 }
 
 /// Takes far longer than its timeout.
-pub fn hanging() -> KindSpec {
-    KindSpec::new(
+pub fn hanging() -> KindSpec<jobs::Services> {
+    KindSpec::from_fn(
         "test.hanging",
         queue::MAINTENANCE,
         2,
         Duration::from_millis(300),
         TEST_BACKOFF,
-        |_ctx: TaskContext| async {
+        |_ctx: jobs::Ctx| async {
             tokio::time::sleep(Duration::from_secs(30)).await;
             Ok(Done::Result(json!({})))
         },
@@ -244,14 +241,14 @@ pub fn hanging() -> KindSpec {
 }
 
 /// Works in 200 chunks of 25 ms, reporting progress and checking for cancellation.
-pub fn slow() -> KindSpec {
-    KindSpec::new(
+pub fn slow() -> KindSpec<jobs::Services> {
+    KindSpec::from_fn(
         "test.slow",
         queue::MAINTENANCE,
         1,
         Duration::from_secs(60),
         TEST_BACKOFF,
-        |ctx: TaskContext| async move {
+        |ctx: jobs::Ctx| async move {
             for chunk in 0..200u32 {
                 ctx.check_cancel().await?;
                 ctx.progress((chunk / 2) as u8, "work").await;
@@ -266,14 +263,14 @@ pub fn slow() -> KindSpec {
 /// `params.then` says: `fail` (retryable), `panic`, `hang` (past its timeout), `wait`
 /// (gives its attempt back), `block` (until the worker shuts down). The attempt's outcome
 /// must not matter: the task ends `cancelled`.
-pub fn ignores_cancel() -> KindSpec {
-    KindSpec::new(
+pub fn ignores_cancel() -> KindSpec<jobs::Services> {
+    KindSpec::from_fn(
         "test.ignores_cancel",
         queue::MAINTENANCE,
         3,
         Duration::from_secs(3),
         TEST_BACKOFF,
-        |ctx: TaskContext| async move {
+        |ctx: jobs::Ctx| async move {
             let then: String = ctx
                 .params::<Value>()?
                 .get("then")
@@ -281,7 +278,7 @@ pub fn ignores_cancel() -> KindSpec {
                 .unwrap_or("fail")
                 .to_string();
             for _ in 0..500 {
-                if jobs::task::store::cancel_requested(ctx.pool(), ctx.id)
+                if engine::store::cancel_requested(ctx.pool(), ctx.id)
                     .await
                     .unwrap_or(false)
                 {
@@ -308,8 +305,8 @@ pub fn ignores_cancel() -> KindSpec {
     )
 }
 
-pub fn test_registry() -> Registry {
-    let mut r = Registry::standard();
+pub fn test_registry() -> Registry<jobs::Services> {
+    let mut r = jobs::kinds::registry().unwrap();
     for spec in [
         failing(),
         flaky(),
@@ -319,7 +316,7 @@ pub fn test_registry() -> Registry {
         slow(),
         ignores_cancel(),
     ] {
-        r.register(spec);
+        r.replace(spec);
     }
     r
 }
@@ -516,4 +513,9 @@ pub async fn director_fixture(env: &TestEnv) {
     .execute(&env.pool)
     .await
     .unwrap();
+}
+
+/// Every production kind's hooks, for tests that end tasks through the store directly.
+pub fn hooks() -> engine::kind::KindHooks {
+    jobs::kinds::registry().unwrap().hooks()
 }
