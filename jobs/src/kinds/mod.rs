@@ -32,6 +32,11 @@ pub fn registry() -> Result<Registry<Services>, DuplicateKind> {
         .with::<wa_inbound::WaInbound>()
 }
 
+/// Kinds no route creates: `task_cleanup` comes from the worker's periodic ticks, `noop` from
+/// benchmarks and tests. Every other registered kind must have a route in the api's enqueue
+/// table (a test holds the two together).
+pub const NOT_FROM_HTTP: [&str; 2] = [noop::NAME, task_cleanup::NAME];
+
 /// The policy shared by kinds that write the director ledger: the assignments queue, several
 /// attempts with a short backoff (the write and the completion commit together).
 pub mod ledger_writer {

@@ -25,6 +25,7 @@ use worker::WorkerConfig;
 
 pub const DEMO: &str = "demo-token";
 pub const OTHER: &str = "other-token";
+pub const ADMIN: &str = "admin-token";
 
 pub fn api(env: &TestEnv) -> Router {
     api::router(api_state(env))
