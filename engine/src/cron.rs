@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::{
     enqueue::{Enqueued, Enqueuer, Request},
-    kind::KindInfo,
+    task::KindInfo,
 };
 use chrono::{TimeZone, Utc};
 use serde_json::json;

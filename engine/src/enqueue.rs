@@ -6,9 +6,8 @@ use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::{
-    kind::KindInfo,
     store::{self, Inserted, NewTask},
-    task::TaskRecord,
+    task::{KindInfo, TaskRecord},
     transport::{Envelope, MessageQueue},
 };
 

@@ -9,26 +9,17 @@
 
 use std::{collections::BTreeMap, future::Future, pin::Pin, sync::Arc, time::Duration};
 
-use futures::future::BoxFuture;
-use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+pub use crate::hooks::KindHooks;
+pub use crate::task::{Ended, KindInfo};
 use crate::{
-    context::{Done, JobError, TaskContext},
+    context::TaskContext,
+    hooks::Hooks,
+    outcome::{Done, JobError},
     retry::Backoff,
-    task::TaskStatus,
 };
-
-/// A task that just ended without completing, as its kind's hook sees it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Ended {
-    pub id: Uuid,
-    /// `failed`, `dead` or `cancelled`.
-    pub status: TaskStatus,
-    /// The error the task ended with (`{code, message, ...}`), when one was recorded.
-    pub error: Option<Value>,
-}
 
 /// One kind of job. Implemented by a unit struct per kind in the product:
 ///
@@ -79,14 +70,6 @@ pub trait Kind: Send + Sync + 'static {
     }
 }
 
-/// What creating a task of a kind needs: its name, queue and attempt budget.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KindInfo {
-    pub name: &'static str,
-    pub queue: &'static str,
-    pub max_attempts: i32,
-}
-
 impl KindInfo {
     pub const fn of<K: Kind>() -> Self {
         Self {
@@ -99,20 +82,8 @@ impl KindInfo {
 
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Done, JobError>> + Send>>;
 pub type Handler<S> = Arc<dyn Fn(TaskContext<S>) -> HandlerFuture + Send + Sync>;
-type TerminalHook =
-    for<'a> fn(&'a mut PgConnection, &'a Ended) -> BoxFuture<'a, Result<(), sqlx::Error>>;
-type RedriveHook =
-    for<'a> fn(&'a mut PgConnection, &'a [Uuid]) -> BoxFuture<'a, Result<(), sqlx::Error>>;
-
-/// A kind's hooks, without its handler: what the api and the relay need.
-#[derive(Clone, Copy)]
-pub struct Hooks {
-    on_terminal_failure: TerminalHook,
-    on_redrive: RedriveHook,
-}
-
 impl Hooks {
-    fn of<K: Kind>() -> Self {
+    pub(crate) fn of<K: Kind>() -> Self {
         Self {
             on_terminal_failure: |conn, ended| Box::pin(K::on_terminal_failure(conn, ended)),
             on_redrive: |conn, ids| Box::pin(K::on_redrive(conn, ids)),
@@ -120,7 +91,7 @@ impl Hooks {
     }
 
     /// For kinds without a [`Kind`] type (tests' ad-hoc kinds): nothing to keep in step.
-    fn none() -> Self {
+    pub(crate) fn none() -> Self {
         Self {
             on_terminal_failure: |_, _| Box::pin(async { Ok(()) }),
             on_redrive: |_, _| Box::pin(async { Ok(()) }),
@@ -280,62 +251,5 @@ impl<S> Registry<S> {
         KindHooks(Arc::new(
             self.kinds.iter().map(|(n, s)| (*n, s.hooks)).collect(),
         ))
-    }
-}
-
-/// Every kind's hooks by name; a kind not in it (an older or newer version's) has none.
-#[derive(Clone, Default)]
-pub struct KindHooks(Arc<BTreeMap<&'static str, Hooks>>);
-
-impl std::fmt::Debug for KindHooks {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.0.keys()).finish()
-    }
-}
-
-impl KindHooks {
-    /// Runs `kind`'s terminal hook for `ended` on `conn` (inside the ending transaction).
-    pub async fn terminal(
-        &self,
-        conn: &mut PgConnection,
-        kind: &str,
-        ended: &Ended,
-    ) -> Result<(), sqlx::Error> {
-        match self.0.get(kind) {
-            Some(h) => (h.on_terminal_failure)(conn, ended).await,
-            None => Ok(()),
-        }
-    }
-
-    /// After a transition that left task `id` in `status` (`None`: it changed nothing): the
-    /// terminal hook when that status ends the task without completing it.
-    pub async fn after_transition(
-        &self,
-        conn: &mut PgConnection,
-        kind: &str,
-        id: Uuid,
-        status: Option<TaskStatus>,
-        error: Option<Value>,
-    ) -> Result<(), sqlx::Error> {
-        match status {
-            Some(status @ (TaskStatus::Failed | TaskStatus::Dead | TaskStatus::Cancelled)) => {
-                self.terminal(conn, kind, &Ended { id, status, error })
-                    .await
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Runs `kind`'s re-drive hook for `ids` on `conn` (inside the re-drive's transaction).
-    pub async fn redriven(
-        &self,
-        conn: &mut PgConnection,
-        kind: &str,
-        ids: &[Uuid],
-    ) -> Result<(), sqlx::Error> {
-        match self.0.get(kind) {
-            Some(h) if !ids.is_empty() => (h.on_redrive)(conn, ids).await,
-            _ => Ok(()),
-        }
     }
 }

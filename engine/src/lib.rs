@@ -5,21 +5,30 @@
 //!   transition, one conditional statement each (the transition table is in its docs);
 //! - [`kind`]: the [`Kind`] trait a product implements per job kind, and the [`Registry`];
 //! - [`enqueue`]: creating tasks; [`transport`]: the messages, the relay that pushes due
-//!   tasks, the consumer of a queue, wake-ups and the janitor; [`cron`]: periodic ticks;
+//!   tasks, wake-ups and the janitor; [`consumer`]: a queue's apalis worker; [`cron`]:
+//!   periodic ticks; [`actions`]: cancel and re-drive, with the kinds' [`hooks`];
 //! - [`runner`]: claim → handler → outcome, with leases, timeouts and batching;
-//!   [`context`]: what a handler sees ([`TaskContext`]) and how it ends ([`Done`],
-//!   [`JobError`]); [`retry`], [`progress`], [`metrics`].
+//!   [`context`]: what a handler sees ([`TaskContext`]); [`outcome`]: how an attempt ends
+//!   ([`Done`], [`JobError`]); [`retry`], [`progress`], [`metrics`].
+//!
+//! Modules depend downwards only (`tests/layering.rs` checks it): task, outcome, retry,
+//! env, db, redis_conn, stored_json → store, hooks, progress, metrics → transport → enqueue →
+//! context → kind → runner, actions → consumer, cron.
 //!
 //! The product's own state (its integrations, its configuration) travels as the type
 //! parameter `S` of [`Runtime`], [`TaskContext`] and [`Registry`]: the engine never names it.
 
+pub mod actions;
+pub mod consumer;
 pub mod context;
 pub mod cron;
 pub mod db;
 pub mod enqueue;
 pub mod env;
+pub mod hooks;
 pub mod kind;
 pub mod metrics;
+pub mod outcome;
 pub mod progress;
 pub mod redis_conn;
 pub mod retry;
@@ -29,7 +38,8 @@ pub mod stored_json;
 pub mod task;
 pub mod transport;
 
-pub use context::{Done, Effect, JobError, Runtime, TaskContext};
+pub use context::{Runtime, TaskContext};
 pub use env::EngineConfig;
-pub use kind::{Kind, KindInfo, KindSpec, Registry};
-pub use task::{AttemptError, TaskRecord, TaskStatus};
+pub use kind::{Kind, KindSpec, Registry};
+pub use outcome::{Done, Effect, JobError};
+pub use task::{AttemptError, Ended, KindInfo, TaskRecord, TaskStatus};

@@ -27,7 +27,7 @@
 //! records failures, releases and defers; the relay takes due and expired tasks. Whenever a
 //! task ends `failed`, `dead` or `cancelled` (by any of them) the kind's
 //! [`crate::Kind::on_terminal_failure`] runs in the same transaction, and on a re-drive its
-//! [`crate::Kind::on_redrive`].
+//! [`crate::Kind::on_redrive`] (callers do that: [`crate::actions`], the runner, the relay).
 
 use std::time::Duration;
 
@@ -36,10 +36,7 @@ use serde_json::Value;
 use sqlx::{PgExecutor, PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use crate::{
-    kind::KindHooks,
-    task::{AttemptError, TaskRecord, TaskStatus},
-};
+use crate::task::{AttemptError, KindInfo, TaskRecord, TaskStatus};
 
 /// How many attempt errors a task keeps (the newest ones).
 pub const ERROR_HISTORY: i32 = 10;
@@ -157,27 +154,16 @@ pub async fn get(
         .await
 }
 
-#[derive(Debug)]
-pub enum CancelOutcome {
-    /// It had not started: cancelled at once.
-    Cancelled(TaskRecord),
-    /// It is running: the handler will stop at its next check.
-    Requested(TaskRecord),
-    /// Already finished: nothing to cancel.
-    AlreadyFinished(TaskRecord),
-    NotFound,
-}
-
-/// Cancels a task for its requester (`None` = an operator); a task that had not started
-/// ends at once, with its kind's terminal hook in the same transaction.
+/// Cancels a task for its requester (`None` = an operator): one statement decides between
+/// "cancel now" (it had not started) and "ask the running handler to stop", so a task that
+/// starts meanwhile is never left pending-but-cancelled. Returns the task as it is now,
+/// `None` when nothing was cancellable (unknown, not the requester's, or finished). The
+/// caller runs the kind's terminal hook in the same transaction ([`crate::actions::cancel`]).
 pub async fn cancel(
-    pool: &PgPool,
-    hooks: &KindHooks,
+    conn: &mut sqlx::PgConnection,
     id: Uuid,
     requester: Option<&str>,
-) -> Result<CancelOutcome, sqlx::Error> {
-    // One statement decides between "cancel now" and "ask the running handler to stop",
-    // so a task that starts meanwhile is never left pending-but-cancelled.
+) -> Result<Option<TaskRecord>, sqlx::Error> {
     let sql = format!(
         "UPDATE tasks SET \
              status = CASE WHEN status IN ('pending', 'retrying') THEN 'cancelled' ELSE status END, \
@@ -187,27 +173,11 @@ pub async fn cancel(
              AND status IN ('pending', 'retrying', 'running') \
          RETURNING {RECORD_COLUMNS}"
     );
-    let mut tx = pool.begin().await?;
-    let updated = sqlx::query_as::<_, TaskRecord>(&sql)
+    sqlx::query_as::<_, TaskRecord>(&sql)
         .bind(id)
         .bind(requester)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if let Some(rec) = &updated {
-        let error = serde_json::json!({ "code": "cancelled", "message": "cancelled on request" });
-        hooks
-            .after_transition(&mut tx, &rec.kind, rec.id, Some(rec.status()), Some(error))
-            .await?;
-    }
-    tx.commit().await?;
-    Ok(match updated {
-        Some(rec) if rec.status() == TaskStatus::Cancelled => CancelOutcome::Cancelled(rec),
-        Some(rec) => CancelOutcome::Requested(rec),
-        None => match get(pool, id, requester).await? {
-            Some(rec) => CancelOutcome::AlreadyFinished(rec),
-            None => CancelOutcome::NotFound,
-        },
-    })
+        .fetch_optional(&mut *conn)
+        .await
 }
 
 /// Cancels tasks on behalf of another task (a cancelled parent's children): those not
@@ -328,7 +298,7 @@ async fn claim_where(
 }
 
 /// One completion for [`complete_many`]: task, attempt, result and an optional effect.
-pub type Completion = (Uuid, i32, Value, Option<crate::context::Effect>);
+pub type Completion = (Uuid, i32, Value, Option<crate::outcome::Effect>);
 
 /// Completes many tasks in one statement, each fenced by its attempt; returns the ids that
 /// were completed. Effects (grouped by statement) run in the same statement, as
@@ -749,55 +719,38 @@ const REDRIVE: &str = "UPDATE tasks SET status = 'pending', attempts = 0, run_at
     expires_at = now() + make_interval(secs => $1) \
     WHERE status IN ('failed', 'dead')";
 
-/// Re-drives a `failed` or `dead` task (operator action), with its kind's re-drive hook in
-/// the same transaction. Returns the task if it was re-driven.
+/// Re-drives a `failed` or `dead` task (operator action); returns it if it was re-driven.
+/// The caller runs the kind's re-drive hook in the same transaction
+/// ([`crate::actions::redrive`]).
 pub async fn redrive(
-    pool: &PgPool,
-    hooks: &KindHooks,
+    conn: &mut sqlx::PgConnection,
     id: Uuid,
     ttl: Duration,
 ) -> Result<Option<TaskRecord>, sqlx::Error> {
     let sql = format!("{REDRIVE} AND id = $2 RETURNING {RECORD_COLUMNS}");
-    let mut tx = pool.begin().await?;
-    let rec = sqlx::query_as::<_, TaskRecord>(&sql)
+    sqlx::query_as::<_, TaskRecord>(&sql)
         .bind(interval(ttl))
         .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if let Some(rec) = &rec {
-        hooks.redriven(&mut tx, &rec.kind, &[rec.id]).await?;
-    }
-    tx.commit().await?;
-    Ok(rec)
+        .fetch_optional(&mut *conn)
+        .await
 }
 
-/// Re-drives every task in `status` (`failed` or `dead`), optionally of one kind, with each
-/// kind's re-drive hook in the same transaction; returns their ids.
+/// Re-drives every task in `status` (`failed` or `dead`), optionally of one kind; returns
+/// their ids and kinds.
 pub async fn redrive_all(
-    pool: &PgPool,
-    hooks: &KindHooks,
+    conn: &mut sqlx::PgConnection,
     status: TaskStatus,
     kind: Option<&str>,
     ttl: Duration,
-) -> Result<Vec<Uuid>, sqlx::Error> {
+) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
     let sql =
         format!("{REDRIVE} AND status = $2 AND ($3::text IS NULL OR kind = $3) RETURNING id, kind");
-    let mut tx = pool.begin().await?;
-    let rows: Vec<(Uuid, String)> = sqlx::query_as(&sql)
+    sqlx::query_as(&sql)
         .bind(interval(ttl))
         .bind(status.as_str())
         .bind(kind)
-        .fetch_all(&mut *tx)
-        .await?;
-    let mut by_kind: std::collections::BTreeMap<&str, Vec<Uuid>> = Default::default();
-    for (id, kind) in &rows {
-        by_kind.entry(kind.as_str()).or_default().push(*id);
-    }
-    for (kind, ids) in by_kind {
-        hooks.redriven(&mut tx, kind, &ids).await?;
-    }
-    tx.commit().await?;
-    Ok(rows.into_iter().map(|(id, _)| id).collect())
+        .fetch_all(&mut *conn)
+        .await
 }
 
 /// Tasks in `status` (any requester), newest first, optionally of one kind.
@@ -936,7 +889,7 @@ pub async fn insert_many_in_tx(
     tx: &mut Transaction<'_, Postgres>,
     ids: &[Uuid],
     params: &[Value],
-    kind: crate::kind::KindInfo,
+    kind: KindInfo,
     requester: &str,
     ttl: Duration,
 ) -> Result<(), sqlx::Error> {

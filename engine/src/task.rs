@@ -110,3 +110,21 @@ pub struct AttemptError {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<DateTime<Utc>>,
 }
+
+/// What creating a task of a kind needs: its name, queue and attempt budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KindInfo {
+    pub name: &'static str,
+    pub queue: &'static str,
+    pub max_attempts: i32,
+}
+
+/// A task that just ended without completing, as its kind's hook sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ended {
+    pub id: Uuid,
+    /// `failed`, `dead` or `cancelled`.
+    pub status: TaskStatus,
+    /// The error the task ended with (`{code, message, ...}`), when one was recorded.
+    pub error: Option<Value>,
+}

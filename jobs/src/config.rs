@@ -180,7 +180,7 @@ impl DeliveryConfig {
         }
         let smtp_url = var("SMTP_URL");
         if let Some(url) = &smtp_url {
-            if let Err(message) = crate::deliveries::email::parse_smtp_url(url) {
+            if let Err(message) = parse_smtp_url(url) {
                 return Err(ConfigError {
                     name: "SMTP_URL".into(),
                     message,
@@ -414,6 +414,31 @@ impl ExportConfig {
             part_bytes: part_mb << 20,
         })
     }
+}
+
+pub type SmtpTarget = (String, u16, Option<(String, String)>);
+
+/// `smtp://[user:pass@]host[:port]` → (host, port, credentials). Plaintext only: TLS would
+/// need a TLS feature of lettre that this build leaves out (local relays and sinks do not
+/// need it).
+pub fn parse_smtp_url(url: &str) -> Result<SmtpTarget, String> {
+    let u = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+    if u.scheme() != "smtp" {
+        return Err("only smtp:// (plaintext) is supported".into());
+    }
+    let host = u
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or("the URL has no host")?
+        .to_string();
+    let port = u.port().unwrap_or(25);
+    let creds = (!u.username().is_empty()).then(|| {
+        (
+            u.username().to_string(),
+            u.password().unwrap_or("").to_string(),
+        )
+    });
+    Ok((host, port, creds))
 }
 
 #[cfg(test)]

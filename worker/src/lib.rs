@@ -8,10 +8,10 @@ pub mod config;
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use engine::{
+    consumer::{instance_name, QueueConsumer},
     redis_conn::Keys,
     runner::Runner,
     transport::{
-        consumer::{instance_name, QueueConsumer},
         relay::Relay,
         wake::{self, WakeSignal},
         MessageQueue,

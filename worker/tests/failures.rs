@@ -249,12 +249,12 @@ async fn a_lost_worker_on_the_last_attempt_makes_the_task_dead_and_a_cancelled_o
             .await
             .unwrap();
     }
-    let outcome = engine::store::cancel(&env.pool, &hooks(), cancelled, None)
+    let outcome = engine::actions::cancel(&env.pool, &hooks(), cancelled, None)
         .await
         .unwrap();
     assert!(matches!(
         outcome,
-        engine::store::CancelOutcome::Requested(_)
+        engine::actions::CancelOutcome::Requested(_)
     ));
     tokio::time::sleep(Duration::from_millis(200)).await;
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use common::*;
-use engine::{retry::Backoff, store, AttemptError, Done, KindSpec, Registry, TaskStatus};
+use engine::{retry::Backoff, AttemptError, Done, KindSpec, Registry, TaskStatus};
 use jobs::{kinds::delivery, queues as queue, testing::TestEnv};
 use serde_json::json;
 use uuid::Uuid;
@@ -28,8 +28,13 @@ async fn cancel_while_running(env: &TestEnv, then: &str) -> engine::TaskRecord {
     let worker = RunningWorker::start(worker_config(env, &[queue::MAINTENANCE]), test_registry());
     let id = enqueue(env, &ignores_cancel(), json!({ "then": then })).await;
     env.wait_until(id, WAIT, |s| s == TaskStatus::Running).await;
-    let outcome = store::cancel(&env.pool, &hooks(), id, None).await.unwrap();
-    assert!(matches!(outcome, store::CancelOutcome::Requested(_)));
+    let outcome = engine::actions::cancel(&env.pool, &hooks(), id, None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        outcome,
+        engine::actions::CancelOutcome::Requested(_)
+    ));
     let rec = env.wait_finished(id, WAIT).await;
     worker.stop().await;
     rec
@@ -110,7 +115,9 @@ async fn a_cancelled_task_released_at_shutdown_ends_cancelled() {
     let worker = RunningWorker::start(cfg, test_registry());
     let id = enqueue(&env, &ignores_cancel(), json!({ "then": "block" })).await;
     env.wait_until(id, WAIT, |s| s == TaskStatus::Running).await;
-    store::cancel(&env.pool, &hooks(), id, None).await.unwrap();
+    engine::actions::cancel(&env.pool, &hooks(), id, None)
+        .await
+        .unwrap();
     // Let the handler see the request and block, then shut down: the attempt is released.
     tokio::time::sleep(Duration::from_millis(200)).await;
     worker.stop().await;

@@ -150,7 +150,9 @@ pub async fn retry_one(
 ) -> Result<Response, ApiError> {
     require_admin(&principal)?;
     let id = parse_id(&id)?;
-    match store::redrive(&state.pool, &state.hooks, id, state.config.core.task_ttl).await? {
+    match engine::actions::redrive(&state.pool, &state.hooks, id, state.config.core.task_ttl)
+        .await?
+    {
         Some(rec) => {
             state.notifier.changed(&[id]);
             tracing::info!(task.id = %id, operator = %principal.requester, "task re-driven");
@@ -179,7 +181,7 @@ pub async fn retry_all(
     require_admin(&principal)?;
     let (status, kind) = filters(&q, true)?;
     let status = status.unwrap_or(TaskStatus::Dead);
-    let ids = store::redrive_all(
+    let ids = engine::actions::redrive_all(
         &state.pool,
         &state.hooks,
         status,

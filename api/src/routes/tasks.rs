@@ -257,21 +257,22 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    match store::cancel(&state.pool, &state.hooks, id, Some(&principal.requester)).await? {
-        store::CancelOutcome::Cancelled(rec) => {
+    match engine::actions::cancel(&state.pool, &state.hooks, id, Some(&principal.requester)).await?
+    {
+        engine::actions::CancelOutcome::Cancelled(rec) => {
             state.notifier.changed(&[id]);
             Ok((StatusCode::OK, Json(view(&rec, None))).into_response())
         }
-        store::CancelOutcome::Requested(rec) => {
+        engine::actions::CancelOutcome::Requested(rec) => {
             state.notifier.changed(&[id]);
             Ok((StatusCode::ACCEPTED, Json(view(&rec, None))).into_response())
         }
-        store::CancelOutcome::AlreadyFinished(rec) => Err(ApiError::new(
+        engine::actions::CancelOutcome::AlreadyFinished(rec) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "task_finished",
             format!("task {id} is already {}; nothing to cancel", rec.status),
         )),
-        store::CancelOutcome::NotFound => Err(not_found(id)),
+        engine::actions::CancelOutcome::NotFound => Err(not_found(id)),
     }
 }
 

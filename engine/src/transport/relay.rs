@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{Envelope, MessageQueue};
-use crate::{kind::KindHooks, progress::Notifier, store};
+use crate::{hooks::KindHooks, progress::Notifier, store, task::Ended};
 
 #[derive(Clone)]
 pub struct Relay {
@@ -95,7 +95,7 @@ impl Relay {
                 .terminal(
                     &mut tx,
                     &f.kind,
-                    &crate::kind::Ended {
+                    &Ended {
                         id: f.id,
                         status: f.status,
                         error: f.error.clone(),

@@ -11,35 +11,11 @@ use super::{MessageKind, Recipient};
 use engine::JobError;
 
 /// Host, port and optional (user, password) of the relay.
-pub type SmtpTarget = (String, u16, Option<(String, String)>);
+/// lettre's SMTP transport, as we build it.
+pub type SmtpClient = AsyncSmtpTransport<Tokio1Executor>;
 
-/// `smtp://[user:pass@]host[:port]` → (host, port, credentials). Plaintext only: TLS would
-/// need a TLS feature of lettre that this build leaves out (local relays and sinks do not
-/// need it).
-pub fn parse_smtp_url(url: &str) -> Result<SmtpTarget, String> {
-    let u = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
-    if u.scheme() != "smtp" {
-        return Err("only smtp:// (plaintext) is supported".into());
-    }
-    let host = u
-        .host_str()
-        .filter(|h| !h.is_empty())
-        .ok_or("the URL has no host")?
-        .to_string();
-    let port = u.port().unwrap_or(25);
-    let creds = (!u.username().is_empty()).then(|| {
-        (
-            u.username().to_string(),
-            u.password().unwrap_or("").to_string(),
-        )
-    });
-    Ok((host, port, creds))
-}
-
-pub type Transport = AsyncSmtpTransport<Tokio1Executor>;
-
-pub fn transport(url: &str, timeout: std::time::Duration) -> Result<Transport, String> {
-    let (host, port, creds) = parse_smtp_url(url)?;
+pub fn transport(url: &str, timeout: std::time::Duration) -> Result<SmtpClient, String> {
+    let (host, port, creds) = crate::config::parse_smtp_url(url)?;
     let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
         .port(port)
         .timeout(Some(timeout));
@@ -129,7 +105,7 @@ pub fn build(from: &str, kind: MessageKind, r: &Recipient) -> Result<Message, Jo
 
 /// Sends through the relay. Connection problems and 4xx SMTP replies (transient by the
 /// SMTP spec) are retried; 5xx replies (no such mailbox, refused) are permanent.
-pub async fn send(transport: &Transport, message: Message) -> Result<String, JobError> {
+pub async fn send(transport: &SmtpClient, message: Message) -> Result<String, JobError> {
     let message_id = message
         .headers()
         .get_raw("Message-ID")

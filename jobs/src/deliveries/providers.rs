@@ -16,7 +16,7 @@ use crate::config::DeliveryConfig;
 
 pub struct Providers {
     whatsapp: Option<whatsapp::Client>,
-    smtp: Option<email::Transport>,
+    smtp: Option<email::SmtpClient>,
     email_from: String,
     template_language: String,
     outbox: PathBuf,

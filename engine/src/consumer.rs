@@ -10,11 +10,14 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    wake::{WakeSignal, WakeStrategy},
-    Envelope, MessageQueue,
+use crate::{
+    redis_conn::Keys,
+    runner::Runner,
+    transport::{
+        wake::{WakeSignal, WakeStrategy},
+        Envelope, MessageQueue,
+    },
 };
-use crate::{redis_conn::Keys, runner::Runner};
 
 /// The apalis handler: decode the envelope leniently (a message that does not decode is
 /// dropped with a log line instead of killing the worker, as a typed `Args` would) and let
