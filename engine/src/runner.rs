@@ -327,7 +327,11 @@ impl<S: Send + Sync + 'static> Runner<S> {
                 "undecodable_params",
                 format!("the task's stored params cannot be decoded: {problem}"),
             );
-            self.observe(&claimed.kind, "failed", std::time::Instant::now());
+            self.observe(
+                &claimed.kind,
+                TaskStatus::Failed.as_str(),
+                std::time::Instant::now(),
+            );
             self.record_failure(&claimed, Some(&spec), err).await;
             return;
         }
@@ -362,18 +366,18 @@ impl<S: Send + Sync + 'static> Runner<S> {
         }
         let err = match outcome {
             Ok(Ok(Ok(Done::Result(result)))) => {
-                self.observe(&claimed.kind, "completed", started);
+                self.observe(&claimed.kind, TaskStatus::Completed.as_str(), started);
                 self.complete((id, attempt, result, None), &span).await;
                 return;
             }
             Ok(Ok(Ok(Done::ResultWith(result, effect)))) => {
-                self.observe(&claimed.kind, "completed", started);
+                self.observe(&claimed.kind, TaskStatus::Completed.as_str(), started);
                 self.complete((id, attempt, result, Some(effect)), &span)
                     .await;
                 return;
             }
             Ok(Ok(Ok(Done::Committed(_)))) => {
-                self.observe(&claimed.kind, "completed", started);
+                self.observe(&claimed.kind, TaskStatus::Completed.as_str(), started);
                 self.shared.notifier.changed(&[id]);
                 tracing::debug!(parent: &span, "completed");
                 return;
@@ -400,11 +404,11 @@ impl<S: Send + Sync + 'static> Runner<S> {
         };
         let outcome = match &err {
             JobError::Waiting { .. } => "waiting",
-            JobError::Cancelled => "cancelled",
+            JobError::Cancelled => TaskStatus::Cancelled.as_str(),
             JobError::Superseded => "superseded",
-            JobError::Permanent { .. } => "failed",
-            _ if claimed.attempt >= claimed.max_attempts => "dead",
-            _ => "retrying",
+            JobError::Permanent { .. } => TaskStatus::Failed.as_str(),
+            _ if claimed.attempt >= claimed.max_attempts => TaskStatus::Dead.as_str(),
+            _ => TaskStatus::Retrying.as_str(),
         };
         self.observe(&claimed.kind, outcome, started);
         self.record_failure(&claimed, Some(&spec), err)

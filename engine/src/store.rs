@@ -424,7 +424,7 @@ pub async fn record_failure<'e>(
     };
     let error = serde_json::to_value(error).unwrap_or(Value::Null);
     let terminal = !matches!(disposition, Disposition::Retry { .. });
-    let status: Option<String> = sqlx::query_scalar(
+    let status: Option<TaskStatus> = sqlx::query_scalar(
         "UPDATE tasks SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE $3 END, \
              error = CASE WHEN cancel_requested AND $3 <> 'cancelled' THEN jsonb_build_object( \
                      'code', 'cancelled', 'attempt', $4->'attempt', 'at', $4->'at', \
@@ -450,7 +450,7 @@ pub async fn record_failure<'e>(
     .bind(interval(ttl))
     .fetch_optional(db)
     .await?;
-    Ok(status.as_deref().and_then(TaskStatus::parse))
+    Ok(status)
 }
 
 /// Extends the leases of this worker's running attempts; returns, per task still owned,
@@ -509,12 +509,12 @@ pub async fn release<'e>(
         "UPDATE tasks SET {GIVE_BACK}, run_at = now() \
          WHERE id = $1 AND attempts = $2 AND status = 'running' RETURNING status"
     );
-    let status: Option<String> = sqlx::query_scalar(&sql)
+    let status: Option<TaskStatus> = sqlx::query_scalar(&sql)
         .bind(id)
         .bind(attempt)
         .fetch_optional(db)
         .await?;
-    Ok(status.as_deref().and_then(TaskStatus::parse))
+    Ok(status)
 }
 
 /// Puts a running task back to waiting until `run_at` without counting the attempt (see
@@ -531,14 +531,14 @@ pub async fn defer<'e>(
         "UPDATE tasks SET {GIVE_BACK}, run_at = $3, stage = $4 \
          WHERE id = $1 AND attempts = $2 AND status = 'running' RETURNING status"
     );
-    let status: Option<String> = sqlx::query_scalar(&sql)
+    let status: Option<TaskStatus> = sqlx::query_scalar(&sql)
         .bind(id)
         .bind(attempt)
         .bind(run_at)
         .bind(stage)
         .fetch_optional(db)
         .await?;
-    Ok(status.as_deref().and_then(TaskStatus::parse))
+    Ok(status)
 }
 
 /// Persists progress at a stage change (the Redis hash carries the percent in between).
@@ -625,9 +625,9 @@ pub async fn take_due(
 fn split_taken(rows: Vec<sqlx::postgres::PgRow>) -> Result<Taken, sqlx::Error> {
     let mut out = Taken::default();
     for r in rows {
-        let status: String = r.try_get("status")?;
+        let status: TaskStatus = r.try_get("status")?;
         let id: Uuid = r.try_get("id")?;
-        if matches!(status.as_str(), "pending" | "retrying") {
+        if matches!(status, TaskStatus::Pending | TaskStatus::Retrying) {
             out.due.push(Due {
                 id,
                 kind: r.try_get("kind")?,
@@ -637,7 +637,7 @@ fn split_taken(rows: Vec<sqlx::postgres::PgRow>) -> Result<Taken, sqlx::Error> {
             out.finished.push(Finished {
                 id,
                 kind: r.try_get("kind")?,
-                status: TaskStatus::parse(&status).unwrap_or(TaskStatus::Cancelled),
+                status,
                 error: r.try_get("error")?,
             });
         }
@@ -747,7 +747,7 @@ pub async fn redrive_all(
         format!("{REDRIVE} AND status = $2 AND ($3::text IS NULL OR kind = $3) RETURNING id, kind");
     sqlx::query_as(&sql)
         .bind(interval(ttl))
-        .bind(status.as_str())
+        .bind(status)
         .bind(kind)
         .fetch_all(&mut *conn)
         .await
@@ -766,7 +766,7 @@ pub async fn list(
              AND ($2::text IS NULL OR kind = $2) ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
     );
     let rows = sqlx::query_as::<_, TaskRecord>(&sql)
-        .bind(status.map(|s| s.as_str()))
+        .bind(status)
         .bind(kind)
         .bind(limit)
         .bind(offset)
@@ -775,7 +775,7 @@ pub async fn list(
     let total: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM tasks WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR kind = $2)",
     )
-    .bind(status.map(|s| s.as_str()))
+    .bind(status)
     .bind(kind)
     .fetch_one(pool)
     .await?;

@@ -6,8 +6,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// A task's status: the only spelling of the `tasks.status` values in Rust (bound and read
+/// as this type, the column's CHECK constraint holds the same list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum TaskStatus {
     Pending,
     Running,
@@ -67,7 +70,7 @@ pub struct TaskRecord {
     pub id: Uuid,
     pub kind: String,
     pub queue: String,
-    pub status: String,
+    pub status: TaskStatus,
     #[sqlx(try_from = "crate::stored_json::StoredJson")]
     pub params: Value,
     #[sqlx(try_from = "crate::stored_json::StoredJsonOpt")]
@@ -93,8 +96,7 @@ pub struct TaskRecord {
 
 impl TaskRecord {
     pub fn status(&self) -> TaskStatus {
-        // The CHECK constraint on the column makes any other value impossible.
-        TaskStatus::parse(&self.status).unwrap_or(TaskStatus::Pending)
+        self.status
     }
 }
 

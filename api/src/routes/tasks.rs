@@ -113,7 +113,7 @@ async fn load(state: &AppState, principal: &Principal, id: Uuid) -> Result<TaskR
 }
 
 /// What a waiter compares to decide that something changed.
-type Fingerprint = (String, i32, i16, Option<String>, i64);
+type Fingerprint = (TaskStatus, i32, i16, Option<String>, i64);
 
 fn fingerprint(rec: &TaskRecord, live: Option<&LiveProgress>) -> Fingerprint {
     let progress = live
@@ -121,7 +121,7 @@ fn fingerprint(rec: &TaskRecord, live: Option<&LiveProgress>) -> Fingerprint {
         .unwrap_or(rec.progress)
         .max(rec.progress);
     (
-        rec.status.clone(),
+        rec.status,
         rec.attempts,
         progress,
         live.and_then(|l| l.stage.clone()).or(rec.stage.clone()),
