@@ -7,8 +7,7 @@ use lettre::{
     AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
 };
 
-use super::{MessageKind, Recipient};
-use engine::JobError;
+use super::{MessageKind, Recipient, SendError};
 
 /// Host, port and optional (user, password) of the relay.
 /// lettre's SMTP transport, as we build it.
@@ -41,16 +40,16 @@ pub fn subject(kind: MessageKind, r: &Recipient) -> String {
 }
 
 /// Builds the message. An unusable address is permanent: retrying will not fix it.
-pub fn build(from: &str, kind: MessageKind, r: &Recipient) -> Result<Message, JobError> {
+pub fn build(from: &str, kind: MessageKind, r: &Recipient) -> Result<Message, SendError> {
     let from: Mailbox = from
         .parse()
-        .map_err(|e| JobError::permanent("invalid_sender", format!("EMAIL_FROM: {e}")))?;
+        .map_err(|e| SendError::refused("invalid_sender", format!("EMAIL_FROM: {e}")))?;
     let address = r.email.as_deref().unwrap_or("");
     let to: Mailbox = format!("{} <{address}>", r.guest_name.replace(['<', '>', '"'], ""))
         .parse()
         .or_else(|_| address.parse())
         .map_err(|e| {
-            JobError::permanent("invalid_email", format!("guest e-mail {address:?}: {e}"))
+            SendError::refused("invalid_email", format!("guest e-mail {address:?}: {e}"))
         })?;
     let when = r
         .event_starts_at
@@ -86,9 +85,9 @@ pub fn build(from: &str, kind: MessageKind, r: &Recipient) -> Result<Message, Jo
         .singlepart(SinglePart::html(html));
     let body = match &r.ticket_code {
         Some(code) => {
-            let png = super::qr::png(code).map_err(|e| JobError::permanent("qr_failed", e))?;
+            let png = super::qr::png(code).map_err(|e| SendError::refused("qr_failed", e))?;
             let content_type = ContentType::parse("image/png")
-                .map_err(|e| JobError::permanent("qr_failed", e.to_string()))?;
+                .map_err(|e| SendError::refused("qr_failed", e.to_string()))?;
             MultiPart::mixed()
                 .multipart(alternative)
                 .singlepart(Attachment::new("entrada-qr.png".into()).body(png, content_type))
@@ -100,23 +99,23 @@ pub fn build(from: &str, kind: MessageKind, r: &Recipient) -> Result<Message, Jo
         .to(to)
         .subject(subject(kind, r))
         .multipart(body)
-        .map_err(|e| JobError::permanent("invalid_email", e.to_string()))
+        .map_err(|e| SendError::refused("invalid_email", e.to_string()))
 }
 
 /// Sends through the relay. Connection problems and 4xx SMTP replies (transient by the
 /// SMTP spec) are retried; 5xx replies (no such mailbox, refused) are permanent.
-pub async fn send(transport: &SmtpClient, message: Message) -> Result<String, JobError> {
+pub async fn send(transport: &SmtpClient, message: Message) -> Result<String, SendError> {
     let message_id = message
         .headers()
         .get_raw("Message-ID")
         .map(|v| v.trim().trim_matches(['<', '>']).to_string());
     match transport.send(message).await {
         Ok(_) => Ok(message_id.unwrap_or_else(|| format!("smtp-{}", uuid::Uuid::now_v7()))),
-        Err(e) if e.is_permanent() => Err(JobError::permanent(
+        Err(e) if e.is_permanent() => Err(SendError::refused(
             "provider_rejected",
             format!("smtp: {e}"),
         )),
-        Err(e) => Err(JobError::retryable(
+        Err(e) => Err(SendError::unavailable(
             "provider_unavailable",
             format!("smtp: {e}"),
         )),

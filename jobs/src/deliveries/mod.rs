@@ -10,7 +10,43 @@ pub mod ratelimit;
 pub mod store;
 pub mod whatsapp;
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
+
+/// Why a message was not sent. The delivery kind turns it into the engine's outcome
+/// (`kinds::delivery`): a refusal fails the task, anything else is retried.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SendError {
+    /// Will never be sent as it is (the provider rejected it, an address is invalid).
+    #[error("{code}: {message}")]
+    Refused { code: String, message: String },
+    /// Not now (network, 5xx, 429, the outbox file); `retry_after` is the provider's own
+    /// `Retry-After` when it sent one.
+    #[error("{code}: {message}")]
+    Unavailable {
+        code: String,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+impl SendError {
+    pub fn refused(code: &str, message: impl Into<String>) -> Self {
+        Self::Refused {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn unavailable(code: &str, message: impl Into<String>) -> Self {
+        Self::Unavailable {
+            code: code.into(),
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
 
 /// How long an inbound WhatsApp message keeps the free-form window open.
 pub const SESSION_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(24);

@@ -9,8 +9,10 @@ use redis::aio::ConnectionManager;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::{email, ratelimit::RateLimiter, whatsapp, Channel, MessageKind, Recipient, Sent};
-use engine::{redis_conn::Keys, JobError};
+use super::{
+    email, ratelimit::RateLimiter, whatsapp, Channel, MessageKind, Recipient, SendError, Sent,
+};
+use engine::redis_conn::Keys;
 
 use crate::config::DeliveryConfig;
 
@@ -73,10 +75,10 @@ impl Providers {
         template: Option<&str>,
         window_open: bool,
         r: &Recipient,
-    ) -> Result<Sent, JobError> {
+    ) -> Result<Sent, SendError> {
         let phone = r.phone.as_deref().unwrap_or("");
         let Some(to) = super::phone::normalize(phone) else {
-            return Err(JobError::permanent(
+            return Err(SendError::refused(
                 "invalid_phone",
                 format!("guest phone {phone:?} is not an E.164 number"),
             ));
@@ -122,7 +124,7 @@ impl Providers {
         delivery: Uuid,
         kind: MessageKind,
         r: &Recipient,
-    ) -> Result<Sent, JobError> {
+    ) -> Result<Sent, SendError> {
         let message = email::build(&self.email_from, kind, r)?;
         self.send_message(message, &delivery.to_string()).await
     }
@@ -138,7 +140,7 @@ impl Providers {
         &self,
         message: lettre::Message,
         name: &str,
-    ) -> Result<Sent, JobError> {
+    ) -> Result<Sent, SendError> {
         match &self.smtp {
             Some(transport) => Ok(Sent {
                 provider_message_id: email::send(transport, message).await?,
@@ -153,8 +155,8 @@ impl Providers {
                     std::fs::write(&path, bytes)
                 })
                 .await
-                .map_err(|e| JobError::retryable("outbox_failed", e.to_string()))?
-                .map_err(|e| JobError::retryable("outbox_failed", e.to_string()))?;
+                .map_err(|e| SendError::unavailable("outbox_failed", e.to_string()))?
+                .map_err(|e| SendError::unavailable("outbox_failed", e.to_string()))?;
                 Ok(Sent {
                     provider_message_id: format!("mock-{name}"),
                     mode: "email-mock".into(),
@@ -163,7 +165,7 @@ impl Providers {
         }
     }
 
-    async fn append_outbox(&self, file: &str, line: Value) -> Result<(), JobError> {
+    async fn append_outbox(&self, file: &str, line: Value) -> Result<(), SendError> {
         let dir = self.outbox.clone();
         let path = dir.join(file);
         let mut text = line.to_string();
@@ -179,7 +181,7 @@ impl Providers {
                 .write_all(text.as_bytes())
         })
         .await
-        .map_err(|e| JobError::retryable("outbox_failed", e.to_string()))?
-        .map_err(|e| JobError::retryable("outbox_failed", e.to_string()))
+        .map_err(|e| SendError::unavailable("outbox_failed", e.to_string()))?
+        .map_err(|e| SendError::unavailable("outbox_failed", e.to_string()))
     }
 }

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{MessageKind, Recipient, Sent};
-use engine::JobError;
+use super::{MessageKind, Recipient, SendError, Sent};
 
 /// What to send: free-form text (window open) or a template.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,7 +100,7 @@ impl Client {
     /// Sends one message. Network errors, 5xx, 408 and 429 are retryable (429 with its
     /// `Retry-After`); any other 4xx is the provider refusing this message: permanent, with
     /// its reason.
-    pub async fn send(&self, request: &Value) -> Result<String, JobError> {
+    pub async fn send(&self, request: &Value) -> Result<String, SendError> {
         let resp = self
             .http
             .post(&self.url)
@@ -109,7 +108,9 @@ impl Client {
             .json(request)
             .send()
             .await
-            .map_err(|e| JobError::retryable("provider_unreachable", format!("whatsapp: {e}")))?;
+            .map_err(|e| {
+                SendError::unavailable("provider_unreachable", format!("whatsapp: {e}"))
+            })?;
         let status = resp.status();
         let retry_after = resp
             .headers()
@@ -124,7 +125,7 @@ impl Client {
                 .as_str()
                 .map(str::to_string)
                 .ok_or_else(|| {
-                    JobError::retryable(
+                    SendError::unavailable(
                         "provider_bad_response",
                         "whatsapp answered 2xx without messages[0].id",
                     )
@@ -134,15 +135,15 @@ impl Client {
         let message = format!("whatsapp answered {}: {reason}", status.as_u16());
         match status.as_u16() {
             429 => match retry_after {
-                Some(after) => Err(JobError::RetryAfter {
+                Some(after) => Err(SendError::Unavailable {
                     code: "provider_rate_limited".into(),
                     message,
-                    after: after.min(Duration::from_secs(3600)),
+                    retry_after: Some(after.min(Duration::from_secs(3600))),
                 }),
-                None => Err(JobError::retryable("provider_rate_limited", message)),
+                None => Err(SendError::unavailable("provider_rate_limited", message)),
             },
-            408 | 500..=599 => Err(JobError::retryable("provider_unavailable", message)),
-            _ => Err(JobError::permanent("provider_rejected", message)),
+            408 | 500..=599 => Err(SendError::unavailable("provider_unavailable", message)),
+            _ => Err(SendError::refused("provider_rejected", message)),
         }
     }
 }

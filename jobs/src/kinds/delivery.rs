@@ -17,7 +17,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::{
-    deliveries::{store, Channel, MessageKind, SESSION_WINDOW},
+    deliveries::{store, Channel, MessageKind, SendError, SESSION_WINDOW},
     queues, Ctx, Services, ServicesExt,
 };
 
@@ -131,6 +131,30 @@ async fn run(ctx: Ctx) -> Result<Done, JobError> {
     }
 }
 
+/// The engine's reading of a failed send: a refusal fails the task for good, anything else is
+/// retried (no sooner than the provider's `Retry-After`).
+impl From<SendError> for JobError {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Refused { code, message } => JobError::Permanent { code, message },
+            SendError::Unavailable {
+                code,
+                message,
+                retry_after: Some(after),
+            } => JobError::RetryAfter {
+                code,
+                message,
+                after,
+            },
+            SendError::Unavailable {
+                code,
+                message,
+                retry_after: None,
+            } => JobError::Retryable { code, message },
+        }
+    }
+}
+
 async fn send(ctx: &Ctx, d: &store::Delivery) -> Result<crate::deliveries::Sent, JobError> {
     let providers = ctx.providers();
     match d.channel {
@@ -152,6 +176,7 @@ async fn send(ctx: &Ctx, d: &store::Delivery) -> Result<crate::deliveries::Sent,
                     &d.recipient,
                 )
                 .await
+                .map_err(JobError::from)
         }
         Channel::Email => {
             if d.recipient.email.is_none() {
@@ -161,7 +186,10 @@ async fn send(ctx: &Ctx, d: &store::Delivery) -> Result<crate::deliveries::Sent,
                 ));
             }
             providers.throttle(d.channel).await;
-            providers.send_email(d.id, d.kind, &d.recipient).await
+            providers
+                .send_email(d.id, d.kind, &d.recipient)
+                .await
+                .map_err(JobError::from)
         }
     }
 }
