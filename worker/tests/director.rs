@@ -656,7 +656,7 @@ async fn ledger_rollups_match_a_recomputation_after_concurrent_mixed_writes() {
         ),
     ] {
         for cur in ["MXN", "USD"] {
-            let mut q = jobs::domain::reports::Query::new(cur);
+            let mut q = jobs::domain::reports::ReportFilter::new(cur);
             q.from = from;
             q.to = to;
             let all = jobs::domain::reports::debt_aging(&env.pool, &q)
@@ -705,7 +705,7 @@ async fn ledger_rollups_match_a_recomputation_after_concurrent_mixed_writes() {
         (Some(day(12)), Some(day(3))),
     ] {
         for cur in ["MXN", "USD"] {
-            let mut q = jobs::domain::reports::Query::new(cur);
+            let mut q = jobs::domain::reports::ReportFilter::new(cur);
             q.from = from;
             q.to = to;
             let body = jobs::domain::reports::overview(&env.pool, &q)
@@ -895,7 +895,7 @@ async fn status_counts_follow_concurrent_guest_and_delivery_writes() {
         (Some(day(60)), Some(day(10))),
         (Some(day(5)), None),
     ] {
-        let mut q = jobs::domain::reports::Query::new("MXN");
+        let mut q = jobs::domain::reports::ReportFilter::new("MXN");
         q.from = from;
         q.to = to;
         let body = jobs::domain::reports::overview(&env.pool, &q)

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use axum::{
-    extract::{Path, Query as QueryString, State},
+    extract::{Path, Query, State},
     http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     Json,
@@ -14,7 +14,7 @@ use engine::stored_json::StoredJson;
 use jobs::{
     domain::{
         report_cache::Source,
-        reports::{Query, Sort, DELIVERY_STATUSES, GUEST_STATUSES},
+        reports::{ReportFilter, Sort, DELIVERY_STATUSES, GUEST_STATUSES},
     },
     kinds::{assignment::id_problem, kpi_refresh},
 };
@@ -91,8 +91,8 @@ fn id(params: &HashMap<String, String>, name: &str) -> Result<Option<String>, Ap
 pub fn parse_query(
     params: &HashMap<String, String>,
     default_currency: &str,
-) -> Result<Query, ApiError> {
-    let mut q = Query::new(default_currency);
+) -> Result<ReportFilter, ApiError> {
+    let mut q = ReportFilter::new(default_currency);
     q.from = date(params, "from")?;
     q.to = date(params, "to")?;
     if let (Some(from), Some(to)) = (q.from, q.to) {
@@ -200,7 +200,7 @@ macro_rules! report_route {
         pub async fn $fn_name(
             State(state): State<AppState>,
             _principal: Principal,
-            QueryString(params): QueryString<HashMap<String, String>>,
+            Query(params): Query<HashMap<String, String>>,
         ) -> Result<Response, ApiError> {
             report(&state, $report, &params).await
         }
@@ -220,7 +220,7 @@ pub async fn ledger(
     State(state): State<AppState>,
     _principal: Principal,
     Path(organizer): Path<String>,
-    QueryString(params): QueryString<HashMap<String, String>>,
+    Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     if id_problem(&organizer).is_some() {
         return Err(ApiError::not_found(format!("no organizer {organizer:?}")));

@@ -39,7 +39,7 @@ impl Sort {
 
 /// Normalized filters and paging of a report request.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Query {
+pub struct ReportFilter {
     pub from: Option<NaiveDate>,
     pub to: Option<NaiveDate>,
     pub organizer_id: Option<String>,
@@ -55,7 +55,7 @@ pub struct Query {
     pub limit: Option<i64>,
 }
 
-impl Query {
+impl ReportFilter {
     pub fn new(currency: &str) -> Self {
         Self {
             from: None,
@@ -169,7 +169,7 @@ const END_OF_WHOLE_MONTHS: &str = "date_trunc('month', ($3::date + 1)::timestamp
 /// Undated: the all-time totals. Dated: the whole UTC months of the window from the month
 /// roll-up and the days around them from the day roll-up, so a long window reads about one
 /// row per organizer and month instead of one per organizer and day.
-fn org_rows(q: &Query) -> String {
+fn org_rows(q: &ReportFilter) -> String {
     const COLS: &str = "organizer_id, tickets_equivalent, assigned_cents, paid_cents, last_at";
     let org = if q.organizer_id.is_some() {
         " AND organizer_id = $4"
@@ -222,7 +222,7 @@ fn org_rows(q: &Query) -> String {
     parts.join(" UNION ALL ")
 }
 
-fn event_source(q: &Query) -> &'static str {
+fn event_source(q: &ReportFilter) -> &'static str {
     if q.dated() {
         "director_kpi_event_day"
     } else {
@@ -254,7 +254,7 @@ const EVENT_ROLLUP: Cols<'static> = Cols {
 /// $5 event, $6 event type. Absent filters are left out of the SQL text (rather than
 /// `$n IS NULL OR …`), so each filter combination gets a plan that can use its index even
 /// once Postgres switches a prepared statement to its generic plan.
-fn conditions(q: &Query, c: &Cols) -> String {
+fn conditions(q: &ReportFilter, c: &Cols) -> String {
     let mut out = vec![format!("{} = $1", c.currency)];
     if let Some(day) = c.day {
         if q.from.is_some() {
@@ -278,7 +278,7 @@ fn conditions(q: &Query, c: &Cols) -> String {
 
 type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
-fn bind_filters<'q>(sql: &'q str, q: &'q Query) -> PgQuery<'q> {
+fn bind_filters<'q>(sql: &'q str, q: &'q ReportFilter) -> PgQuery<'q> {
     sqlx::query(sql)
         .bind(&q.currency)
         .bind(q.from)
@@ -288,14 +288,14 @@ fn bind_filters<'q>(sql: &'q str, q: &'q Query) -> PgQuery<'q> {
         .bind(&q.event_type)
 }
 
-impl Query {
+impl ReportFilter {
     fn dated(&self) -> bool {
         self.from.is_some() || self.to.is_some()
     }
 }
 
 /// `GET /director/reports/overview`.
-pub async fn overview(pool: &PgPool, q: &Query) -> Result<Value, sqlx::Error> {
+pub async fn overview(pool: &PgPool, q: &ReportFilter) -> Result<Value, sqlx::Error> {
     // Per organizer: assignments (tickets, value), payments, activity. Payments belong to
     // organizers, not events: an eventId filter does not narrow them.
     let org_cols = Cols {
@@ -379,7 +379,7 @@ pub async fn overview(pool: &PgPool, q: &Query) -> Result<Value, sqlx::Error> {
 /// the event), date and the statuses of the `status` filter that apply to this table.
 async fn breakdown(
     pool: &PgPool,
-    q: &Query,
+    q: &ReportFilter,
     table: &str,
     statuses: &[&str],
 ) -> Result<Value, sqlx::Error> {
@@ -446,7 +446,7 @@ async fn breakdown(
 /// every row.
 async fn breakdown_counted(
     pool: &PgPool,
-    q: &Query,
+    q: &ReportFilter,
     table: &str,
     wanted: &[String],
 ) -> Result<Value, sqlx::Error> {
@@ -480,7 +480,7 @@ fn status_counts(rows: &[sqlx::postgres::PgRow]) -> Result<Value, sqlx::Error> {
 }
 
 /// `GET /director/reports/top-organizers`: ranking by tickets equivalent (or `sort`).
-pub async fn top_organizers(pool: &PgPool, q: &Query) -> Result<Value, sqlx::Error> {
+pub async fn top_organizers(pool: &PgPool, q: &ReportFilter) -> Result<Value, sqlx::Error> {
     let order = match q.sort {
         Sort::Tickets => "tickets_equivalent",
         Sort::Amount => "assigned_cents",
@@ -529,7 +529,7 @@ pub async fn top_organizers(pool: &PgPool, q: &Query) -> Result<Value, sqlx::Err
 /// Past the end the query still returns one row, of NULLs but the total.
 async fn paged_ranking(
     pool: &PgPool,
-    q: &Query,
+    q: &ReportFilter,
     ranking: &str,
     order: &str,
     key: &str,
@@ -562,7 +562,7 @@ async fn paged_ranking(
 }
 
 /// `GET /director/reports/tickets-usage`: assignments per event.
-pub async fn tickets_usage(pool: &PgPool, q: &Query) -> Result<Value, sqlx::Error> {
+pub async fn tickets_usage(pool: &PgPool, q: &ReportFilter) -> Result<Value, sqlx::Error> {
     let order = match q.sort {
         Sort::Tickets => "tickets_assigned",
         Sort::Amount => "assigned_cents",
@@ -603,7 +603,7 @@ pub async fn tickets_usage(pool: &PgPool, q: &Query) -> Result<Value, sqlx::Erro
 /// by the ledger trigger: a few thousand rows); for one organizer it walks that organizer's
 /// assignments (an index range, a few hundred rows), which also serves as the reference the
 /// tests compare the maintained remainders against.
-pub async fn debt_aging(pool: &PgPool, q: &Query) -> Result<Value, sqlx::Error> {
+pub async fn debt_aging(pool: &PgPool, q: &ReportFilter) -> Result<Value, sqlx::Error> {
     let as_of = q.to.unwrap_or_else(|| Utc::now().date_naive());
     let from_cond = if q.from.is_some() {
         "AND day >= $3"

@@ -12,7 +12,7 @@ pub mod writer;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::reports::{Query, Sort};
+use crate::domain::reports::{ReportFilter, Sort};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -83,7 +83,7 @@ impl Report {
 }
 
 /// The normalized filters of an export, as stored in the task's params (the synchronous
-/// reports' [`Query`] without paging: an export holds every row).
+/// reports' [`ReportFilter`] without paging: an export holds every row).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Filters {
@@ -107,7 +107,7 @@ pub struct Filters {
 const ALL_ROWS: i64 = 1_000_000_000;
 
 impl Filters {
-    pub fn from_query(q: &Query, currency_requested: bool) -> Self {
+    pub fn from_query(q: &ReportFilter, currency_requested: bool) -> Self {
         Self {
             from: q.from,
             to: q.to,
@@ -124,8 +124,8 @@ impl Filters {
     }
 
     /// The synchronous report's query for the same filters, every row on one page.
-    pub fn to_query(&self) -> Query {
-        let mut q = Query::new(&self.currency);
+    pub fn to_query(&self) -> ReportFilter {
+        let mut q = ReportFilter::new(&self.currency);
         q.from = self.from;
         q.to = self.to;
         q.organizer_id = self.organizer_id.clone();

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use engine::{enqueue::Request, retry::Backoff, Done, JobError, Kind, KindInfo};
 
 use crate::{
-    domain::reports::{self, Query, Sort, VIEWS},
+    domain::reports::{self, ReportFilter, Sort, VIEWS},
     queues, Ctx, Services, ServicesExt,
 };
 
@@ -38,8 +38,8 @@ impl Kind for KpiRefresh {
 }
 
 /// The report caches a refresh pre-warms: what the dashboard asks for by default.
-pub fn common_queries(currency: &str) -> Vec<(&'static str, Query)> {
-    let q = Query::new(currency);
+pub fn common_queries(currency: &str) -> Vec<(&'static str, ReportFilter)> {
+    let q = ReportFilter::new(currency);
     let mut by_created = q.clone();
     by_created.sort = Sort::CreatedAt;
     vec![
@@ -53,7 +53,11 @@ pub fn common_queries(currency: &str) -> Vec<(&'static str, Query)> {
 }
 
 /// Computes one report by name (shared by the api and the pre-warm).
-pub async fn compute(pool: &sqlx::PgPool, report: &str, q: &Query) -> Result<Value, sqlx::Error> {
+pub async fn compute(
+    pool: &sqlx::PgPool,
+    report: &str,
+    q: &ReportFilter,
+) -> Result<Value, sqlx::Error> {
     match report {
         "top-organizers" => reports::top_organizers(pool, q).await,
         "tickets-usage" => reports::tickets_usage(pool, q).await,
