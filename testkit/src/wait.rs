@@ -99,19 +99,31 @@ impl TestApp {
         within: Duration,
         done: impl Fn(TaskStatus) -> bool,
     ) -> TaskRecord {
+        self.wait_until_record(id, within, |rec| done(rec.status()))
+            .await
+    }
+
+    /// Waits until `done(task)` holds (a stage, an attempt count…); fails with the task's
+    /// state after `within`.
+    pub async fn wait_until_record(
+        &self,
+        id: Uuid,
+        within: Duration,
+        done: impl Fn(&TaskRecord) -> bool,
+    ) -> TaskRecord {
         let deadline = Instant::now() + within;
         // Subscribed before the first read, so no change falls between the two.
         let mut changes =
             Changes::subscribe(&self.redis_url, self.keys.task_channel(id), false).await;
         loop {
             let rec = self.task(id).await;
-            if done(rec.status()) {
+            if done(&rec) {
                 return rec;
             }
             if Instant::now() >= deadline {
                 panic!(
-                    "task {id} still {} after {within:?} (attempts {}, error {:?})",
-                    rec.status, rec.attempts, rec.error
+                    "task {id} still {} (stage {:?}) after {within:?} (attempts {}, error {:?})",
+                    rec.status, rec.stage, rec.attempts, rec.error
                 );
             }
             changes.next(deadline).await;
@@ -138,7 +150,17 @@ impl TestApp {
             (!self.has_workers()).then(|| self.start_worker(&jobs::queue::ALL));
         let left = loop {
             let left = self.unfinished().await;
-            if left.is_empty() || Instant::now() >= deadline {
+            if left.is_empty() {
+                // A job may enqueue follow-up work just after its completion commits: empty
+                // counts only if it still is one notification or safety-net tick later.
+                changes.next(deadline).await;
+                let again = self.unfinished().await;
+                if again.is_empty() {
+                    break again;
+                }
+                continue;
+            }
+            if Instant::now() >= deadline {
                 break left;
             }
             changes.next(deadline).await;

@@ -269,15 +269,11 @@ async fn a_worker_that_does_not_know_a_kind_leaves_the_task_for_one_that_does() 
     );
     let id = enqueue(&app, &newer_kind(), json!({})).await;
     // The old worker takes it, finds no handler and gives it back for later.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let rec = loop {
-        let rec = app.task(id).await;
-        if rec.stage.is_some() || rec.status().is_terminal() {
-            break rec;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never looked at");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let rec = app
+        .wait_until_record(id, WAIT, |rec| {
+            rec.stage.is_some() || rec.status().is_terminal()
+        })
+        .await;
     assert_eq!(rec.status(), TaskStatus::Pending, "{:?}", rec.error);
     assert_eq!(rec.attempts, 0, "no attempt used");
     assert!(rec.stage.as_deref().unwrap().contains("test.newer_kind"));
@@ -373,11 +369,9 @@ async fn cancelling_a_waiting_bulk_send_cancels_its_children() {
         )
         .await;
     let parent: Uuid = body["taskId"].as_str().unwrap().parse().unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while app.task(parent).await.stage.as_deref() != Some("sending") {
-        assert!(tokio::time::Instant::now() < deadline, "never fanned out");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Fanned out: its children exist and it waits for them.
+    app.wait_until_record(parent, WAIT, |rec| rec.stage.as_deref() == Some("sending"))
+        .await;
     let (status, body) = app
         .call("POST", &format!("/tasks/{parent}/cancel"), Some(DEMO), None)
         .await;
