@@ -82,9 +82,7 @@ async fn unknown_event_or_organizer_fails_at_once_without_retry() {
         assert_eq!(rec.attempts, 1, "a permanent error is not retried");
         assert_eq!(rec.error.as_ref().unwrap()["code"], code);
         assert_eq!(ledger_rows_for(&app, id).await, 0);
-        let (status, body) = app
-            .call("GET", &format!("/tasks/{id}/result"), Some(DEMO), None)
-            .await;
+        let (status, body) = app.task_result(id, DEMO).await;
         assert_eq!(status, StatusCode::CONFLICT);
         assert_eq!(body["error"]["code"], "task_failed");
     }
@@ -148,13 +146,9 @@ async fn tasks_are_private_to_their_requester() {
         let (status, _) = app.call("GET", &path, None, None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
-    let (status, _) = app
-        .call("POST", &format!("/tasks/{id}/cancel"), Some(OTHER), None)
-        .await;
+    let (status, _) = app.cancel(id, OTHER).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, body) = app
-        .call("GET", &format!("/tasks/{id}"), Some(DEMO), None)
-        .await;
+    let (status, body) = app.get_task(id, DEMO).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status"], "pending");
 }

@@ -760,11 +760,9 @@ async fn bulk_send_to_2000_guests_with_a_flaky_provider_sends_each_once() {
     let worker = RunningWorker::start(cfg, fast_registry());
 
     let (status, resp) = app
-        .call(
-            "POST",
-            "/events/ev_demo/deliveries",
-            Some(DEMO),
-            Some(json!({"channel": "whatsapp", "kind": "reminder", "all": true})),
+        .bulk(
+            "ev_demo",
+            json!({"channel": "whatsapp", "kind": "reminder", "all": true}),
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{resp}");
@@ -818,11 +816,9 @@ async fn bulk_send_to_named_guests_reports_skipped_and_missing() {
     seed_guests(&app).await;
     app.add_worker(QUEUES);
     let (status, resp) = app
-        .call(
-            "POST",
-            "/events/ev_demo/deliveries",
-            Some(DEMO),
-            Some(json!({"channel": "whatsapp", "guestIds": ["g1", "g2", "g3", "ghost", "g1"]})),
+        .bulk(
+            "ev_demo",
+            json!({"channel": "whatsapp", "guestIds": ["g1", "g2", "g3", "ghost", "g1"]}),
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{resp}");
@@ -867,12 +863,7 @@ async fn the_global_rate_limit_spreads_sends_over_windows() {
     .unwrap();
     app.add_worker(QUEUES);
     let (status, resp) = app
-        .call(
-            "POST",
-            "/events/ev_demo/deliveries",
-            Some(DEMO),
-            Some(json!({"channel": "whatsapp", "all": true})),
-        )
+        .bulk("ev_demo", json!({"channel": "whatsapp", "all": true}))
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{resp}");
     let parent: Uuid = resp["taskId"].as_str().unwrap().parse().unwrap();

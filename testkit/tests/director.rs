@@ -287,9 +287,7 @@ async fn payments_write_the_ledger_invalidate_caches_and_trigger_one_refresh() {
         json!({"organizerId":"org_demo","amount":1500,"currency":"mxn"}),
         json!({"organizerId":"org_demo","amountCents":250}),
     ] {
-        let (status, resp) = app
-            .call("POST", "/director/payments", Some(DEMO), Some(body))
-            .await;
+        let (status, resp) = app.payment(body).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{resp}");
         ids.push(
             resp["taskId"]
@@ -381,9 +379,7 @@ async fn bad_payments_are_refused_with_the_field_named() {
         (json!({"amount":10}), "organizerId"),
         (json!({"organizerId":"org_demo","amount":10,"tip":1}), "tip"),
     ] {
-        let (status, resp) = app
-            .call("POST", "/director/payments", Some(DEMO), Some(body.clone()))
-            .await;
+        let (status, resp) = app.payment(body.clone()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {resp}");
         assert!(resp["error"]["fields"][field].is_string(), "{body}: {resp}");
     }

@@ -596,9 +596,7 @@ async fn cancel_mid_export_stops_it_and_leaves_nothing_behind() {
     // Wait until rows are streaming, then cancel.
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let (_, t) = app
-            .call("GET", &format!("/tasks/{id}"), Some(DEMO), None)
-            .await;
+        let (_, t) = app.get_task(id, DEMO).await;
         if t["stage"] == "export" && t["progress"].as_i64().unwrap_or(0) > 5 {
             break;
         }
@@ -693,9 +691,7 @@ async fn one_export_per_organizer_runs_at_a_time_across_two_workers() {
     assert_eq!(rec.status(), TaskStatus::Completed, "{:?}", rec.error);
     tokio::time::sleep(Duration::from_millis(500)).await;
     for id in &demo {
-        let (_, t) = app
-            .call("GET", &format!("/tasks/{id}"), Some(DEMO), None)
-            .await;
+        let (_, t) = app.get_task(*id, DEMO).await;
         assert_eq!(t["status"], "pending", "{t}");
         assert!(
             t["stage"]
@@ -842,9 +838,7 @@ async fn task_cleanup_deletes_expired_tasks_their_files_and_orphans() {
     assert_eq!(r["orphanFilesDeleted"], 1, "{r}");
     assert!(!old_file.exists() && !orphan.exists());
     assert!(keep_file.is_file(), "a live export keeps its file");
-    let (status, _) = app
-        .call("GET", &format!("/tasks/{old}"), Some(DEMO), None)
-        .await;
+    let (status, _) = app.get_task(old, DEMO).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let exists: bool = redis::cmd("EXISTS")
         .arg(&progress_key)

@@ -144,9 +144,7 @@ async fn cancel_while_pending_is_immediate_and_nothing_runs() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "cancelled");
-    let (status, body) = app
-        .call("POST", &format!("/tasks/{id}/cancel"), Some(DEMO), None)
-        .await;
+    let (status, body) = app.cancel(id, DEMO).await;
     assert_eq!(status, StatusCode::CONFLICT, "already cancelled: {body}");
 
     // The message is still in Redis; a worker must skip it.
@@ -169,9 +167,7 @@ async fn cancel_while_running_stops_the_handler_between_chunks() {
     app.wait_until(id, WAIT, |s| s == TaskStatus::Running).await;
     // Let it make some progress first.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (status, body) = app
-        .call("GET", &format!("/tasks/{id}"), Some(DEMO), None)
-        .await;
+    let (status, body) = app.get_task(id, DEMO).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         body["progress"].as_i64().unwrap() > 0,
@@ -179,9 +175,7 @@ async fn cancel_while_running_stops_the_handler_between_chunks() {
     );
     assert_eq!(body["stage"], "work");
 
-    let (status, body) = app
-        .call("POST", &format!("/tasks/{id}/cancel"), Some(DEMO), None)
-        .await;
+    let (status, body) = app.cancel(id, DEMO).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["cancelRequested"], true);
     let rec = app.wait_finished(id, WAIT).await;
@@ -313,17 +307,10 @@ async fn operators_list_and_redrive_the_dead_letter_queue() {
         .call("GET", "/admin/tasks?status=dead", Some(DEMO), None)
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "operators only");
-    let (status, body) = app
-        .call(
-            "GET",
-            "/admin/tasks?status=dead&kind=test.failing",
-            Some(ADMIN),
-            None,
-        )
-        .await;
+    let (status, body) = app.admin_tasks("status=dead&kind=test.failing").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["meta"]["total"], 2);
-    let (_, queues) = app.call("GET", "/admin/queues", Some(ADMIN), None).await;
+    let (_, queues) = app.admin_queues().await;
     let maintenance = queues["data"]
         .as_array()
         .unwrap()
@@ -336,14 +323,7 @@ async fn operators_list_and_redrive_the_dead_letter_queue() {
     );
 
     // One failed task re-driven: it runs again (and fails again: its error is permanent).
-    let (status, body) = app
-        .call(
-            "POST",
-            &format!("/admin/tasks/{failed}/retry"),
-            Some(ADMIN),
-            None,
-        )
-        .await;
+    let (status, body) = app.admin_retry(failed).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["status"], "pending");
     assert_eq!(body["attempts"], 0);
@@ -361,14 +341,7 @@ async fn operators_list_and_redrive_the_dead_letter_queue() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // The whole dead-letter queue of a kind, re-driven at once: a fresh set of attempts each.
-    let (status, body) = app
-        .call(
-            "POST",
-            "/admin/tasks/retry?status=dead&kind=test.failing",
-            Some(ADMIN),
-            None,
-        )
-        .await;
+    let (status, body) = app.admin_retry_all("status=dead&kind=test.failing").await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["redriven"], 2);
     for id in [dead_a, dead_b] {
@@ -377,23 +350,9 @@ async fn operators_list_and_redrive_the_dead_letter_queue() {
         assert_eq!(rec.attempts, failing().max_attempts);
         assert_eq!(errors(&rec).len(), 2 * failing().max_attempts as usize);
     }
-    let (status, _) = app
-        .call(
-            "POST",
-            "/admin/tasks/retry?status=completed",
-            Some(ADMIN),
-            None,
-        )
-        .await;
+    let (status, _) = app.admin_retry_all("status=completed").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, _) = app
-        .call(
-            "DELETE",
-            &format!("/admin/tasks/{failed}"),
-            Some(ADMIN),
-            None,
-        )
-        .await;
+    let (status, _) = app.admin_delete(failed).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     app.stop().await;
 }

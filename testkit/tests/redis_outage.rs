@@ -8,7 +8,7 @@ use jobs::{kinds::assignment, queue, task::TaskStatus};
 use serde_json::json;
 use testkit::{
     fixtures::{assignment_params, enqueue, ledger_rows_for, transport},
-    PrivateRedis, TestApp, DEMO,
+    PrivateRedis, TestApp,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -25,11 +25,7 @@ async fn the_api_accepts_while_redis_is_down_and_every_task_completes_once_after
     redis.stop();
     let mut ids = Vec::new();
     for i in 0..5 {
-        let (status, body) = app.call("POST",
-            "/director/assign",
-            Some(DEMO),
-            Some(json!({"organizerId":"org_demo","eventId":"ev_demo","type":"prepaid","tickets":i + 1,"price":1})),
-        )
+        let (status, body) = app.assign(json!({"organizerId":"org_demo","eventId":"ev_demo","type":"prepaid","tickets":i + 1,"price":1}))
         .await;
         assert_eq!(
             status,

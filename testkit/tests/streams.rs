@@ -64,9 +64,7 @@ async fn a_requester_holds_a_bounded_number_of_streams_and_long_polls() {
         assert_eq!(retry_after.unwrap(), "5");
     }
     // A plain read is not a waiter, and another requester has places of its own.
-    let (status, _) = app
-        .call("GET", &format!("/tasks/{id}"), Some(DEMO), None)
-        .await;
+    let (status, _) = app.get_task(id, DEMO).await;
     assert_eq!(status, StatusCode::OK);
     let other = enqueue_as_other(&app).await;
     let theirs = open(&app, &format!("/tasks/{other}/events"), OTHER).await;

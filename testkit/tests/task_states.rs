@@ -48,9 +48,7 @@ async fn a_cancelled_task_whose_attempt_then_fails_ends_cancelled_and_its_stream
         .await;
     let id = enqueue(&app, &ignores_cancel(), json!({ "then": "fail" })).await;
     app.wait_until(id, WAIT, |s| s == TaskStatus::Running).await;
-    let (status, _) = app
-        .call("POST", &format!("/tasks/{id}/cancel"), Some(DEMO), None)
-        .await;
+    let (status, _) = app.cancel(id, DEMO).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     // The event stream ends once the task does.
     let req = axum::http::Request::builder()
@@ -135,19 +133,12 @@ async fn a_cancelled_delivery_whose_send_fails_leaves_no_delivery_queued() {
         .await;
     let app = whatsapp_deliveries(&server).await;
     let (status, body) = app
-        .call(
-            "POST",
-            "/events/ev_demo/guests/g1/send",
-            Some(DEMO),
-            Some(json!({"channel": "whatsapp"})),
-        )
+        .send("ev_demo", "g1", json!({"channel": "whatsapp"}))
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let id: Uuid = body["taskId"].as_str().unwrap().parse().unwrap();
     app.wait_until(id, WAIT, |s| s == TaskStatus::Running).await;
-    let (status, _) = app
-        .call("POST", &format!("/tasks/{id}/cancel"), Some(DEMO), None)
-        .await;
+    let (status, _) = app.cancel(id, DEMO).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let rec = app.wait_finished(id, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Cancelled);
@@ -322,11 +313,9 @@ async fn bulk_sends_complete_on_a_deliveries_queue_with_a_single_slot() {
     let mut parents = Vec::new();
     for kind in ["invitation", "reminder"] {
         let (status, body) = app
-            .call(
-                "POST",
-                "/events/ev_demo/deliveries",
-                Some(DEMO),
-                Some(json!({"channel": "whatsapp", "kind": kind, "all": true})),
+            .bulk(
+                "ev_demo",
+                json!({"channel": "whatsapp", "kind": kind, "all": true}),
             )
             .await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
@@ -361,20 +350,13 @@ async fn cancelling_a_waiting_bulk_send_cancels_its_children() {
     registry.register(delivery_bulk::spec());
     let worker = RunningWorker::start(app.worker_config(&[queue::DELIVERIES]), registry);
     let (_, body) = app
-        .call(
-            "POST",
-            "/events/ev_demo/deliveries",
-            Some(DEMO),
-            Some(json!({"channel": "whatsapp", "all": true})),
-        )
+        .bulk("ev_demo", json!({"channel": "whatsapp", "all": true}))
         .await;
     let parent: Uuid = body["taskId"].as_str().unwrap().parse().unwrap();
     // Fanned out: its children exist and it waits for them.
     app.wait_until_record(parent, WAIT, |rec| rec.stage.as_deref() == Some("sending"))
         .await;
-    let (status, body) = app
-        .call("POST", &format!("/tasks/{parent}/cancel"), Some(DEMO), None)
-        .await;
+    let (status, body) = app.cancel(parent, DEMO).await;
     assert!(status.is_success(), "{body}");
     let rec = app.wait_finished(parent, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Cancelled);
@@ -414,12 +396,7 @@ async fn redriving_a_dead_delivery_sends_it_again() {
         .await;
     let app = whatsapp_deliveries(&server).await;
     let (_, body) = app
-        .call(
-            "POST",
-            "/events/ev_demo/guests/g1/send",
-            Some(DEMO),
-            Some(json!({"channel": "whatsapp"})),
-        )
+        .send("ev_demo", "g1", json!({"channel": "whatsapp"}))
         .await;
     let id: Uuid = body["taskId"].as_str().unwrap().parse().unwrap();
     assert_eq!(app.wait_finished(id, WAIT).await.status(), TaskStatus::Dead);
