@@ -8,11 +8,10 @@ use std::{path::PathBuf, process::Command};
 /// Path of the workspace binary `name` (`api` or `worker`), built with the same profile and
 /// target directory as the running test.
 pub fn binary(name: &str) -> PathBuf {
-    let package = match name {
-        "api" => "taquilla-api",
-        "worker" => "taquilla-worker",
-        other => panic!("no workspace binary {other:?}"),
-    };
+    assert!(
+        ["api", "worker"].contains(&name),
+        "no workspace binary {name:?}"
+    );
     // The test runs as <target>/<profile dir>/deps/<test binary>.
     let exe = std::env::current_exe().expect("the test binary's path");
     let profile_dir = exe
@@ -27,8 +26,34 @@ pub fn binary(name: &str) -> PathBuf {
     };
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
-    let status = Command::new(cargo)
-        .args(["build", "--quiet", "--package", package, "--bin", name])
+    let mut build = Command::new(cargo);
+    // Cargo sets these for the test process only; inherited by the build they make some
+    // build scripts (ring's among them) rerun, which rebuilds half the graph every time.
+    for (var, _) in std::env::vars_os() {
+        let set_for_the_test = var.to_str().is_some_and(|v| {
+            v == "OUT_DIR"
+                || [
+                    "CARGO_PKG_",
+                    "CARGO_MANIFEST_",
+                    "CARGO_BIN_",
+                    "CARGO_CRATE_",
+                ]
+                .iter()
+                .any(|prefix| v.starts_with(prefix))
+                || matches!(
+                    v,
+                    "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "CARGO_RUSTC_CURRENT_DIR"
+                )
+        });
+        if set_for_the_test {
+            build.env_remove(var);
+        }
+    }
+    let status = build
+        // Every binary of the workspace, with the workspace's features: the dependencies are
+        // then those the test build already compiled (a single package would resolve other
+        // features and rebuild them).
+        .args(["build", "--quiet", "--workspace", "--bins"])
         .args(["--profile", profile, "--manifest-path", manifest])
         .arg("--target-dir")
         .arg(target_dir)
