@@ -25,10 +25,10 @@ type WorkerSetting = Arc<dyn Fn(&mut WorkerConfig) + Send + Sync>;
 
 /// A running test application. Derefs to its [`TestEnv`] (pool, keys, config, seeds).
 ///
-/// Workers it started stop when it is dropped; [`TestApp::stop`] also checks that they
-/// shut down cleanly.
+/// Workers it owns are told to stop when it drops; [`TestApp::stop`] stops them and checks
+/// that they shut down cleanly.
 pub struct TestApp {
-    // Declared before `env`: workers stop before the schema they work in is dropped.
+    // Declared before `env`: workers are told to stop before their schema is dropped.
     workers: Mutex<Vec<RunningWorker>>,
     pub env: TestEnv,
     pub router: Router,
@@ -77,7 +77,8 @@ impl TestApp {
         RunningWorker::start(self.worker_config(queues), self.registry.clone())
     }
 
-    /// Starts a worker the app owns: stopped by [`TestApp::stop`] or when the app drops.
+    /// Starts a worker the app owns: stopped by [`TestApp::stop`], told to stop when the
+    /// app drops.
     pub fn add_worker(&self, queues: &[&str]) {
         let worker = self.start_worker(queues);
         self.owned_workers().push(worker);
