@@ -110,16 +110,76 @@ impl ApiConfig {
             );
         }
         tracing::info!(environment = env.as_str(), "api configuration loaded");
-        Ok(Self {
-            core,
-            bind: SocketAddr::new(host, port),
-            tokens,
-            body_limit: parsed("API_BODY_LIMIT_BYTES", 64 * 1024)?,
-            long_poll_max: 60,
-            security: Security {
-                metrics_token,
-                metrics_cache_ttl: seconds("METRICS_CACHE_SECONDS", 5)?,
+        Ok(Self::builder(core)
+            .bind(SocketAddr::new(host, port))
+            .tokens(tokens)
+            .body_limit(parsed("API_BODY_LIMIT_BYTES", DEFAULT_BODY_LIMIT)?)
+            .metrics_token(metrics_token)
+            .metrics_cache_ttl(seconds("METRICS_CACHE_SECONDS", 5)?)
+            .build())
+    }
+
+    /// Settings for `core` with the documented defaults (no token accepted until
+    /// [`ApiConfigBuilder::tokens`] says which), so callers that do not read the environment
+    /// (tests, embedders) name only what they change.
+    pub fn builder(core: jobs::Config) -> ApiConfigBuilder {
+        ApiConfigBuilder {
+            config: Self {
+                core,
+                bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+                tokens: Tokens::default(),
+                body_limit: DEFAULT_BODY_LIMIT,
+                long_poll_max: DEFAULT_LONG_POLL_MAX,
+                security: Security::default(),
             },
-        })
+        }
+    }
+}
+
+/// `API_BODY_LIMIT_BYTES` when unset.
+pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+/// Longest `?wait=` of a long-poll, in seconds (the README's limit).
+pub const DEFAULT_LONG_POLL_MAX: u64 = 60;
+
+/// Builds an [`ApiConfig`]: defaults from [`ApiConfig::builder`], one setter per setting.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ApiConfigBuilder {
+    config: ApiConfig,
+}
+
+impl ApiConfigBuilder {
+    pub fn bind(mut self, bind: SocketAddr) -> Self {
+        self.config.bind = bind;
+        self
+    }
+
+    pub fn tokens(mut self, tokens: Tokens) -> Self {
+        self.config.tokens = tokens;
+        self
+    }
+
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.config.body_limit = bytes;
+        self
+    }
+
+    pub fn long_poll_max(mut self, seconds: u64) -> Self {
+        self.config.long_poll_max = seconds;
+        self
+    }
+
+    pub fn metrics_token(mut self, token: Option<String>) -> Self {
+        self.config.security.metrics_token = token;
+        self
+    }
+
+    pub fn metrics_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.config.security.metrics_cache_ttl = ttl;
+        self
+    }
+
+    pub fn build(self) -> ApiConfig {
+        self.config
     }
 }

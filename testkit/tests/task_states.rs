@@ -3,15 +3,13 @@
 //! this worker does not know waits for one that does, a bulk send never blocks its own
 //! queue, and re-driving a dead delivery sends it again.
 
-mod common;
-
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use common::*;
 use engine::{retry::Backoff, AttemptError, Done, KindSpec, Registry, TaskStatus};
-use jobs::{kinds::delivery, queues as queue, testing::TestEnv};
+use jobs::{kinds::delivery, queues as queue};
 use serde_json::json;
+use testkit::{fixtures::*, kinds::*, *};
 use uuid::Uuid;
 use wiremock::{matchers::method, Mock, MockServer, ResponseTemplate};
 
@@ -24,37 +22,31 @@ fn errors(rec: &engine::TaskRecord) -> Vec<AttemptError> {
 
 /// Starts `test.ignores_cancel` with `then`, cancels it while it runs, and returns the
 /// finished task.
-async fn cancel_while_running(env: &TestEnv, then: &str) -> engine::TaskRecord {
-    let worker = RunningWorker::start(worker_config(env, &[queue::MAINTENANCE]), test_registry());
-    let id = enqueue(env, &ignores_cancel(), json!({ "then": then })).await;
-    env.wait_until(id, WAIT, |s| s == TaskStatus::Running).await;
-    let outcome = engine::actions::cancel(&env.pool, &hooks(), id, None)
+async fn cancel_while_running(app: &TestApp, then: &str) -> engine::TaskRecord {
+    let worker = app.start_worker(&[queue::MAINTENANCE]);
+    let id = enqueue(app, &ignores_cancel(), json!({ "then": then })).await;
+    app.wait_until(id, WAIT, |s| s == TaskStatus::Running).await;
+    let outcome = engine::actions::cancel(&app.pool, &testkit::kinds::hooks(), id, None)
         .await
         .unwrap();
     assert!(matches!(
         outcome,
         engine::actions::CancelOutcome::Requested(_)
     ));
-    let rec = env.wait_finished(id, WAIT).await;
+    let rec = app.wait_finished(id, WAIT).await;
     worker.stop().await;
     rec
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cancelled_task_whose_attempt_then_fails_ends_cancelled_and_its_stream_ends() {
-    let env = TestEnv::new().await;
-    let app = api(&env);
-    let worker = RunningWorker::start(worker_config(&env, &[queue::MAINTENANCE]), test_registry());
-    let id = enqueue(&env, &ignores_cancel(), json!({ "then": "fail" })).await;
-    env.wait_until(id, WAIT, |s| s == TaskStatus::Running).await;
-    let (status, _) = call(
-        &app,
-        "POST",
-        &format!("/tasks/{id}/cancel"),
-        Some(DEMO),
-        None,
-    )
-    .await;
+    let app = TestApp::builder()
+        .workers(&[queue::MAINTENANCE])
+        .spawn()
+        .await;
+    let id = enqueue(&app, &ignores_cancel(), json!({ "then": "fail" })).await;
+    app.wait_until(id, WAIT, |s| s == TaskStatus::Running).await;
+    let (status, _) = app.cancel(id, DEMO).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     // The event stream ends once the task does.
     let req = axum::http::Request::builder()
@@ -62,7 +54,7 @@ async fn a_cancelled_task_whose_attempt_then_fails_ends_cancelled_and_its_stream
         .header("authorization", format!("Bearer {DEMO}"))
         .body(axum::body::Body::empty())
         .unwrap();
-    let resp = tower::ServiceExt::oneshot(app.clone(), req).await.unwrap();
+    let resp = app.request(req).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let body = tokio::time::timeout(WAIT, axum::body::to_bytes(resp.into_body(), 1 << 20))
         .await
@@ -71,7 +63,7 @@ async fn a_cancelled_task_whose_attempt_then_fails_ends_cancelled_and_its_stream
     let body = String::from_utf8_lossy(&body);
     assert!(body.contains("\"status\":\"cancelled\""), "{body}");
 
-    let rec = env.wait_finished(id, WAIT).await;
+    let rec = app.wait_finished(id, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Cancelled);
     assert_eq!(rec.error.as_ref().unwrap()["code"], "cancelled");
     assert_eq!(
@@ -79,29 +71,29 @@ async fn a_cancelled_task_whose_attempt_then_fails_ends_cancelled_and_its_stream
         "upstream_unavailable",
         "the attempt's own outcome stays in the history"
     );
-    worker.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cancelled_task_whose_attempt_panics_ends_cancelled() {
-    let env = TestEnv::new().await;
-    let rec = cancel_while_running(&env, "panic").await;
+    let app = TestApp::spawn().await;
+    let rec = cancel_while_running(&app, "panic").await;
     assert_eq!(rec.status(), TaskStatus::Cancelled);
     assert_eq!(errors(&rec).last().unwrap().code, "panic");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cancelled_task_whose_attempt_times_out_ends_cancelled() {
-    let env = TestEnv::new().await;
-    let rec = cancel_while_running(&env, "hang").await;
+    let app = TestApp::spawn().await;
+    let rec = cancel_while_running(&app, "hang").await;
     assert_eq!(rec.status(), TaskStatus::Cancelled);
     assert_eq!(errors(&rec).last().unwrap().code, "timeout");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cancelled_task_whose_attempt_waits_for_a_slot_ends_cancelled() {
-    let env = TestEnv::new().await;
-    let rec = cancel_while_running(&env, "wait").await;
+    let app = TestApp::spawn().await;
+    let rec = cancel_while_running(&app, "wait").await;
     assert_eq!(rec.status(), TaskStatus::Cancelled);
     assert_eq!(rec.error.as_ref().unwrap()["code"], "cancelled");
     assert!(rec.finished_at.is_some());
@@ -109,19 +101,19 @@ async fn a_cancelled_task_whose_attempt_waits_for_a_slot_ends_cancelled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cancelled_task_released_at_shutdown_ends_cancelled() {
-    let env = TestEnv::new().await;
-    let mut cfg = worker_config(&env, &[queue::MAINTENANCE]);
+    let app = TestApp::spawn().await;
+    let mut cfg = app.worker_config(&[queue::MAINTENANCE]);
     cfg.shutdown_timeout = Duration::from_millis(300);
     let worker = RunningWorker::start(cfg, test_registry());
-    let id = enqueue(&env, &ignores_cancel(), json!({ "then": "block" })).await;
-    env.wait_until(id, WAIT, |s| s == TaskStatus::Running).await;
-    engine::actions::cancel(&env.pool, &hooks(), id, None)
+    let id = enqueue(&app, &ignores_cancel(), json!({ "then": "block" })).await;
+    app.wait_until(id, WAIT, |s| s == TaskStatus::Running).await;
+    engine::actions::cancel(&app.pool, &testkit::kinds::hooks(), id, None)
         .await
         .unwrap();
     // Let the handler see the request and block, then shut down: the attempt is released.
     tokio::time::sleep(Duration::from_millis(200)).await;
     worker.stop().await;
-    let rec = env.task(id).await;
+    let rec = app.task(id).await;
     assert_eq!(
         rec.status(),
         TaskStatus::Cancelled,
@@ -139,80 +131,73 @@ async fn a_cancelled_delivery_whose_send_fails_leaves_no_delivery_queued() {
         .respond_with(ResponseTemplate::new(503).set_delay(Duration::from_millis(1500)))
         .mount(&server)
         .await;
-    let (env, app, worker) = whatsapp_deliveries(&server).await;
-    let (status, body) = call(
-        &app,
-        "POST",
-        "/events/ev_demo/guests/g1/send",
-        Some(DEMO),
-        Some(json!({"channel": "whatsapp"})),
-    )
-    .await;
+    let app = whatsapp_deliveries(&server).await;
+    let (status, body) = app
+        .send("ev_demo", "g1", json!({"channel": "whatsapp"}))
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let id: Uuid = body["taskId"].as_str().unwrap().parse().unwrap();
-    env.wait_until(id, WAIT, |s| s == TaskStatus::Running).await;
-    let (status, _) = call(
-        &app,
-        "POST",
-        &format!("/tasks/{id}/cancel"),
-        Some(DEMO),
-        None,
-    )
-    .await;
+    app.wait_until(id, WAIT, |s| s == TaskStatus::Running).await;
+    let (status, _) = app.cancel(id, DEMO).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let rec = env.wait_finished(id, WAIT).await;
+    let rec = app.wait_finished(id, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Cancelled);
     let (delivery_status, code): (String, Option<String>) =
         sqlx::query_as("SELECT status, error->>'code' FROM deliveries WHERE id = $1")
             .bind(id)
-            .fetch_one(&env.pool)
+            .fetch_one(&app.pool)
             .await
             .unwrap();
     assert_eq!(delivery_status, "failed");
     assert_eq!(code.as_deref(), Some("cancelled"));
-    worker.stop().await;
+    app.stop().await;
 }
 
 /// A test environment whose WhatsApp provider is `server`, guest g1 of ev_demo, the api, and
 /// a worker on the deliveries queue with fast retries.
-async fn whatsapp_deliveries(server: &MockServer) -> (TestEnv, axum::Router, RunningWorker) {
-    let mut env = TestEnv::new().await;
-    env.config.deliveries.whatsapp_api_url = server.uri();
-    env.config.deliveries.whatsapp_api_key = Some("test-key".into());
-    seed_guest(&env).await;
-    let app = api(&env);
+async fn whatsapp_deliveries(server: &MockServer) -> TestApp {
     let mut registry = jobs::kinds::registry().unwrap();
     let mut spec = engine::KindSpec::of::<jobs::kinds::delivery::Delivery>();
     spec.backoff = FAST;
     registry.replace(spec);
-    let worker = RunningWorker::start(worker_config(&env, &[queue::DELIVERIES]), registry);
-    (env, app, worker)
+    let provider = server.uri();
+    let app = TestApp::builder()
+        .core(move |c| {
+            c.deliveries.whatsapp_api_url = provider;
+            c.deliveries.whatsapp_api_key = Some("test-key".into());
+        })
+        .registry(registry)
+        .spawn()
+        .await;
+    seed_guest(&app).await;
+    app.add_worker(&[queue::DELIVERIES]);
+    app
 }
 
-async fn seed_guest(env: &TestEnv) {
-    env.seed_demo().await;
+async fn seed_guest(app: &TestApp) {
+    app.seed_demo().await;
     sqlx::query(
         "INSERT INTO guests (id, event_id, name, email, phone) \
          VALUES ('g1', 'ev_demo', 'Ana Demo', 'ana@example.com', '+5215550000')",
     )
-    .execute(&env.pool)
+    .execute(&app.pool)
     .await
     .unwrap();
 }
 
 /// Status and error code read with SQL: the row's params cannot be decoded into a
 /// `TaskRecord` either.
-async fn status_of(env: &TestEnv, id: Uuid) -> (String, Option<String>, i32) {
+async fn status_of(app: &TestApp, id: Uuid) -> (String, Option<String>, i32) {
     sqlx::query_as("SELECT status, error->>'code', attempts FROM tasks WHERE id = $1")
         .bind(id)
-        .fetch_one(&env.pool)
+        .fetch_one(&app.pool)
         .await
         .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_task_whose_params_cannot_be_decoded_fails_with_a_clear_code() {
-    let env = TestEnv::new().await;
+    let app = TestApp::spawn().await;
     // Numbers Postgres keeps in jsonb but that no f64 holds, next to a healthy task of the
     // same kind (one claim batch may hold all three).
     let mut bad = Vec::new();
@@ -224,26 +209,26 @@ async fn a_task_whose_params_cannot_be_decoded_fails_with_a_clear_code() {
         )
         .bind(id)
         .bind(params)
-        .execute(&env.pool)
+        .execute(&app.pool)
         .await
         .unwrap();
         bad.push(id);
     }
     let good = enqueue(
-        &env,
+        &app,
         &engine::KindSpec::of::<jobs::kinds::noop::Noop>(),
         json!({"a": 1.5}),
     )
     .await;
-    let worker = RunningWorker::start(worker_config(&env, &[queue::MAINTENANCE]), test_registry());
+    let worker = app.start_worker(&[queue::MAINTENANCE]);
     assert_eq!(
-        env.wait_finished(good, WAIT).await.status(),
+        app.wait_finished(good, WAIT).await.status(),
         TaskStatus::Completed
     );
     let deadline = tokio::time::Instant::now() + WAIT;
     for id in bad {
         loop {
-            let (status, code, attempts) = status_of(&env, id).await;
+            let (status, code, attempts) = status_of(&app, id).await;
             if status == "failed" {
                 assert_eq!(code.as_deref(), Some("undecodable_params"));
                 assert_eq!(attempts, 1, "failed at its first attempt, not retried");
@@ -273,22 +258,18 @@ fn newer_kind() -> KindSpec<jobs::Services> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_that_does_not_know_a_kind_leaves_the_task_for_one_that_does() {
-    let env = TestEnv::new().await;
+    let app = TestApp::spawn().await;
     let old = RunningWorker::start(
-        worker_config(&env, &[queue::MAINTENANCE]),
+        app.worker_config(&[queue::MAINTENANCE]),
         jobs::kinds::registry().unwrap(),
     );
-    let id = enqueue(&env, &newer_kind(), json!({})).await;
+    let id = enqueue(&app, &newer_kind(), json!({})).await;
     // The old worker takes it, finds no handler and gives it back for later.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let rec = loop {
-        let rec = env.task(id).await;
-        if rec.stage.is_some() || rec.status().is_terminal() {
-            break rec;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never looked at");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let rec = app
+        .wait_until_record(id, WAIT, |rec| {
+            rec.stage.is_some() || rec.status().is_terminal()
+        })
+        .await;
     assert_eq!(rec.status(), TaskStatus::Pending, "{:?}", rec.error);
     assert_eq!(rec.attempts, 0, "no attempt used");
     assert!(rec.stage.as_deref().unwrap().contains("test.newer_kind"));
@@ -302,13 +283,13 @@ async fn a_worker_that_does_not_know_a_kind_leaves_the_task_for_one_that_does() 
     // A worker of the new version, once the wait is over, runs it.
     sqlx::query("UPDATE tasks SET run_at = now() WHERE id = $1")
         .bind(id)
-        .execute(&env.pool)
+        .execute(&app.pool)
         .await
         .unwrap();
     let mut registry = jobs::kinds::registry().unwrap();
     registry.replace(newer_kind());
-    let new = RunningWorker::start(worker_config(&env, &[queue::MAINTENANCE]), registry);
-    let rec = env.wait_finished(id, WAIT).await;
+    let new = RunningWorker::start(app.worker_config(&[queue::MAINTENANCE]), registry);
+    let rec = app.wait_finished(id, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Completed, "{:?}", rec.error);
     assert_eq!(rec.attempts, 1);
     new.stop().await;
@@ -316,18 +297,16 @@ async fn a_worker_that_does_not_know_a_kind_leaves_the_task_for_one_that_does() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bulk_sends_complete_on_a_deliveries_queue_with_a_single_slot() {
-    let env = TestEnv::new().await;
-    env.seed_demo().await;
+    let app = TestApp::builder().seed_demo().spawn().await;
     sqlx::query(
         "INSERT INTO guests (id, event_id, name, phone) \
          SELECT 'c' || i, 'ev_demo', 'Guest ' || i, '+52155' || lpad(i::text, 6, '0') \
          FROM generate_series(1, 4) AS i",
     )
-    .execute(&env.pool)
+    .execute(&app.pool)
     .await
     .unwrap();
-    let app = api(&env);
-    let mut cfg = worker_config(&env, &[queue::DELIVERIES]);
+    let mut cfg = app.worker_config(&[queue::DELIVERIES]);
     cfg.queues.insert(queue::DELIVERIES.into(), 1);
     let mut registry = jobs::kinds::registry().unwrap();
     for mut spec in [
@@ -341,19 +320,17 @@ async fn bulk_sends_complete_on_a_deliveries_queue_with_a_single_slot() {
     // Two bulk sends, more than the queue's one slot.
     let mut parents = Vec::new();
     for kind in ["invitation", "reminder"] {
-        let (status, body) = call(
-            &app,
-            "POST",
-            "/events/ev_demo/deliveries",
-            Some(DEMO),
-            Some(json!({"channel": "whatsapp", "kind": kind, "all": true})),
-        )
-        .await;
+        let (status, body) = app
+            .bulk(
+                "ev_demo",
+                json!({"channel": "whatsapp", "kind": kind, "all": true}),
+            )
+            .await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
         parents.push(body["taskId"].as_str().unwrap().parse::<Uuid>().unwrap());
     }
     for parent in parents {
-        let rec = env.wait_finished(parent, Duration::from_secs(30)).await;
+        let rec = app.wait_finished(parent, Duration::from_secs(30)).await;
         assert_eq!(rec.status(), TaskStatus::Completed, "{:?}", rec.error);
         let result = rec.result.unwrap();
         assert_eq!(
@@ -361,60 +338,44 @@ async fn bulk_sends_complete_on_a_deliveries_queue_with_a_single_slot() {
             (json!(4), json!(4))
         );
     }
-    let _ = std::fs::remove_dir_all(&env.config.deliveries.outbox_dir);
+    let _ = std::fs::remove_dir_all(&app.config.deliveries.outbox_dir);
     worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancelling_a_waiting_bulk_send_cancels_its_children() {
-    let env = TestEnv::new().await;
-    env.seed_demo().await;
+    let app = TestApp::builder().seed_demo().spawn().await;
     sqlx::query(
         "INSERT INTO guests (id, event_id, name, phone) \
          SELECT 'k' || i, 'ev_demo', 'Guest ' || i, '+52155' || lpad(i::text, 6, '0') \
          FROM generate_series(1, 3) AS i",
     )
-    .execute(&env.pool)
+    .execute(&app.pool)
     .await
     .unwrap();
-    let app = api(&env);
     // Only the parent's kind runs: the children stay pending, the parent keeps waiting.
     let mut registry = Registry::default();
     registry.replace(engine::KindSpec::of::<
         jobs::kinds::delivery_bulk::DeliveryBulk,
     >());
-    let worker = RunningWorker::start(worker_config(&env, &[queue::DELIVERIES]), registry);
-    let (_, body) = call(
-        &app,
-        "POST",
-        "/events/ev_demo/deliveries",
-        Some(DEMO),
-        Some(json!({"channel": "whatsapp", "all": true})),
-    )
-    .await;
+    let worker = RunningWorker::start(app.worker_config(&[queue::DELIVERIES]), registry);
+    let (_, body) = app
+        .bulk("ev_demo", json!({"channel": "whatsapp", "all": true}))
+        .await;
     let parent: Uuid = body["taskId"].as_str().unwrap().parse().unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while env.task(parent).await.stage.as_deref() != Some("sending") {
-        assert!(tokio::time::Instant::now() < deadline, "never fanned out");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let (status, body) = call(
-        &app,
-        "POST",
-        &format!("/tasks/{parent}/cancel"),
-        Some(DEMO),
-        None,
-    )
-    .await;
+    // Fanned out: its children exist and it waits for them.
+    app.wait_until_record(parent, WAIT, |rec| rec.stage.as_deref() == Some("sending"))
+        .await;
+    let (status, body) = app.cancel(parent, DEMO).await;
     assert!(status.is_success(), "{body}");
-    let rec = env.wait_finished(parent, WAIT).await;
+    let rec = app.wait_finished(parent, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Cancelled);
     let children: Vec<(String, String)> = sqlx::query_as(
         "SELECT t.status, d.status FROM deliveries d JOIN tasks t ON t.id = d.task_id \
          WHERE d.bulk_task_id = $1",
     )
     .bind(parent)
-    .fetch_all(&env.pool)
+    .fetch_all(&app.pool)
     .await
     .unwrap();
     assert_eq!(children.len(), 3);
@@ -443,28 +404,23 @@ async fn redriving_a_dead_delivery_sends_it_again() {
         })))
         .mount(&server)
         .await;
-    let (env, app, worker) = whatsapp_deliveries(&server).await;
-    let (_, body) = call(
-        &app,
-        "POST",
-        "/events/ev_demo/guests/g1/send",
-        Some(DEMO),
-        Some(json!({"channel": "whatsapp"})),
-    )
-    .await;
+    let app = whatsapp_deliveries(&server).await;
+    let (_, body) = app
+        .send("ev_demo", "g1", json!({"channel": "whatsapp"}))
+        .await;
     let id: Uuid = body["taskId"].as_str().unwrap().parse().unwrap();
-    assert_eq!(env.wait_finished(id, WAIT).await.status(), TaskStatus::Dead);
+    assert_eq!(app.wait_finished(id, WAIT).await.status(), TaskStatus::Dead);
 
-    let (status, body) = call(
-        &app,
-        "POST",
-        &format!("/admin/tasks/{id}/retry"),
-        Some("admin-token"),
-        None,
-    )
-    .await;
+    let (status, body) = app
+        .call(
+            "POST",
+            &format!("/admin/tasks/{id}/retry"),
+            Some("admin-token"),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let rec = env.wait_finished(id, WAIT).await;
+    let rec = app.wait_finished(id, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Completed, "{:?}", rec.error);
     let result = rec.result.unwrap();
     assert_eq!(result["status"], "sent", "{result}");
@@ -477,18 +433,18 @@ async fn redriving_a_dead_delivery_sends_it_again() {
     let (status, message_id): (String, Option<String>) =
         sqlx::query_as("SELECT status, provider_message_id FROM deliveries WHERE id = $1")
             .bind(id)
-            .fetch_one(&env.pool)
+            .fetch_one(&app.pool)
             .await
             .unwrap();
     assert_eq!(status, "sent");
     assert_eq!(message_id.as_deref(), Some("wamid.redriven"));
-    worker.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pools_cancel_statements_past_their_timeout() {
-    let env = TestEnv::new().await;
-    let pool = engine::db::connect(&env.config.database_url, 1, Duration::from_millis(300))
+    let app = TestApp::spawn().await;
+    let pool = engine::db::connect(&app.config.database_url, 1, Duration::from_millis(300))
         .await
         .unwrap();
     let shown: String = sqlx::query_scalar("SHOW statement_timeout")

@@ -1,57 +1,54 @@
 //! Event streams and long-polls are bounded (issue 10, §3): per requester at once (429 with
 //! Retry-After), in lifetime, and a Redis that stops answering never stalls a waiter.
 
-mod common;
-
 use std::time::Duration;
 
 use axum::{
     body::Body,
     http::{Request, Response, StatusCode},
-    Router,
 };
-use common::*;
-use jobs::testing::TestEnv;
 use serde_json::json;
-use tower::ServiceExt;
+use testkit::{fixtures::enqueue, PrivateRedis, TestApp, DEMO, OTHER};
 use uuid::Uuid;
 
-async fn open(app: &Router, path: &str, token: &str) -> Response<Body> {
+async fn open(app: &TestApp, path: &str, token: &str) -> Response<Body> {
     let req = Request::builder()
         .uri(path)
         .header("authorization", format!("Bearer {token}"))
         .body(Body::empty())
         .unwrap();
-    app.clone().oneshot(req).await.unwrap()
+    app.request(req).await
 }
 
 /// A task nobody runs (no worker in these tests): it stays pending, its streams stay open.
-async fn pending_task(env: &TestEnv) -> Uuid {
+async fn pending_task(app: &TestApp) -> Uuid {
     enqueue(
-        env,
+        app,
         &engine::KindSpec::of::<jobs::kinds::noop::Noop>(),
         json!({}),
     )
     .await
 }
 
-fn with_limits(env: &TestEnv, limits: api::events::Limits) -> Router {
-    let mut state = api_state(env);
-    state.hub = api::events::EventHub::start_with(env.redis_url.clone(), env.keys.clone(), limits);
-    api::router(state)
+/// The api with the event hub's `limits`.
+async fn with_limits(limits: api::events::Limits) -> TestApp {
+    TestApp::builder()
+        .state(move |state, env| {
+            state.hub =
+                api::events::EventHub::start_with(env.redis_url.clone(), env.keys.clone(), limits)
+        })
+        .spawn()
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_requester_holds_a_bounded_number_of_streams_and_long_polls() {
-    let env = TestEnv::new().await;
-    let app = with_limits(
-        &env,
-        api::events::Limits {
-            per_requester: 2,
-            ..Default::default()
-        },
-    );
-    let id = pending_task(&env).await;
+    let app = with_limits(api::events::Limits {
+        per_requester: 2,
+        ..Default::default()
+    })
+    .await;
+    let id = pending_task(&app).await;
     let first = open(&app, &format!("/tasks/{id}/events"), DEMO).await;
     assert_eq!(first.status(), StatusCode::OK);
     let second = open(&app, &format!("/tasks/{id}/events"), DEMO).await;
@@ -71,9 +68,9 @@ async fn a_requester_holds_a_bounded_number_of_streams_and_long_polls() {
         assert_eq!(retry_after.unwrap(), "5");
     }
     // A plain read is not a waiter, and another requester has places of its own.
-    let (status, _) = call(&app, "GET", &format!("/tasks/{id}"), Some(DEMO), None).await;
+    let (status, _) = app.get_task(id, DEMO).await;
     assert_eq!(status, StatusCode::OK);
-    let other = enqueue_as_other(&env).await;
+    let other = enqueue_as_other(&app).await;
     let theirs = open(&app, &format!("/tasks/{other}/events"), OTHER).await;
     assert_eq!(theirs.status(), StatusCode::OK);
 
@@ -84,14 +81,14 @@ async fn a_requester_holds_a_bounded_number_of_streams_and_long_polls() {
     drop((second, again, theirs));
 }
 
-async fn enqueue_as_other(env: &TestEnv) -> Uuid {
+async fn enqueue_as_other(app: &TestApp) -> Uuid {
     let id = Uuid::now_v7();
     sqlx::query(
         "INSERT INTO tasks (id, kind, queue, status, params, max_attempts, requester, run_at, expires_at) \
          VALUES ($1, 'noop', 'maintenance', 'pending', '{}', 3, 'other', now(), now() + interval '1 day')",
     )
     .bind(id)
-    .execute(&env.pool)
+    .execute(&app.pool)
     .await
     .unwrap();
     id
@@ -99,15 +96,12 @@ async fn enqueue_as_other(env: &TestEnv) -> Uuid {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_event_stream_ends_after_its_lifetime() {
-    let env = TestEnv::new().await;
-    let app = with_limits(
-        &env,
-        api::events::Limits {
-            stream_lifetime: Duration::from_secs(1),
-            ..Default::default()
-        },
-    );
-    let id = pending_task(&env).await;
+    let app = with_limits(api::events::Limits {
+        stream_lifetime: Duration::from_secs(1),
+        ..Default::default()
+    })
+    .await;
+    let id = pending_task(&app).await;
     let resp = open(&app, &format!("/tasks/{id}/events"), DEMO).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let body = tokio::time::timeout(
@@ -125,19 +119,22 @@ async fn an_event_stream_ends_after_its_lifetime() {
 /// answers after its wait instead of hanging on the subscribe.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_long_poll_answers_when_redis_stops_answering() {
-    let env = TestEnv::new().await;
     let redis = PrivateRedis::start().await;
-    let mut state = api_state(&env);
-    state.hub = api::events::EventHub::start_with(
-        redis.url(),
-        env.keys.clone(),
-        api::events::Limits {
-            subscribe_timeout: Duration::from_millis(500),
-            ..Default::default()
-        },
-    );
-    let app = api::router(state);
-    let id = pending_task(&env).await;
+    let hub_redis = redis.url();
+    let app = TestApp::builder()
+        .state(move |state, env| {
+            state.hub = api::events::EventHub::start_with(
+                hub_redis,
+                env.keys.clone(),
+                api::events::Limits {
+                    subscribe_timeout: Duration::from_millis(500),
+                    ..Default::default()
+                },
+            )
+        })
+        .spawn()
+        .await;
+    let id = pending_task(&app).await;
     // Let the hub connect, then freeze the server.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pid = redis.pid().unwrap().to_string();
@@ -148,26 +145,14 @@ async fn a_long_poll_answers_when_redis_stops_answering() {
     assert!(stopped.success());
     let answered = tokio::time::timeout(
         Duration::from_secs(8),
-        call(
-            &app,
-            "GET",
-            &format!("/tasks/{id}?wait=1"),
-            Some(DEMO),
-            None,
-        ),
+        app.call("GET", &format!("/tasks/{id}?wait=1"), Some(DEMO), None),
     )
     .await;
     // Another waiter (a different task: a new subscribe) is not stuck behind the first.
-    let second = pending_task(&env).await;
+    let second = pending_task(&app).await;
     let answered_too = tokio::time::timeout(
         Duration::from_secs(8),
-        call(
-            &app,
-            "GET",
-            &format!("/tasks/{second}?wait=1"),
-            Some(DEMO),
-            None,
-        ),
+        app.call("GET", &format!("/tasks/{second}?wait=1"), Some(DEMO), None),
     )
     .await;
     let _ = std::process::Command::new("kill")

@@ -1,15 +1,13 @@
 //! Failures are recorded and decided by our task layer: retries with backoff then `dead`,
 //! `failed` at once for permanent errors, panics and timeouts caught, cancellation.
 
-mod common;
-
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use common::*;
 use engine::{retry::Backoff, AttemptError, TaskStatus};
-use jobs::{queues as queue, testing::TestEnv};
+use jobs::queues as queue;
 use serde_json::json;
+use testkit::{fixtures::*, kinds::*, *};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -19,11 +17,13 @@ fn errors(rec: &engine::TaskRecord) -> Vec<AttemptError> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failing_kind_retries_with_backoff_and_ends_dead() {
-    let env = TestEnv::new().await;
-    let worker = RunningWorker::start(worker_config(&env, &[queue::MAINTENANCE]), test_registry());
+    let app = TestApp::builder()
+        .workers(&[queue::MAINTENANCE])
+        .spawn()
+        .await;
     let spec = failing();
-    let id = enqueue(&env, &spec, json!({})).await;
-    let rec = env.wait_finished(id, WAIT).await;
+    let id = enqueue(&app, &spec, json!({})).await;
+    let rec = app.wait_finished(id, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Dead);
     assert_eq!(rec.attempts, spec.max_attempts);
     let history = errors(&rec);
@@ -53,15 +53,17 @@ async fn a_failing_kind_retries_with_backoff_and_ends_dead() {
         }
     }
     assert!(backoff.ceiling(3) > backoff.ceiling(2) && backoff.ceiling(2) > backoff.ceiling(1));
-    worker.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_transient_failure_is_retried_until_it_succeeds() {
-    let env = TestEnv::new().await;
-    let worker = RunningWorker::start(worker_config(&env, &[queue::MAINTENANCE]), test_registry());
-    let id = enqueue(&env, &flaky(), json!({})).await;
-    let rec = env.wait_finished(id, WAIT).await;
+    let app = TestApp::builder()
+        .workers(&[queue::MAINTENANCE])
+        .spawn()
+        .await;
+    let id = enqueue(&app, &flaky(), json!({})).await;
+    let rec = app.wait_finished(id, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Completed);
     assert_eq!(rec.attempts, 3);
     assert_eq!(rec.result.as_ref().unwrap()["succeededOnAttempt"], 3);
@@ -70,33 +72,34 @@ async fn a_transient_failure_is_retried_until_it_succeeds() {
         2,
         "the two failed attempts stay in the history"
     );
-    worker.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_permanent_error_fails_at_once() {
-    let env = TestEnv::new().await;
-    let worker = RunningWorker::start(worker_config(&env, &[queue::MAINTENANCE]), test_registry());
-    let id = enqueue(&env, &permanent(), json!({})).await;
-    let rec = env.wait_finished(id, WAIT).await;
+    let app = TestApp::builder()
+        .workers(&[queue::MAINTENANCE])
+        .spawn()
+        .await;
+    let id = enqueue(&app, &permanent(), json!({})).await;
+    let rec = app.wait_finished(id, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Failed);
     assert_eq!(rec.attempts, 1);
     assert_eq!(rec.error.unwrap()["code"], "invalid_input");
-    worker.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn panics_and_timeouts_are_recorded_and_the_worker_survives() {
-    let env = TestEnv::new().await;
-    env.seed_demo().await;
-    let worker = RunningWorker::start(
-        worker_config(&env, &[queue::MAINTENANCE, queue::ASSIGNMENTS]),
-        test_registry(),
-    );
-    let panics = enqueue(&env, &panicking(), json!({})).await;
-    let hangs = enqueue(&env, &hanging(), json!({})).await;
+    let app = TestApp::builder()
+        .seed_demo()
+        .workers(&[queue::MAINTENANCE, queue::ASSIGNMENTS])
+        .spawn()
+        .await;
+    let panics = enqueue(&app, &panicking(), json!({})).await;
+    let hangs = enqueue(&app, &hanging(), json!({})).await;
 
-    let rec = env.wait_finished(panics, WAIT).await;
+    let rec = app.wait_finished(panics, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Dead);
     let history = errors(&rec);
     assert_eq!(history.len(), 2);
@@ -107,70 +110,62 @@ async fn panics_and_timeouts_are_recorded_and_the_worker_survives() {
         "{history:?}"
     );
 
-    let rec = env.wait_finished(hangs, WAIT).await;
+    let rec = app.wait_finished(hangs, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Dead);
     assert!(errors(&rec).iter().all(|e| e.code == "timeout"));
 
     // Same worker, still serving.
     let ok = enqueue(
-        &env,
+        &app,
         &engine::KindSpec::of::<jobs::kinds::assignment::Assignment>(),
         assignment_params("ev_demo", 1, 100),
     )
     .await;
     assert_eq!(
-        env.wait_finished(ok, WAIT).await.status(),
+        app.wait_finished(ok, WAIT).await.status(),
         TaskStatus::Completed
     );
-    worker.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancel_while_pending_is_immediate_and_nothing_runs() {
-    let env = TestEnv::new().await;
-    env.seed_demo().await;
-    let app = api(&env);
-    let id = assign(&app, json!({"organizerId":"org_demo","eventId":"ev_demo","type":"prepaid","tickets":2,"price":1})).await;
-    let (status, body) = call(
-        &app,
-        "POST",
-        &format!("/director/reports/tasks/{id}/cancel"),
-        Some(DEMO),
-        None,
-    )
-    .await;
+    let app = TestApp::builder().seed_demo().spawn().await;
+    let id = app.assign(json!({"organizerId":"org_demo","eventId":"ev_demo","type":"prepaid","tickets":2,"price":1})).await.task_id();
+    let (status, body) = app
+        .call(
+            "POST",
+            &format!("/director/reports/tasks/{id}/cancel"),
+            Some(DEMO),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "cancelled");
-    let (status, body) = call(
-        &app,
-        "POST",
-        &format!("/tasks/{id}/cancel"),
-        Some(DEMO),
-        None,
-    )
-    .await;
+    let (status, body) = app.cancel(id, DEMO).await;
     assert_eq!(status, StatusCode::CONFLICT, "already cancelled: {body}");
 
     // The message is still in Redis; a worker must skip it.
-    let worker = RunningWorker::start(worker_config(&env, &[queue::ASSIGNMENTS]), test_registry());
+    let worker = app.start_worker(&[queue::ASSIGNMENTS]);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rec = env.task(id).await;
+    let rec = app.task(id).await;
     assert_eq!(rec.status(), TaskStatus::Cancelled);
     assert_eq!(rec.attempts, 0);
-    assert_eq!(ledger_rows_for(&env, id).await, 0);
+    assert_eq!(ledger_rows_for(&app, id).await, 0);
     worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancel_while_running_stops_the_handler_between_chunks() {
-    let env = TestEnv::new().await;
-    let app = api(&env);
-    let worker = RunningWorker::start(worker_config(&env, &[queue::MAINTENANCE]), test_registry());
-    let id = enqueue(&env, &slow(), json!({})).await;
-    env.wait_until(id, WAIT, |s| s == TaskStatus::Running).await;
+    let app = TestApp::builder()
+        .workers(&[queue::MAINTENANCE])
+        .spawn()
+        .await;
+    let id = enqueue(&app, &slow(), json!({})).await;
+    app.wait_until(id, WAIT, |s| s == TaskStatus::Running).await;
     // Let it make some progress first.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (status, body) = call(&app, "GET", &format!("/tasks/{id}"), Some(DEMO), None).await;
+    let (status, body) = app.get_task(id, DEMO).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         body["progress"].as_i64().unwrap() > 0,
@@ -178,63 +173,56 @@ async fn cancel_while_running_stops_the_handler_between_chunks() {
     );
     assert_eq!(body["stage"], "work");
 
-    let (status, body) = call(
-        &app,
-        "POST",
-        &format!("/tasks/{id}/cancel"),
-        Some(DEMO),
-        None,
-    )
-    .await;
+    let (status, body) = app.cancel(id, DEMO).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["cancelRequested"], true);
-    let rec = env.wait_finished(id, WAIT).await;
+    let rec = app.wait_finished(id, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Cancelled);
     assert!(
         rec.result.is_none(),
         "stopped before finishing its 200 chunks"
     );
     assert_eq!(rec.error.unwrap()["code"], "cancelled");
-    worker.stop().await;
+    app.stop().await;
 }
 
 /// A worker that dies with the task: the relay decides from the row alone.
-async fn claim_and_abandon(env: &TestEnv, id: uuid::Uuid) {
+async fn claim_and_abandon(app: &TestApp, id: uuid::Uuid) {
     let claimed =
-        engine::store::claim(&env.pool, &[id], "doomed-worker", Duration::from_millis(50))
+        engine::store::claim(&app.pool, &[id], "doomed-worker", Duration::from_millis(50))
             .await
             .unwrap();
     assert_eq!(claimed.len(), 1);
     tokio::time::sleep(Duration::from_millis(200)).await; // the lease runs out
 }
 
-fn relay(env: &TestEnv) -> engine::transport::relay::Relay {
+fn relay(app: &TestApp) -> engine::transport::relay::Relay {
     engine::transport::relay::Relay {
-        pool: env.pool.clone(),
-        queue: transport(env),
-        notifier: engine::progress::Notifier::new(env.redis.clone(), env.keys.clone()),
-        hooks: jobs::kinds::registry().unwrap().hooks(),
+        pool: app.pool.clone(),
+        queue: transport(app),
+        notifier: engine::progress::Notifier::new(app.redis.clone(), app.keys.clone()),
+        hooks: testkit::kinds::hooks(),
         queues: vec![queue::MAINTENANCE.into()],
         repush_after: Duration::from_secs(30),
         interval: Duration::from_millis(100),
         batch: 100,
-        task_ttl: env.config.task_ttl,
+        task_ttl: app.config.task_ttl,
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_worker_on_the_last_attempt_makes_the_task_dead_and_a_cancelled_one_cancelled() {
-    let env = TestEnv::new().await;
+    let app = TestApp::spawn().await;
     // `test.slow` allows a single attempt; it already lost workers while sharing them and
     // now runs alone, so losing this one counts (see `store::take_expired`).
-    let last_attempt = enqueue(&env, &slow(), json!({})).await;
+    let last_attempt = enqueue(&app, &slow(), json!({})).await;
     sqlx::query("UPDATE tasks SET isolate = true, attempts = 2, lease_losses = 2 WHERE id = $1")
         .bind(last_attempt)
-        .execute(&env.pool)
+        .execute(&app.pool)
         .await
         .unwrap();
     let last_attempt_claim = engine::store::claim_isolated(
-        &env.pool,
+        &app.pool,
         last_attempt,
         "doomed-worker",
         Duration::from_millis(50),
@@ -242,14 +230,14 @@ async fn a_lost_worker_on_the_last_attempt_makes_the_task_dead_and_a_cancelled_o
     .await
     .unwrap();
     assert!(last_attempt_claim.is_some());
-    let cancelled = enqueue(&env, &flaky(), json!({})).await;
-    let retried = enqueue(&env, &flaky(), json!({})).await;
+    let cancelled = enqueue(&app, &flaky(), json!({})).await;
+    let retried = enqueue(&app, &flaky(), json!({})).await;
     for id in [cancelled, retried] {
-        engine::store::claim(&env.pool, &[id], "doomed-worker", Duration::from_millis(50))
+        engine::store::claim(&app.pool, &[id], "doomed-worker", Duration::from_millis(50))
             .await
             .unwrap();
     }
-    let outcome = engine::actions::cancel(&env.pool, &hooks(), cancelled, None)
+    let outcome = engine::actions::cancel(&app.pool, &testkit::kinds::hooks(), cancelled, None)
         .await
         .unwrap();
     assert!(matches!(
@@ -258,9 +246,9 @@ async fn a_lost_worker_on_the_last_attempt_makes_the_task_dead_and_a_cancelled_o
     ));
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    relay(&env).relay_queue(queue::MAINTENANCE).await.unwrap();
+    relay(&app).relay_queue(queue::MAINTENANCE).await.unwrap();
 
-    let rec = env.task(last_attempt).await;
+    let rec = app.task(last_attempt).await;
     assert_eq!(rec.status(), TaskStatus::Dead);
     assert_eq!(rec.error.as_ref().unwrap()["code"], "worker_lost");
     assert_eq!(
@@ -269,19 +257,19 @@ async fn a_lost_worker_on_the_last_attempt_makes_the_task_dead_and_a_cancelled_o
         "two forgiven losses, then this one"
     );
     // The same loss while sharing a worker is forgiven: due again, attempt given back.
-    let shared = enqueue(&env, &slow(), json!({})).await;
-    claim_and_abandon(&env, shared).await;
-    relay(&env).relay_queue(queue::MAINTENANCE).await.unwrap();
-    let rec = env.task(shared).await;
+    let shared = enqueue(&app, &slow(), json!({})).await;
+    claim_and_abandon(&app, shared).await;
+    relay(&app).relay_queue(queue::MAINTENANCE).await.unwrap();
+    let rec = app.task(shared).await;
     assert_eq!(rec.status(), TaskStatus::Retrying, "{:?}", rec.error);
     assert!(rec.error.is_none());
-    let rec = env.task(cancelled).await;
+    let rec = app.task(cancelled).await;
     assert_eq!(
         rec.status(),
         TaskStatus::Cancelled,
         "not run again after its worker died"
     );
-    let rec = env.task(retried).await;
+    let rec = app.task(retried).await;
     assert_eq!(
         rec.status(),
         TaskStatus::Retrying,
@@ -290,7 +278,7 @@ async fn a_lost_worker_on_the_last_attempt_makes_the_task_dead_and_a_cancelled_o
     assert!(rec.error.is_none());
     // …which can claim it, as attempt 2.
     let again = engine::store::claim(
-        &env.pool,
+        &app.pool,
         &[retried],
         "next-worker",
         Duration::from_secs(30),
@@ -302,30 +290,26 @@ async fn a_lost_worker_on_the_last_attempt_makes_the_task_dead_and_a_cancelled_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn operators_list_and_redrive_the_dead_letter_queue() {
-    let env = TestEnv::new().await;
-    let app = api(&env);
-    let worker = RunningWorker::start(worker_config(&env, &[queue::MAINTENANCE]), test_registry());
-    let dead_a = enqueue(&env, &failing(), json!({"n": 1})).await;
-    let dead_b = enqueue(&env, &failing(), json!({"n": 2})).await;
-    let failed = enqueue(&env, &permanent(), json!({})).await;
+    let app = TestApp::builder()
+        .workers(&[queue::MAINTENANCE])
+        .spawn()
+        .await;
+    let dead_a = enqueue(&app, &failing(), json!({"n": 1})).await;
+    let dead_b = enqueue(&app, &failing(), json!({"n": 2})).await;
+    let failed = enqueue(&app, &permanent(), json!({})).await;
     for id in [dead_a, dead_b, failed] {
-        env.wait_finished(id, WAIT).await;
+        app.wait_finished(id, WAIT).await;
     }
     const ADMIN: &str = "admin-token";
 
-    let (status, _) = call(&app, "GET", "/admin/tasks?status=dead", Some(DEMO), None).await;
+    let (status, _) = app
+        .call("GET", "/admin/tasks?status=dead", Some(DEMO), None)
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "operators only");
-    let (status, body) = call(
-        &app,
-        "GET",
-        "/admin/tasks?status=dead&kind=test.failing",
-        Some(ADMIN),
-        None,
-    )
-    .await;
+    let (status, body) = app.admin_tasks("status=dead&kind=test.failing").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["meta"]["total"], 2);
-    let (_, queues) = call(&app, "GET", "/admin/queues", Some(ADMIN), None).await;
+    let (_, queues) = app.admin_queues().await;
     let maintenance = queues["data"]
         .as_array()
         .unwrap()
@@ -338,64 +322,36 @@ async fn operators_list_and_redrive_the_dead_letter_queue() {
     );
 
     // One failed task re-driven: it runs again (and fails again: its error is permanent).
-    let (status, body) = call(
-        &app,
-        "POST",
-        &format!("/admin/tasks/{failed}/retry"),
-        Some(ADMIN),
-        None,
-    )
-    .await;
+    let (status, body) = app.admin_retry(failed).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["status"], "pending");
     assert_eq!(body["attempts"], 0);
-    let rec = env.wait_finished(failed, WAIT).await;
+    let rec = app.wait_finished(failed, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Failed);
     assert_eq!(errors(&rec).len(), 2, "history kept across the re-drive");
-    let (status, _) = call(
-        &app,
-        "POST",
-        &format!("/admin/tasks/{}/retry", uuid::Uuid::now_v7()),
-        Some(ADMIN),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            "POST",
+            &format!("/admin/tasks/{}/retry", uuid::Uuid::now_v7()),
+            Some(ADMIN),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // The whole dead-letter queue of a kind, re-driven at once: a fresh set of attempts each.
-    let (status, body) = call(
-        &app,
-        "POST",
-        "/admin/tasks/retry?status=dead&kind=test.failing",
-        Some(ADMIN),
-        None,
-    )
-    .await;
+    let (status, body) = app.admin_retry_all("status=dead&kind=test.failing").await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["redriven"], 2);
     for id in [dead_a, dead_b] {
-        let rec = env.wait_finished(id, WAIT).await;
+        let rec = app.wait_finished(id, WAIT).await;
         assert_eq!(rec.status(), TaskStatus::Dead);
         assert_eq!(rec.attempts, failing().max_attempts);
         assert_eq!(errors(&rec).len(), 2 * failing().max_attempts as usize);
     }
-    let (status, _) = call(
-        &app,
-        "POST",
-        "/admin/tasks/retry?status=completed",
-        Some(ADMIN),
-        None,
-    )
-    .await;
+    let (status, _) = app.admin_retry_all("status=completed").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, _) = call(
-        &app,
-        "DELETE",
-        &format!("/admin/tasks/{failed}"),
-        Some(ADMIN),
-        None,
-    )
-    .await;
+    let (status, _) = app.admin_delete(failed).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    worker.stop().await;
+    app.stop().await;
 }

@@ -5,35 +5,22 @@
 use axum::{
     body::Body,
     http::{Request, StatusCode},
-    Router,
 };
-use jobs::testing::TestEnv;
 use serde_json::Value;
-use tower::ServiceExt;
+use testkit::TestApp;
 
-fn app(env: &TestEnv) -> Router {
-    let config = api::ApiConfig {
-        core: env.config.clone(),
-        bind: "127.0.0.1:0".parse().unwrap(),
-        tokens: api::auth::Tokens::parse("demo-token:demo").unwrap(),
-        body_limit: 64 * 1024,
-        long_poll_max: 60,
-        security: Default::default(),
-    };
-    api::router(api::AppState::new(
-        config,
-        env.pool.clone(),
-        env.redis.clone(),
-    ))
+/// The api with the tokens this file uses, on its own schema and Redis prefix.
+async fn app() -> TestApp {
+    TestApp::builder().tokens("demo-token:demo").spawn().await
 }
 
 /// Sends `req` as the demo requester; the status and the JSON body (`null` if none).
-async fn call(app: &Router, req: axum::http::request::Builder, body: Body) -> (StatusCode, Value) {
+async fn call(app: &TestApp, req: axum::http::request::Builder, body: Body) -> (StatusCode, Value) {
     let req = req
         .header("authorization", "Bearer demo-token")
         .body(body)
         .unwrap();
-    let resp = app.clone().oneshot(req).await.unwrap();
+    let resp = app.request(req).await;
     let status = resp.status();
     let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
         .await
@@ -44,20 +31,19 @@ async fn call(app: &Router, req: axum::http::request::Builder, body: Body) -> (S
     )
 }
 
-async fn post(app: &Router, uri: &str, body: &str) -> (StatusCode, Value) {
+async fn post(app: &TestApp, uri: &str, body: &str) -> (StatusCode, Value) {
     let req = Request::post(uri).header("content-type", "application/json");
     call(app, req, Body::from(body.to_string())).await
 }
 
-async fn get(app: &Router, uri: &str) -> (StatusCode, Value) {
+async fn get(app: &TestApp, uri: &str) -> (StatusCode, Value) {
     call(app, Request::get(uri), Body::empty()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn null_optional_fields_are_not_given() {
-    let env = TestEnv::new().await;
-    env.seed_demo().await;
-    let app = app(&env);
+    let app = app().await;
+    app.seed_demo().await;
 
     let (status, body) = post(
         &app,
@@ -101,9 +87,8 @@ async fn null_optional_fields_are_not_given() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_number_written_with_a_fraction_is_a_whole_number() {
-    let env = TestEnv::new().await;
-    env.seed_demo().await;
-    let app = app(&env);
+    let app = app().await;
+    app.seed_demo().await;
     let assign = |tickets: &str| {
         format!(
             r#"{{"organizerId":"org_demo","eventId":"ev_demo","type":"prepaid","tickets":{tickets},"price":3.5}}"#
@@ -133,9 +118,8 @@ async fn a_whole_number_written_with_a_fraction_is_a_whole_number() {
 /// anything else (white space included) must match the document's pattern, or 400.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_values_are_read_exactly_and_empty_is_not_given() {
-    let env = TestEnv::new().await;
-    env.seed_demo().await;
-    let app = app(&env);
+    let app = app().await;
+    app.seed_demo().await;
 
     for uri in [
         "/director/reports/overview?to=&from=&currency=&page=",

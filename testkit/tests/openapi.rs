@@ -5,26 +5,17 @@ use axum::{
     body::Body,
     http::{Request, StatusCode},
 };
-use jobs::testing::TestEnv;
 use serde_json::Value;
+use testkit::TestApp;
 use tower::ServiceExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_route_exists() {
-    let env = TestEnv::new().await;
-    let config = api::ApiConfig {
-        core: env.config.clone(),
-        bind: "127.0.0.1:0".parse().unwrap(),
-        tokens: api::auth::Tokens::parse("admin-token:ops:admin").unwrap(),
-        body_limit: 64 * 1024,
-        long_poll_max: 60,
-        security: Default::default(),
-    };
-    let app = api::router(api::AppState::new(
-        config,
-        env.pool.clone(),
-        env.redis.clone(),
-    ));
+    let test_app = TestApp::builder()
+        .tokens("admin-token:ops:admin")
+        .spawn()
+        .await;
+    let app = test_app.router.clone();
     let resp = app
         .clone()
         .oneshot(Request::get("/openapi.json").body(Body::empty()).unwrap())

@@ -1,20 +1,18 @@
 //! At-least-once transport, exactly-once effects: duplicates and races change the ledger
 //! once.
 
-mod common;
-
 use std::{sync::Arc, time::Duration};
 
-use common::*;
 use engine::{runner::Runner, transport::Envelope, TaskStatus};
-use jobs::{kinds::assignment, testing::TestEnv};
+use jobs::kinds::assignment;
+use testkit::{fixtures::*, *};
 use tokio::sync::Notify;
 
-fn runner(env: &TestEnv, name: &str) -> Arc<Runner<jobs::Services>> {
+fn runner(app: &TestApp, name: &str) -> Arc<Runner<jobs::Services>> {
     let shared = Arc::new(jobs::Services::runtime(
-        env.pool.clone(),
-        env.config.clone(),
-        env.redis.clone(),
+        app.pool.clone(),
+        app.config.clone(),
+        app.redis.clone(),
     ));
     Runner::start(
         shared,
@@ -26,34 +24,34 @@ fn runner(env: &TestEnv, name: &str) -> Arc<Runner<jobs::Services>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_message_delivered_twice_changes_the_ledger_once() {
-    let env = TestEnv::new().await;
-    env.seed_demo().await;
+    let app = TestApp::spawn().await;
+    app.seed_demo().await;
     let id = enqueue(
-        &env,
+        &app,
         &engine::KindSpec::of::<jobs::kinds::assignment::Assignment>(),
         assignment_params("ev_demo", 10, 250),
     )
     .await;
     let envelope = Envelope::new(id, assignment::NAME);
-    let r = runner(&env, "w1");
+    let r = runner(&app, "w1");
     r.handle(envelope.clone()).await;
     r.handle(envelope.clone()).await;
-    let rec = env.task(id).await;
+    let rec = app.task(id).await;
     assert_eq!(rec.status(), TaskStatus::Completed);
     assert_eq!(rec.attempts, 1, "the duplicate was skipped at claim");
-    assert_eq!(ledger_rows_for(&env, id).await, 1);
+    assert_eq!(ledger_rows_for(&app, id).await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_workers_racing_for_one_task_change_the_ledger_once() {
-    let env = TestEnv::new().await;
-    env.seed_demo().await;
-    let (a, b, c) = (runner(&env, "wa"), runner(&env, "wb"), runner(&env, "wc"));
+    let app = TestApp::spawn().await;
+    app.seed_demo().await;
+    let (a, b, c) = (runner(&app, "wa"), runner(&app, "wb"), runner(&app, "wc"));
     let mut ids = Vec::new();
     for _ in 0..20 {
         ids.push(
             enqueue(
-                &env,
+                &app,
                 &engine::KindSpec::of::<jobs::kinds::assignment::Assignment>(),
                 assignment_params("ev_premium", 3, 199),
             )
@@ -74,15 +72,15 @@ async fn two_workers_racing_for_one_task_change_the_ledger_once() {
         race.await.unwrap();
     }
     for id in &ids {
-        let rec = env.wait_finished(*id, Duration::from_secs(10)).await;
+        let rec = app.wait_finished(*id, Duration::from_secs(10)).await;
         assert_eq!(rec.status(), TaskStatus::Completed);
         assert_eq!(rec.attempts, 1);
-        assert_eq!(ledger_rows_for(&env, *id).await, 1);
+        assert_eq!(ledger_rows_for(&app, *id).await, 1);
     }
     let (tickets, equivalent, assigned): (i64, i64, i64) = sqlx::query_as(
         "SELECT tickets, tickets_equivalent, assigned_cents FROM organizer_balances WHERE organizer_id = 'org_demo'",
     )
-    .fetch_one(&env.pool)
+    .fetch_one(&app.pool)
     .await
     .unwrap();
     assert_eq!((tickets, equivalent, assigned), (60, 120, 20 * 3 * 199));
@@ -93,15 +91,15 @@ async fn two_workers_racing_for_one_task_change_the_ledger_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completion_effects_apply_only_to_tasks_the_batch_completed() {
     use engine::{context::Effect, store};
-    let env = TestEnv::new().await;
+    let app = TestApp::spawn().await;
     sqlx::query("CREATE TABLE effect_probe (id uuid PRIMARY KEY, arg text NOT NULL)")
-        .execute(&env.pool)
+        .execute(&app.pool)
         .await
         .unwrap();
     let spec = engine::KindSpec::of::<jobs::kinds::noop::Noop>();
-    let a = enqueue(&env, &spec, serde_json::json!({})).await;
-    let b = enqueue(&env, &spec, serde_json::json!({})).await;
-    let claimed = store::claim(&env.pool, &[a, b], "probe", Duration::from_secs(30))
+    let a = enqueue(&app, &spec, serde_json::json!({})).await;
+    let b = enqueue(&app, &spec, serde_json::json!({})).await;
+    let claimed = store::claim(&app.pool, &[a, b], "probe", Duration::from_secs(30))
         .await
         .unwrap();
     assert_eq!(claimed.len(), 2);
@@ -112,7 +110,7 @@ async fn completion_effects_apply_only_to_tasks_the_batch_completed() {
         })
     };
     let done = store::complete_many(
-        &env.pool,
+        &app.pool,
         &[
             (a, 1, serde_json::json!({"ok": true}), effect("for-a")),
             // Attempt 7 does not own b (its attempt is 1): not completed, no effect.
@@ -124,9 +122,9 @@ async fn completion_effects_apply_only_to_tasks_the_batch_completed() {
     .unwrap();
     assert_eq!(done, vec![a]);
     let rows: Vec<(uuid::Uuid, String)> = sqlx::query_as("SELECT id, arg FROM effect_probe")
-        .fetch_all(&env.pool)
+        .fetch_all(&app.pool)
         .await
         .unwrap();
     assert_eq!(rows, vec![(a, "for-a".to_string())]);
-    assert_eq!(env.task(b).await.status(), TaskStatus::Running);
+    assert_eq!(app.task(b).await.status(), TaskStatus::Running);
 }

@@ -9,9 +9,8 @@ use axum::{
     body::Body,
     http::{Request, StatusCode},
 };
-use jobs::testing::TestEnv;
 use serde_json::Value;
-use tower::ServiceExt;
+use testkit::{TestApp, ADMIN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_registered_kind_is_enqueued_routed_documented_and_served() {
@@ -60,25 +59,10 @@ async fn every_registered_kind_is_enqueued_routed_documented_and_served() {
     }
 
     // Each table route is documented with its method and answers (it is routed).
-    let env = TestEnv::new().await;
-    let config = api::ApiConfig {
-        core: env.config.clone(),
-        bind: "127.0.0.1:0".parse().unwrap(),
-        tokens: api::auth::Tokens::parse("admin-token:ops:admin").unwrap(),
-        body_limit: 64 * 1024,
-        long_poll_max: 60,
-        security: Default::default(),
-    };
-    let app = api::router(api::AppState::new(
-        config,
-        env.pool.clone(),
-        env.redis.clone(),
-    ));
+    let app = TestApp::spawn().await;
     let resp = app
-        .clone()
-        .oneshot(Request::get("/openapi.json").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
+        .request(Request::get("/openapi.json").body(Body::empty()).unwrap())
+        .await;
     let bytes = axum::body::to_bytes(resp.into_body(), 1 << 22)
         .await
         .unwrap();
@@ -110,18 +94,16 @@ async fn every_registered_kind_is_enqueued_routed_documented_and_served() {
             .replace("{event_id}", "ev_x")
             .replace("{guest_id}", "g_x");
         let resp = app
-            .clone()
-            .oneshot(
+            .request(
                 Request::builder()
                     .method(t.method.to_uppercase().as_str())
                     .uri(&uri)
-                    .header("authorization", "Bearer admin-token")
+                    .header("authorization", format!("Bearer {ADMIN}"))
                     .header("content-type", "application/json")
                     .body(Body::from("{}"))
                     .unwrap(),
             )
-            .await
-            .unwrap();
+            .await;
         let status = resp.status();
         let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
             .await

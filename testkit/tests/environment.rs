@@ -5,7 +5,7 @@ use std::{process::Command, time::Duration};
 
 #[test]
 fn a_bad_taquilla_env_stops_the_worker_at_start() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_worker"))
+    let mut child = Command::new(testkit::binary("worker"))
         .arg("migrate")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())

@@ -3,22 +3,19 @@
 //! when the process died are forgiven, run alone after a few losses, and complete.
 //! Real worker processes, really aborted.
 
-mod common;
-
 use std::{process::Stdio, time::Duration};
 
-use common::enqueue;
 use engine::TaskStatus;
-use jobs::testing::TestEnv;
 use serde_json::json;
+use testkit::{fixtures::enqueue, TestApp};
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 
-fn spawn_worker(env: &TestEnv) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_worker"))
-        .env("DATABASE_URL", &env.config.database_url)
-        .env("REDIS_URL", &env.redis_url)
-        .env("REDIS_PREFIX", env.keys.prefix())
+fn spawn_worker(app: &TestApp) -> Child {
+    Command::new(testkit::binary("worker"))
+        .env("DATABASE_URL", &app.config.database_url)
+        .env("REDIS_URL", &app.redis_url)
+        .env("REDIS_PREFIX", app.keys.prefix())
         .env("WORKER_QUEUES", "maintenance")
         .env("WORKER_CONCURRENCY", "8")
         .env("TASK_LEASE_SECONDS", "1")
@@ -34,11 +31,11 @@ fn spawn_worker(env: &TestEnv) -> Child {
         .expect("worker binary")
 }
 
-async fn status(env: &TestEnv, id: Uuid) -> (TaskStatus, i32, i32, bool) {
+async fn status(app: &TestApp, id: Uuid) -> (TaskStatus, i32, i32, bool) {
     let (status, attempts, losses, isolate): (String, i32, i32, bool) =
         sqlx::query_as("SELECT status, attempts, lease_losses, isolate FROM tasks WHERE id = $1")
             .bind(id)
-            .fetch_one(&env.pool)
+            .fetch_one(&app.pool)
             .await
             .unwrap();
     (
@@ -51,27 +48,27 @@ async fn status(env: &TestEnv, id: Uuid) -> (TaskStatus, i32, i32, bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_task_that_kills_its_worker_dies_and_the_tasks_beside_it_complete() {
-    let env = TestEnv::new().await;
+    let app = TestApp::spawn().await;
     let spec = engine::KindSpec::of::<jobs::kinds::noop::Noop>();
     // Innocent tasks that stay in flight long enough to share every crash.
     let mut innocent = Vec::new();
     for i in 0..4 {
-        innocent.push(enqueue(&env, &spec, json!({ "sleepMs": 1500, "n": i })).await);
+        innocent.push(enqueue(&app, &spec, json!({ "sleepMs": 1500, "n": i })).await);
     }
-    let poison = enqueue(&env, &spec, json!({ "crash": true })).await;
+    let poison = enqueue(&app, &spec, json!({ "crash": true })).await;
 
     // One worker process, restarted whenever it dies, until every task has ended.
-    let mut worker = spawn_worker(&env);
+    let mut worker = spawn_worker(&app);
     let mut restarts = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     loop {
         if let Ok(Some(_)) = worker.try_wait() {
             restarts += 1;
-            worker = spawn_worker(&env);
+            worker = spawn_worker(&app);
         }
         let mut all_done = true;
         for id in innocent.iter().chain([&poison]) {
-            all_done &= status(&env, *id).await.0.is_terminal();
+            all_done &= status(&app, *id).await.0.is_terminal();
         }
         if all_done {
             break;
@@ -85,14 +82,14 @@ async fn a_task_that_kills_its_worker_dies_and_the_tasks_beside_it_complete() {
     let _ = worker.start_kill();
 
     for id in innocent {
-        let (st, attempts, losses, _) = status(&env, id).await;
+        let (st, attempts, losses, _) = status(&app, id).await;
         assert_eq!(
             st,
             TaskStatus::Completed,
             "task {id} only shared a worker with the crash (attempts {attempts}, forgiven {losses})"
         );
     }
-    let (st, attempts, losses, isolate) = status(&env, poison).await;
+    let (st, attempts, losses, isolate) = status(&app, poison).await;
     assert_eq!(
         st,
         TaskStatus::Dead,
@@ -106,7 +103,7 @@ async fn a_task_that_kills_its_worker_dies_and_the_tasks_beside_it_complete() {
     );
     let rec: (Option<String>,) = sqlx::query_as("SELECT error->>'code' FROM tasks WHERE id = $1")
         .bind(poison)
-        .fetch_one(&env.pool)
+        .fetch_one(&app.pool)
         .await
         .unwrap();
     assert_eq!(rec.0.as_deref(), Some("worker_lost"));
@@ -119,7 +116,7 @@ async fn a_task_that_kills_its_worker_dies_and_the_tasks_beside_it_complete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn innocent_tasks_survive_workers_killed_every_second() {
     const TASKS: i64 = 1200;
-    let env = TestEnv::new().await;
+    let app = TestApp::spawn().await;
     sqlx::query(
         "INSERT INTO tasks (id, kind, queue, status, params, max_attempts, requester, run_at, expires_at) \
          SELECT gen_random_uuid(), 'noop', 'maintenance', 'pending', \
@@ -127,10 +124,10 @@ async fn innocent_tasks_survive_workers_killed_every_second() {
          FROM generate_series(1, $1) g",
     )
     .bind(TASKS)
-    .execute(&env.pool)
+    .execute(&app.pool)
     .await
     .unwrap();
-    let mut workers: Vec<Child> = (0..3).map(|_| spawn_worker(&env)).collect();
+    let mut workers: Vec<Child> = (0..3).map(|_| spawn_worker(&app)).collect();
     let mut kills = 0;
     let mut victim = 0;
     let mut last_kill = tokio::time::Instant::now();
@@ -139,7 +136,7 @@ async fn innocent_tasks_survive_workers_killed_every_second() {
         let left: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM tasks WHERE status NOT IN ('completed', 'failed', 'dead', 'cancelled')",
         )
-        .fetch_one(&env.pool)
+        .fetch_one(&app.pool)
         .await
         .unwrap();
         if left == 0 {
@@ -151,7 +148,7 @@ async fn innocent_tasks_survive_workers_killed_every_second() {
         );
         for w in workers.iter_mut() {
             if let Ok(Some(_)) = w.try_wait() {
-                *w = spawn_worker(&env);
+                *w = spawn_worker(&app);
             }
         }
         if last_kill.elapsed() >= Duration::from_secs(1) {
@@ -168,7 +165,7 @@ async fn innocent_tasks_survive_workers_killed_every_second() {
     let by_status: Vec<(String, i64, i64)> = sqlx::query_as(
         "SELECT status, count(*), coalesce(sum(lease_losses), 0)::int8 FROM tasks GROUP BY status",
     )
-    .fetch_all(&env.pool)
+    .fetch_all(&app.pool)
     .await
     .unwrap();
     assert_eq!(

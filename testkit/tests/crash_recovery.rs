@@ -1,20 +1,17 @@
 //! A worker process killed with SIGKILL in the middle of a task: another worker process
 //! finishes the task once its lease expires, and the ledger changes exactly once.
 
-mod common;
-
 use std::{process::Stdio, time::Duration};
 
-use common::*;
 use engine::TaskStatus;
-use jobs::testing::TestEnv;
+use testkit::{fixtures::*, *};
 use tokio::process::{Child, Command};
 
-fn spawn_worker(env: &TestEnv) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_worker"))
-        .env("DATABASE_URL", &env.config.database_url)
-        .env("REDIS_URL", &env.redis_url)
-        .env("REDIS_PREFIX", env.keys.prefix())
+fn spawn_worker(app: &TestApp) -> Child {
+    Command::new(testkit::binary("worker"))
+        .env("DATABASE_URL", &app.config.database_url)
+        .env("REDIS_URL", &app.redis_url)
+        .env("REDIS_PREFIX", app.keys.prefix())
         .env("WORKER_QUEUES", "assignments")
         .env("TASK_LEASE_SECONDS", "2")
         .env("QUEUE_REPUSH_AFTER_SECONDS", "1")
@@ -30,29 +27,29 @@ fn spawn_worker(env: &TestEnv) -> Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_worker_process_loses_nothing_and_duplicates_nothing() {
-    let env = TestEnv::new().await;
-    env.seed_demo().await;
+    let app = TestApp::spawn().await;
+    app.seed_demo().await;
     // Hold the organizer's balance row so the first attempt blocks mid-transaction.
     sqlx::query(
         "INSERT INTO organizer_balances (organizer_id, currency) VALUES ('org_demo', 'MXN')",
     )
-    .execute(&env.pool)
+    .execute(&app.pool)
     .await
     .unwrap();
-    let mut blocker = env.pool.begin().await.unwrap();
+    let mut blocker = app.pool.begin().await.unwrap();
     sqlx::query("SELECT 1 FROM organizer_balances WHERE organizer_id = 'org_demo' FOR UPDATE")
         .execute(&mut *blocker)
         .await
         .unwrap();
 
-    let mut first = spawn_worker(&env);
+    let mut first = spawn_worker(&app);
     let id = enqueue(
-        &env,
+        &app,
         &engine::KindSpec::of::<jobs::kinds::assignment::Assignment>(),
         assignment_params("ev_demo", 100, 350),
     )
     .await;
-    env.wait_until(id, Duration::from_secs(20), |s| s == TaskStatus::Running)
+    app.wait_until(id, Duration::from_secs(20), |s| s == TaskStatus::Running)
         .await;
     // Wait until the attempt is really inside its transaction, blocked on our lock.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -61,7 +58,7 @@ async fn a_killed_worker_process_loses_nothing_and_duplicates_nothing() {
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
              AND query LIKE '%organizer_balances%' AND pid <> pg_backend_pid()",
         )
-        .fetch_one(&env.pool)
+        .fetch_one(&app.pool)
         .await
         .unwrap();
         if waiting > 0 {
@@ -78,18 +75,18 @@ async fn a_killed_worker_process_loses_nothing_and_duplicates_nothing() {
     first.wait().await.unwrap();
     blocker.rollback().await.unwrap();
 
-    let mut second = spawn_worker(&env);
-    let rec = env.wait_finished(id, Duration::from_secs(30)).await;
+    let mut second = spawn_worker(&app);
+    let rec = app.wait_finished(id, Duration::from_secs(30)).await;
     assert_eq!(rec.status(), TaskStatus::Completed, "{:?}", rec.error);
     assert_eq!(
         rec.attempts, 2,
         "the lost attempt counts, the second one completes"
     );
-    assert_eq!(ledger_rows_for(&env, id).await, 1);
+    assert_eq!(ledger_rows_for(&app, id).await, 1);
     let (tickets, assigned): (i64, i64) = sqlx::query_as(
         "SELECT tickets, assigned_cents FROM organizer_balances WHERE organizer_id = 'org_demo'",
     )
-    .fetch_one(&env.pool)
+    .fetch_one(&app.pool)
     .await
     .unwrap();
     assert_eq!(

@@ -7,11 +7,10 @@ use std::{process::Command, time::Duration};
 use axum::{
     body::Body,
     http::{Request, StatusCode},
-    Router,
 };
-use jobs::{config::Environment, testing::TestEnv};
+use jobs::config::Environment;
 use serde_json::{json, Value};
-use tower::ServiceExt;
+use testkit::{TestApp, TestAppBuilder};
 
 // Production tokens: 32+ characters.
 const ADMIN: &str = "admin-0123456789abcdef0123456789ab";
@@ -23,30 +22,18 @@ const METRICS: &str = "metrics-0123456789abcdef0123456789";
 const APP_SECRET: &str = "meta-app-secret";
 const SHARED_SECRET: &str = "shared-webhook-secret";
 
-fn production_app(env: &TestEnv, customize: impl FnOnce(&mut api::ApiConfig)) -> Router {
-    let mut core = env.config.clone();
-    core.environment = Environment::Production;
+/// The api in production mode with this file's tokens and a metrics token, after
+/// `customize` (secrets, cache windows).
+async fn production_app(customize: impl FnOnce(TestAppBuilder) -> TestAppBuilder) -> TestApp {
     let spec = format!(
         "{ADMIN}:ops:admin,{OPERATOR}:watch:operator,{CLIENT}:acme,\
          {REPORTS_ONLY}:analyst:scopes=reports,{DELIVERIES_ONLY}:sender:scopes=deliveries"
     );
-    let mut config = api::ApiConfig {
-        core,
-        bind: "127.0.0.1:0".parse().unwrap(),
-        tokens: api::auth::Tokens::parse_for(&spec, Environment::Production).unwrap(),
-        body_limit: 64 * 1024,
-        long_poll_max: 60,
-        security: api::config::Security {
-            metrics_token: Some(METRICS.into()),
-            ..Default::default()
-        },
-    };
-    customize(&mut config);
-    api::router(api::AppState::new(
-        config,
-        env.pool.clone(),
-        env.redis.clone(),
-    ))
+    let builder = TestApp::builder()
+        .core(|c| c.environment = Environment::Production)
+        .tokens(spec)
+        .api(|a| a.metrics_token(Some(METRICS.into())));
+    customize(builder).spawn().await
 }
 
 struct Reply {
@@ -56,8 +43,8 @@ struct Reply {
     text: String,
 }
 
-async fn send(app: &Router, req: Request<Body>) -> Reply {
-    let resp = app.clone().oneshot(req).await.unwrap();
+async fn send(app: &TestApp, req: Request<Body>) -> Reply {
+    let resp = app.request(req).await;
     let status = resp.status();
     let content_type = resp
         .headers()
@@ -77,7 +64,7 @@ async fn send(app: &Router, req: Request<Body>) -> Reply {
 }
 
 async fn call(
-    app: &Router,
+    app: &TestApp,
     method: &str,
     path: &str,
     token: Option<&str>,
@@ -96,7 +83,7 @@ async fn call(
     send(app, req.unwrap()).await
 }
 
-async fn webhook(app: &Router, headers: &[(&str, &str)], body: &str) -> Reply {
+async fn webhook(app: &TestApp, headers: &[(&str, &str)], body: &str) -> Reply {
     let mut req = Request::post("/wa/webhook").header("content-type", "application/json");
     for (name, value) in headers {
         req = req.header(*name, *value);
@@ -139,7 +126,7 @@ fn assert_error(reply: &Reply, status: StatusCode, code: &str) {
 
 /// Runs the real api binary with a clean environment and returns (exit code, stderr).
 fn start_api(vars: &[(&str, &str)]) -> (Option<i32>, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_api"));
+    let mut cmd = Command::new(testkit::binary("api"));
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         // Were the config accepted, the api would stop at the unreachable database instead
@@ -207,14 +194,13 @@ fn production_refuses_to_start_without_real_tokens() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn production_refuses_unsigned_webhooks() {
-    let env = TestEnv::new().await;
-    let app = production_app(&env, |_| {});
+    let app = production_app(|b| b).await;
     let reply = webhook(&app, &[], "{}").await;
     assert_error(&reply, StatusCode::UNAUTHORIZED, "unauthorized");
     let reply = webhook(&app, &[("x-webhook-secret", "anything")], "{}").await;
     assert_error(&reply, StatusCode::UNAUTHORIZED, "unauthorized");
     let tasks: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
-        .fetch_one(&env.pool)
+        .fetch_one(&app.pool)
         .await
         .unwrap();
     assert_eq!(tasks, 0, "a refused call must not create a task");
@@ -222,11 +208,13 @@ async fn production_refuses_unsigned_webhooks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_accept_meta_signatures_and_the_shared_secret() {
-    let env = TestEnv::new().await;
-    let app = production_app(&env, |c| {
-        c.core.deliveries.wa_app_secret = Some(APP_SECRET.into());
-        c.core.deliveries.wa_webhook_secret = Some(SHARED_SECRET.into());
-    });
+    let app = production_app(|b| {
+        b.core(|c| {
+            c.deliveries.wa_app_secret = Some(APP_SECRET.into());
+            c.deliveries.wa_webhook_secret = Some(SHARED_SECRET.into());
+        })
+    })
+    .await;
     let body = r#"{"statuses":[{"id":"wamid.sig","status":"read","timestamp":"1700000000"}]}"#;
     let signature = openssl_signature(APP_SECRET, body);
 
@@ -258,17 +246,15 @@ async fn webhooks_accept_meta_signatures_and_the_shared_secret() {
     assert_error(&reply, StatusCode::UNAUTHORIZED, "unauthorized");
 
     // Only the Meta signature configured: the shared header alone is not enough.
-    let app = production_app(&env, |c| {
-        c.core.deliveries.wa_app_secret = Some(APP_SECRET.into());
-    });
+    let app =
+        production_app(|b| b.core(|c| c.deliveries.wa_app_secret = Some(APP_SECRET.into()))).await;
     let reply = webhook(&app, &[("x-webhook-secret", SHARED_SECRET)], other).await;
     assert_error(&reply, StatusCode::UNAUTHORIZED, "unauthorized");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_need_a_metrics_or_operator_token_in_production() {
-    let env = TestEnv::new().await;
-    let app = production_app(&env, |_| {});
+    let app = production_app(|b| b).await;
     assert_error(
         &call(&app, "GET", "/metrics", None, None).await,
         StatusCode::UNAUTHORIZED,
@@ -314,10 +300,7 @@ fn pending_assignments(text: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_scrapes_within_the_window_share_one_count() {
-    let env = TestEnv::new().await;
-    let app = production_app(&env, |c| {
-        c.security.metrics_cache_ttl = Duration::from_secs(2);
-    });
+    let app = production_app(|b| b.api(|a| a.metrics_cache_ttl(Duration::from_secs(2)))).await;
     let app = &app;
     let scrape = || async move {
         let reply = call(app, "GET", "/metrics", Some(METRICS), None).await;
@@ -336,8 +319,7 @@ async fn metrics_scrapes_within_the_window_share_one_count() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_read_every_admin_view_and_cannot_act() {
-    let env = TestEnv::new().await;
-    let app = production_app(&env, |_| {});
+    let app = production_app(|b| b).await;
     for path in [
         "/admin/queues",
         "/admin/workers",
@@ -382,7 +364,7 @@ async fn operators_read_every_admin_view_and_cannot_act() {
     .await;
     assert!(reply.status.is_success(), "{}", reply.text);
     let tasks: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
-        .fetch_one(&env.pool)
+        .fetch_one(&app.pool)
         .await
         .unwrap();
     assert_eq!(tasks, 0, "no operator call may create a task");
@@ -390,9 +372,7 @@ async fn operators_read_every_admin_view_and_cannot_act() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scoped_tokens_reach_only_their_scopes() {
-    let env = TestEnv::new().await;
-    env.seed_demo().await;
-    let app = production_app(&env, |_| {});
+    let app = production_app(|b| b.seed_demo()).await;
     let assign = json!({"organizerId": "org_demo", "eventId": "ev_demo", "type": "prepaid", "tickets": 1, "price": 1});
     let send = json!({"channel": "whatsapp"});
 
@@ -500,10 +480,9 @@ async fn scoped_tokens_reach_only_their_scopes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_answers_an_oversized_body_with_the_json_413() {
-    let env = TestEnv::new().await;
-    let app = production_app(&env, |c| {
-        c.core.deliveries.wa_webhook_secret = Some(SHARED_SECRET.into());
-    });
+    let app =
+        production_app(|b| b.core(|c| c.deliveries.wa_webhook_secret = Some(SHARED_SECRET.into())))
+            .await;
     let limit = 64 * 1024;
     let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(3 * 1024 * 1024));
 
@@ -530,7 +509,7 @@ async fn every_route_answers_an_oversized_body_with_the_json_413() {
     assert_error(&reply, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
 
     // Every documented route and method, with an admin token.
-    let doc: Value = serde_json::from_str(include_str!("../src/openapi.json")).unwrap();
+    let doc: Value = serde_json::from_str(include_str!("../../api/src/openapi.json")).unwrap();
     let id = uuid::Uuid::now_v7().to_string();
     for (path, item) in doc["paths"].as_object().unwrap() {
         let concrete = path
@@ -560,10 +539,9 @@ async fn every_route_answers_an_oversized_body_with_the_json_413() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_redelivered_provider_event_makes_one_task() {
-    let env = TestEnv::new().await;
-    let app = production_app(&env, |c| {
-        c.core.deliveries.wa_webhook_secret = Some(SHARED_SECRET.into());
-    });
+    let app =
+        production_app(|b| b.core(|c| c.deliveries.wa_webhook_secret = Some(SHARED_SECRET.into())))
+            .await;
     let auth = [("x-webhook-secret", SHARED_SECRET)];
     let event = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
         "statuses": [{"id": "wamid.dup", "status": "delivered", "timestamp": "1700000000"}],
@@ -588,7 +566,7 @@ async fn a_redelivered_provider_event_makes_one_task() {
         assert_eq!(reply.body["taskId"], task, "{}", reply.text);
         assert_eq!(reply.body["duplicate"], true, "{}", reply.text);
     }
-    let pool = &env.pool;
+    let pool = &app.pool;
     let count = || async move {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM tasks WHERE kind = 'wa_inbound'")
             .fetch_one(pool)

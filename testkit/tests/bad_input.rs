@@ -3,26 +3,16 @@
 use axum::{
     body::Body,
     http::{Request, StatusCode},
-    Router,
 };
-use jobs::testing::TestEnv;
 use serde_json::Value;
-use tower::ServiceExt;
+use testkit::TestApp;
 
-fn app(env: &TestEnv) -> Router {
-    let config = api::ApiConfig {
-        core: env.config.clone(),
-        bind: "127.0.0.1:0".parse().unwrap(),
-        tokens: api::auth::Tokens::parse("demo-token:demo,other-token:other").unwrap(),
-        body_limit: 64 * 1024,
-        long_poll_max: 60,
-        security: Default::default(),
-    };
-    api::router(api::AppState::new(
-        config,
-        env.pool.clone(),
-        env.redis.clone(),
-    ))
+/// The api with the tokens this file uses, on its own schema and Redis prefix.
+async fn app() -> TestApp {
+    TestApp::builder()
+        .tokens("demo-token:demo,other-token:other")
+        .spawn()
+        .await
 }
 
 const VALID: &str =
@@ -70,8 +60,7 @@ fn case(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_assign_requests_are_refused_with_the_field_named() {
-    let env = TestEnv::new().await;
-    let app = app(&env);
+    let app = app().await;
     let bad = StatusCode::BAD_REQUEST;
     let mut cases = vec![
         case(
@@ -301,11 +290,7 @@ async fn bad_assign_requests_are_refused_with_the_field_named() {
         if let Some(t) = c.token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
-        let resp = app
-            .clone()
-            .oneshot(req.body(Body::from(c.body)).unwrap())
-            .await
-            .unwrap();
+        let resp = app.request(req.body(Body::from(c.body)).unwrap()).await;
         let status = resp.status();
         let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
             .await
@@ -330,7 +315,7 @@ async fn bad_assign_requests_are_refused_with_the_field_named() {
         }
     }
     let tasks: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
-        .fetch_one(&env.pool)
+        .fetch_one(&app.pool)
         .await
         .unwrap();
     assert_eq!(tasks, 0, "no bad request created a task");
@@ -338,16 +323,15 @@ async fn bad_assign_requests_are_refused_with_the_field_named() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_task_lookups_are_4xx() {
-    let env = TestEnv::new().await;
-    let app = app(&env);
+    let app = app().await;
     let get = |path: String, token: Option<&'static str>| {
-        let app = app.clone();
+        let app = &app;
         async move {
             let mut req = Request::builder().uri(path);
             if let Some(t) = token {
                 req = req.header("authorization", format!("Bearer {t}"));
             }
-            let resp = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+            let resp = app.request(req.body(Body::empty()).unwrap()).await;
             let status = resp.status();
             let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
                 .await
@@ -384,14 +368,13 @@ async fn bad_task_lookups_are_4xx() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_ids_are_honoured_and_generated() {
-    let env = TestEnv::new().await;
-    let app = app(&env);
+    let app = app().await;
     let req = Request::builder()
         .uri("/healthz")
         .header("x-request-id", "client-trace-123")
         .body(Body::empty())
         .unwrap();
-    let resp = app.clone().oneshot(req).await.unwrap();
+    let resp = app.request(req).await;
     assert_eq!(resp.headers()["x-request-id"], "client-trace-123");
     let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
         .await
@@ -403,7 +386,7 @@ async fn request_ids_are_honoured_and_generated() {
         .uri("/readyz")
         .body(Body::empty())
         .unwrap();
-    let resp = app.oneshot(req).await.unwrap();
+    let resp = app.request(req).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(!resp.headers()["x-request-id"].is_empty());
 }

@@ -1,26 +1,23 @@
 //! Director: payments, the ledger read, the reports against a hand-computed fixture, the
 //! report cache, the KPI refresh job and its cron.
 
-mod common;
-
 use std::time::Duration;
 
 use axum::http::{Request, StatusCode};
-use common::*;
 use engine::TaskStatus;
-use jobs::{queues as queue, testing::TestEnv};
+use jobs::queues as queue;
 use serde_json::{json, Value};
-use tower::ServiceExt;
+use testkit::{fixtures::*, *};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-async fn get(app: &axum::Router, path: &str) -> (StatusCode, Value, Option<String>) {
+async fn get(app: &TestApp, path: &str) -> (StatusCode, Value, Option<String>) {
     let req = Request::builder()
         .uri(path)
         .header("authorization", format!("Bearer {DEMO}"))
         .body(axum::body::Body::empty())
         .unwrap();
-    let resp = app.clone().oneshot(req).await.unwrap();
+    let resp = app.request(req).await;
     let status = resp.status();
     let cache = resp
         .headers()
@@ -48,9 +45,8 @@ fn metric(body: &Value, name: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overview_matches_the_fixture_with_filters_at_the_edges() {
-    let env = TestEnv::new().await;
-    director_fixture(&env).await;
-    let app = api(&env);
+    let app = TestApp::spawn().await;
+    director_fixture(&app).await;
     for path in ["/director/reports/overview", "/director/overview"] {
         let (status, body, _) = get(&app, path).await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -117,9 +113,8 @@ async fn overview_matches_the_fixture_with_filters_at_the_edges() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn top_organizers_and_tickets_usage_rank_and_paginate() {
-    let env = TestEnv::new().await;
-    director_fixture(&env).await;
-    let app = api(&env);
+    let app = TestApp::spawn().await;
+    director_fixture(&app).await;
     let (status, body, _) = get(
         &app,
         "/director/reports/top-organizers?sort=tickets&dir=desc",
@@ -189,9 +184,8 @@ async fn top_organizers_and_tickets_usage_rank_and_paginate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debt_aging_pays_oldest_first_and_shows_credit_as_no_debt() {
-    let env = TestEnv::new().await;
-    director_fixture(&env).await;
-    let app = api(&env);
+    let app = TestApp::spawn().await;
+    director_fixture(&app).await;
     let (status, body, _) = get(&app, "/director/reports/debt-aging?to=2025-12-31").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // org_demo: 40000 paid settles #1 (35000) and 5000 of #2; #2 keeps 15000 (77 days), #4 5000 (11 days).
@@ -244,8 +238,7 @@ async fn debt_aging_pays_oldest_first_and_shows_credit_as_no_debt() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_report_filters_are_400_naming_the_parameter() {
-    let env = TestEnv::new().await;
-    let app = api(&env);
+    let app = TestApp::spawn().await;
     for (query, param) in [
         ("from=2025-13-01", "from"),
         ("to=yesterday", "to"),
@@ -274,14 +267,12 @@ async fn invalid_report_filters_are_400_naming_the_parameter() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn payments_write_the_ledger_invalidate_caches_and_trigger_one_refresh() {
-    let mut env = TestEnv::new().await;
-    env.config.kpi_refresh_coalesce = Duration::from_secs(1);
-    director_fixture(&env).await;
-    let app = api(&env);
-    let worker = RunningWorker::start(
-        worker_config(&env, &[queue::ASSIGNMENTS, queue::MAINTENANCE]),
-        test_registry(),
-    );
+    let app = TestApp::builder()
+        .core(|c| c.kpi_refresh_coalesce = Duration::from_secs(1))
+        .spawn()
+        .await;
+    director_fixture(&app).await;
+    app.add_worker(&[queue::ASSIGNMENTS, queue::MAINTENANCE]);
 
     let (_, before, first) = get(&app, "/director/reports/overview").await;
     assert_eq!(first.as_deref(), Some("miss"));
@@ -297,7 +288,7 @@ async fn payments_write_the_ledger_invalidate_caches_and_trigger_one_refresh() {
         json!({"organizerId":"org_demo","amount":1500,"currency":"mxn"}),
         json!({"organizerId":"org_demo","amountCents":250}),
     ] {
-        let (status, resp) = call(&app, "POST", "/director/payments", Some(DEMO), Some(body)).await;
+        let (status, resp) = app.payment(body).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{resp}");
         ids.push(
             resp["taskId"]
@@ -307,13 +298,13 @@ async fn payments_write_the_ledger_invalidate_caches_and_trigger_one_refresh() {
                 .unwrap(),
         );
     }
-    let rec = env.wait_finished(ids[0], WAIT).await;
+    let rec = app.wait_finished(ids[0], WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Completed, "{:?}", rec.error);
     let result = rec.result.unwrap();
     assert_eq!(result["entry"]["entryType"], "payment");
     assert_eq!(result["entry"]["amountCents"], 150_000);
     assert_eq!(result["entry"]["currency"], "MXN");
-    env.wait_finished(ids[1], WAIT).await;
+    app.wait_finished(ids[1], WAIT).await;
 
     // The writes made the cached overview stale at once, and the reports read the roll-ups
     // the ledger trigger moved in the writing transaction: no refresh needed to see them…
@@ -329,7 +320,7 @@ async fn payments_write_the_ledger_invalidate_caches_and_trigger_one_refresh() {
         let done: Vec<(String,)> = sqlx::query_as(
             "SELECT status FROM tasks WHERE kind = 'kpi_refresh' AND requester = 'system'",
         )
-        .fetch_all(&env.pool)
+        .fetch_all(&app.pool)
         .await
         .unwrap();
         if !done.is_empty() && done.iter().all(|(s,)| s == "completed") {
@@ -348,7 +339,7 @@ async fn payments_write_the_ledger_invalidate_caches_and_trigger_one_refresh() {
     let paid: i64 = sqlx::query_scalar(
         "SELECT paid_cents FROM mv_kpi_deuda_abierta WHERE organizer_id = 'org_demo' AND currency = 'MXN'",
     )
-    .fetch_one(&env.pool)
+    .fetch_one(&app.pool)
     .await
     .unwrap();
     assert_eq!(paid, 40_000 + 150_000 + 250, "the view was refreshed");
@@ -359,13 +350,12 @@ async fn payments_write_the_ledger_invalidate_caches_and_trigger_one_refresh() {
         60_000 - 190_250,
         "more paid than owed: credit"
     );
-    worker.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_payments_are_refused_with_the_field_named() {
-    let env = TestEnv::new().await;
-    let app = api(&env);
+    let app = TestApp::spawn().await;
     for (body, field) in [
         (json!({"organizerId":"org_demo"}), "amount"),
         (
@@ -390,14 +380,7 @@ async fn bad_payments_are_refused_with_the_field_named() {
         (json!({"amount":10}), "organizerId"),
         (json!({"organizerId":"org_demo","amount":10,"tip":1}), "tip"),
     ] {
-        let (status, resp) = call(
-            &app,
-            "POST",
-            "/director/payments",
-            Some(DEMO),
-            Some(body.clone()),
-        )
-        .await;
+        let (status, resp) = app.payment(body.clone()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {resp}");
         assert!(resp["error"]["fields"][field].is_string(), "{body}: {resp}");
     }
@@ -406,9 +389,8 @@ async fn bad_payments_are_refused_with_the_field_named() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_stay_correct_when_redis_is_down() {
     let mut redis = PrivateRedis::start().await;
-    let env = TestEnv::with_redis(&redis.url()).await;
-    director_fixture(&env).await;
-    let app = api(&env);
+    let app = TestApp::builder().redis_url(redis.url()).spawn().await;
+    director_fixture(&app).await;
     redis.stop();
     let (status, body, cache) = get(&app, "/director/reports/overview").await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -420,11 +402,13 @@ async fn reports_stay_correct_when_redis_is_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kpi_refresh_runs_once_per_cron_tick_across_three_replicas() {
-    let mut env = TestEnv::new().await;
-    env.config.kpi_refresh_interval = Duration::from_secs(1);
-    director_fixture(&env).await;
+    let app = TestApp::builder()
+        .core(|c| c.kpi_refresh_interval = Duration::from_secs(1))
+        .spawn()
+        .await;
+    director_fixture(&app).await;
     let replicas: Vec<RunningWorker> = (0..3)
-        .map(|_| RunningWorker::start(worker_config(&env, &[queue::MAINTENANCE]), test_registry()))
+        .map(|_| app.start_worker(&[queue::MAINTENANCE]))
         .collect();
     tokio::time::sleep(Duration::from_millis(4_500)).await;
     for r in replicas {
@@ -434,7 +418,7 @@ async fn kpi_refresh_runs_once_per_cron_tick_across_three_replicas() {
         "SELECT idempotency_key, count(*) FROM tasks WHERE kind = 'kpi_refresh' AND requester = 'cron' \
          GROUP BY idempotency_key ORDER BY 1",
     )
-    .fetch_all(&env.pool)
+    .fetch_all(&app.pool)
     .await
     .unwrap();
     assert!(per_tick.len() >= 3, "several ticks passed: {per_tick:?}");
@@ -445,7 +429,7 @@ async fn kpi_refresh_runs_once_per_cron_tick_across_three_replicas() {
     let done: Vec<(String, serde_json::Value)> = sqlx::query_as(
         "SELECT status, result FROM tasks WHERE kind = 'kpi_refresh' AND status = 'completed' LIMIT 1",
     )
-    .fetch_all(&env.pool)
+    .fetch_all(&app.pool)
     .await
     .unwrap();
     assert!(!done.is_empty(), "the refresh ran");
@@ -520,8 +504,8 @@ impl Lcg {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ledger_rollups_match_a_recomputation_after_concurrent_mixed_writes() {
     // Its own organizers and events only: every entry comes from the writers below.
-    let env = TestEnv::new().await;
-    env.seed_demo().await;
+    let app = TestApp::spawn().await;
+    app.seed_demo().await;
     // org_r1 and org_r2 get the last bitmap place of the first 8,192-organizer chunk and the
     // first of the second (director_kpi_day, migration 8).
     sqlx::raw_sql(
@@ -530,7 +514,7 @@ async fn ledger_rollups_match_a_recomputation_after_concurrent_mixed_writes() {
          INSERT INTO events (id, organizer_id, name, type) VALUES ('ev_acme', 'org_acme', 'Acme Fest', 'standard'),
           ('ev_r1', 'org_r1', 'R1 Fest', 'standard'), ('ev_r2', 'org_r2', 'R2 Night', 'premium');",
     )
-    .execute(&env.pool)
+    .execute(&app.pool)
     .await
     .unwrap();
     let orgs = [
@@ -543,7 +527,7 @@ async fn ledger_rollups_match_a_recomputation_after_concurrent_mixed_writes() {
     // the FIFO order is not the insert order), payments, multi-row statements over several
     // organizers, two-statement transactions (one in five rolled back), two currencies.
     let writers = (0..6u64).map(|w| {
-        let pool = env.pool.clone();
+        let pool = app.pool.clone();
         tokio::spawn(async move {
             let mut rng = Lcg(w + 1);
             for _ in 0..60 {
@@ -630,7 +614,7 @@ async fn ledger_rollups_match_a_recomputation_after_concurrent_mixed_writes() {
         w.await.unwrap();
     }
     let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM director_ledger_entries")
-        .fetch_one(&env.pool)
+        .fetch_one(&app.pool)
         .await
         .unwrap();
     assert!(entries > 300, "the writers wrote: {entries}");
@@ -638,7 +622,7 @@ async fn ledger_rollups_match_a_recomputation_after_concurrent_mixed_writes() {
         "SELECT (SELECT COALESCE(sum(unpaid_cents), 0)::bigint FROM director_debt_day), \
                 (SELECT count(*) FROM director_kpi_org_total WHERE paid_cents > assigned_cents)",
     )
-    .fetch_one(&env.pool)
+    .fetch_one(&app.pool)
     .await
     .unwrap();
     assert!(unpaid > 0, "some debt is open");
@@ -659,14 +643,14 @@ async fn ledger_rollups_match_a_recomputation_after_concurrent_mixed_writes() {
             let mut q = jobs::domain::reports::ReportFilter::new(cur);
             q.from = from;
             q.to = to;
-            let all = jobs::domain::reports::debt_aging(&env.pool, &q)
+            let all = jobs::domain::reports::debt_aging(&app.pool, &q)
                 .await
                 .unwrap();
             let mut sum = vec![(0i64, 0i64); 4];
             for (org, _) in orgs {
                 let mut one = q.clone();
                 one.organizer_id = Some(org.to_string());
-                let r = jobs::domain::reports::debt_aging(&env.pool, &one)
+                let r = jobs::domain::reports::debt_aging(&app.pool, &one)
                     .await
                     .unwrap();
                 for (i, b) in r["data"].as_array().unwrap().iter().enumerate() {
@@ -708,7 +692,7 @@ async fn ledger_rollups_match_a_recomputation_after_concurrent_mixed_writes() {
             let mut q = jobs::domain::reports::ReportFilter::new(cur);
             q.from = from;
             q.to = to;
-            let body = jobs::domain::reports::overview(&env.pool, &q)
+            let body = jobs::domain::reports::overview(&app.pool, &q)
                 .await
                 .unwrap();
             let got: Vec<i64> = [
@@ -732,7 +716,7 @@ async fn ledger_rollups_match_a_recomputation_after_concurrent_mixed_writes() {
             .bind(cur)
             .bind(from)
             .bind(to)
-            .fetch_one(&env.pool)
+            .fetch_one(&app.pool)
             .await
             .unwrap();
             assert_eq!(
@@ -742,7 +726,7 @@ async fn ledger_rollups_match_a_recomputation_after_concurrent_mixed_writes() {
             );
             let mut top = q.clone();
             top.page_size = 500;
-            let body = jobs::domain::reports::top_organizers(&env.pool, &top)
+            let body = jobs::domain::reports::top_organizers(&app.pool, &top)
                 .await
                 .unwrap();
             let summed: i64 = body["data"]
@@ -755,7 +739,7 @@ async fn ledger_rollups_match_a_recomputation_after_concurrent_mixed_writes() {
         }
     }
 
-    let drift = rollup_drift(&env.pool).await;
+    let drift = rollup_drift(&app.pool).await;
     assert!(
         drift.iter().all(|(_, n)| *n == 0),
         "maintained roll-ups differ from a recomputation: {drift:?}"
@@ -766,7 +750,7 @@ async fn ledger_rollups_match_a_recomputation_after_concurrent_mixed_writes() {
         "UPDATE director_ledger_entries SET amount_cents = 1",
         "DELETE FROM director_ledger_entries",
     ] {
-        let err = sqlx::query(sql).execute(&env.pool).await.unwrap_err();
+        let err = sqlx::query(sql).execute(&app.pool).await.unwrap_err();
         assert!(err.to_string().contains("append-only"), "{sql}: {err}");
     }
 }
@@ -777,12 +761,12 @@ async fn ledger_rollups_match_a_recomputation_after_concurrent_mixed_writes() {
 /// the tables, and the overview (undated and dated) equals counting the rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn status_counts_follow_concurrent_guest_and_delivery_writes() {
-    let env = TestEnv::new().await;
-    env.seed_demo().await;
+    let app = TestApp::spawn().await;
+    app.seed_demo().await;
     const GUEST: [&str; 3] = ["pending", "confirmed", "scanned"];
     const DELIVERY: [&str; 5] = ["queued", "sent", "delivered", "read", "failed"];
     let writers = (0..4u64).map(|w| {
-        let pool = env.pool.clone();
+        let pool = app.pool.clone();
         tokio::spawn(async move {
             let mut rng = Lcg(w + 11);
             for i in 0..40u64 {
@@ -868,7 +852,7 @@ async fn status_counts_follow_concurrent_guest_and_delivery_writes() {
         w.await.unwrap();
     }
     let deliveries: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries")
-        .fetch_one(&env.pool)
+        .fetch_one(&app.pool)
         .await
         .unwrap();
     assert!(deliveries > 100, "the writers wrote: {deliveries}");
@@ -883,7 +867,7 @@ async fn status_counts_follow_concurrent_guest_and_delivery_writes() {
          SELECT count(*) FROM ((SELECT * FROM kept EXCEPT SELECT * FROM real) \
                                UNION ALL (SELECT * FROM real EXCEPT SELECT * FROM kept)) d",
     )
-    .fetch_one(&env.pool)
+    .fetch_one(&app.pool)
     .await
     .unwrap();
     assert_eq!(drift, 0, "kept counts differ from the tables");
@@ -898,7 +882,7 @@ async fn status_counts_follow_concurrent_guest_and_delivery_writes() {
         let mut q = jobs::domain::reports::ReportFilter::new("MXN");
         q.from = from;
         q.to = to;
-        let body = jobs::domain::reports::overview(&env.pool, &q)
+        let body = jobs::domain::reports::overview(&app.pool, &q)
             .await
             .unwrap();
         for (metric_name, table) in [
@@ -913,7 +897,7 @@ async fn status_counts_follow_concurrent_guest_and_delivery_writes() {
             ))
             .bind(from)
             .bind(to)
-            .fetch_all(&env.pool)
+            .fetch_all(&app.pool)
             .await
             .unwrap();
             let want: Vec<Value> = want
@@ -930,12 +914,12 @@ async fn status_counts_follow_concurrent_guest_and_delivery_writes() {
 
     // TRUNCATE empties the counts of that table too.
     sqlx::query("TRUNCATE deliveries")
-        .execute(&env.pool)
+        .execute(&app.pool)
         .await
         .unwrap();
     let left: i64 =
         sqlx::query_scalar("SELECT count(*) FROM director_status_day WHERE source = 'deliveries'")
-            .fetch_one(&env.pool)
+            .fetch_one(&app.pool)
             .await
             .unwrap();
     assert_eq!(left, 0);

@@ -1,63 +1,41 @@
 //! A provider event delivered several times (redelivery, or concurrent retries) is applied
 //! once: one `wa_inbound` task, one status transition, one window update (issue 10 §2).
 
-mod common;
-
 use std::time::Duration;
 
-use axum::{
-    body::Body,
-    http::{Request, StatusCode},
-    Router,
-};
-use common::{api, worker_config, RunningWorker};
+use axum::http::StatusCode;
 use engine::TaskStatus;
-use jobs::{queues as queue, testing::TestEnv};
+use jobs::queues as queue;
 use serde_json::{json, Value};
-use tower::ServiceExt;
+use testkit::TestApp;
 use uuid::Uuid;
-
-async fn post_webhook(app: &Router, body: String) -> (StatusCode, Value) {
-    let req = Request::post("/wa/webhook")
-        .header("content-type", "application/json")
-        .body(Body::from(body))
-        .unwrap();
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_event_five_times_at_once_is_applied_once() {
-    let env = TestEnv::new().await;
-    env.seed_demo().await;
+    let app = TestApp::builder()
+        .seed_demo()
+        .registry(jobs::kinds::registry().unwrap())
+        .spawn()
+        .await;
     sqlx::raw_sql(
         "INSERT INTO guests (id, event_id, name, phone) VALUES ('g1', 'ev_demo', 'Ana', '+5215550000'); \
          INSERT INTO deliveries (id, event_id, guest_id, channel, kind, status, provider_message_id, sent_at) \
          VALUES ('0190a0c0-0000-7000-8000-000000000001', 'ev_demo', 'g1', 'whatsapp', 'invitation', 'sent', 'wamid.DUP', now());",
     )
-    .execute(&env.pool)
+    .execute(&app.pool)
     .await
     .unwrap();
-    let app = api(&env);
-    let worker = RunningWorker::start(
-        worker_config(&env, &[queue::WEBHOOKS]),
-        jobs::kinds::registry().unwrap(),
-    );
+    app.add_worker(&[queue::WEBHOOKS]);
     let ts = chrono::Utc::now().timestamp().to_string();
     let event = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
         "statuses": [{"id": "wamid.DUP", "status": "delivered", "timestamp": ts, "recipient_id": "5215550000"}],
         "messages": [{"from": "5215550000", "id": "wamid.in.DUP", "timestamp": ts, "type": "text", "text": {"body": "hola"}}]
     }}]}]});
 
-    let replies =
-        futures::future::join_all((0..5).map(|_| post_webhook(&app, event.to_string()))).await;
+    let replies = {
+        let body = event.to_string();
+        futures::future::join_all((0..5).map(|_| app.webhook(&[], &body))).await
+    };
     let mut ids = Vec::new();
     for (status, body) in &replies {
         assert_eq!(*status, StatusCode::OK, "{body}");
@@ -70,19 +48,19 @@ async fn the_same_event_five_times_at_once_is_applied_once() {
         1,
         "every redelivery answers the first call's task"
     );
-    let rec = env.wait_finished(ids[0], Duration::from_secs(20)).await;
+    let rec = app.wait_finished(ids[0], Duration::from_secs(20)).await;
     assert_eq!(rec.status(), TaskStatus::Completed, "{:?}", rec.error);
     // A late redelivery, after the first call was applied, changes nothing either.
-    let (status, body) = post_webhook(&app, event.to_string()).await;
+    let (status, body) = app.webhook(&[], &event.to_string()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["taskId"].as_str().unwrap(), ids[0].to_string());
-    worker.stop().await;
+    app.stop().await;
 
     // Effects summed over every wa_inbound task there is: one transition, one window touch.
     let results: Vec<Value> = sqlx::query_scalar(
         "SELECT result FROM tasks WHERE kind = 'wa_inbound' AND result IS NOT NULL",
     )
-    .fetch_all(&env.pool)
+    .fetch_all(&app.pool)
     .await
     .unwrap();
     let sum = |field: &str| {
@@ -95,7 +73,7 @@ async fn the_same_event_five_times_at_once_is_applied_once() {
     assert_eq!(sum("sessionsTouched"), 1, "{results:?}");
     let status: String =
         sqlx::query_scalar("SELECT status FROM deliveries WHERE provider_message_id = 'wamid.DUP'")
-            .fetch_one(&env.pool)
+            .fetch_one(&app.pool)
             .await
             .unwrap();
     assert_eq!(status, "delivered");

@@ -2,8 +2,6 @@
 //! HTTP server playing 360dialog (wiremock) and a real SMTP sink (aiosmtpd), with the
 //! delivery rows and the task rows checked after.
 
-mod common;
-
 use std::{
     collections::HashMap,
     sync::{
@@ -16,13 +14,11 @@ use std::{
 use axum::{
     body::Body,
     http::{Request as HttpRequest, StatusCode},
-    Router,
 };
-use common::*;
 use engine::{retry::Backoff, AttemptError, Registry, TaskStatus};
-use jobs::{kinds::delivery, queues as queue, testing::TestEnv};
+use jobs::{kinds::delivery, queues as queue};
 use serde_json::{json, Value};
-use tower::ServiceExt;
+use testkit::*;
 use uuid::Uuid;
 use wiremock::{
     matchers::{header, method, path},
@@ -46,39 +42,29 @@ fn fast_registry() -> Registry<jobs::Services> {
     r
 }
 
-async fn seed_guests(env: &TestEnv) {
-    env.seed_demo().await;
+async fn seed_guests(app: &TestApp) {
+    app.seed_demo().await;
     sqlx::raw_sql(
         "INSERT INTO guests (id, event_id, name, email, phone, ticket_code) VALUES \
              ('g1', 'ev_demo', 'Ana Demo', 'ana@example.com', '+5215550000', 'TKT-DEMO-0001'), \
              ('g2', 'ev_demo', 'Beto Demo', 'beto@example.com', NULL, NULL), \
              ('g3', 'ev_demo', 'Caro Demo', NULL, '+5215550003', NULL);",
     )
-    .execute(&env.pool)
+    .execute(&app.pool)
     .await
     .unwrap();
 }
 
-fn start_worker(env: &TestEnv) -> RunningWorker {
-    RunningWorker::start(
-        worker_config(env, &[queue::DELIVERIES, queue::WEBHOOKS]),
-        fast_registry(),
-    )
+/// The queues this file's workers serve.
+const QUEUES: &[&str] = &[queue::DELIVERIES, queue::WEBHOOKS];
+
+/// An app whose workers run the kinds with fast backoffs.
+fn builder() -> TestAppBuilder {
+    TestApp::builder().registry(fast_registry())
 }
 
-async fn send(app: &Router, event: &str, guest: &str, body: Value) -> (StatusCode, Value) {
-    call(
-        app,
-        "POST",
-        &format!("/events/{event}/guests/{guest}/send"),
-        Some(DEMO),
-        Some(body),
-    )
-    .await
-}
-
-async fn send_ok(app: &Router, guest: &str, body: Value) -> Uuid {
-    let (status, resp) = send(app, "ev_demo", guest, body).await;
+async fn send_ok(app: &TestApp, guest: &str, body: Value) -> Uuid {
+    let (status, resp) = app.send("ev_demo", guest, body).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{resp}");
     assert_eq!(resp["deliveryId"], resp["taskId"]);
     resp["taskId"].as_str().unwrap().parse().unwrap()
@@ -91,11 +77,11 @@ struct DeliveryRow {
     error: Option<Value>,
 }
 
-async fn delivery_row(env: &TestEnv, id: Uuid) -> DeliveryRow {
+async fn delivery_row(app: &TestApp, id: Uuid) -> DeliveryRow {
     let (status, provider_message_id, error): (String, Option<String>, Option<Value>) =
         sqlx::query_as("SELECT status, provider_message_id, error FROM deliveries WHERE id = $1")
             .bind(id)
-            .fetch_one(&env.pool)
+            .fetch_one(&app.pool)
             .await
             .unwrap();
     DeliveryRow {
@@ -113,43 +99,32 @@ fn wa_ok(id: &str) -> ResponseTemplate {
     }))
 }
 
-/// An env whose WhatsApp client talks to `server`.
-async fn env_with_whatsapp(server: &MockServer) -> TestEnv {
-    let mut env = TestEnv::new().await;
-    env.config.deliveries.whatsapp_api_url = server.uri();
-    env.config.deliveries.whatsapp_api_key = Some("test-key".into());
-    env
+/// An app whose WhatsApp client talks to `server`.
+async fn app_with_whatsapp(server: &MockServer) -> TestApp {
+    let provider = server.uri();
+    builder()
+        .core(move |c| {
+            c.deliveries.whatsapp_api_url = provider;
+            c.deliveries.whatsapp_api_key = Some("test-key".into());
+        })
+        .spawn()
+        .await
 }
 
-async fn post_webhook(app: &Router, secret: Option<&str>, body: &str) -> (StatusCode, Value) {
-    let mut req = HttpRequest::builder()
-        .method("POST")
-        .uri("/wa/webhook")
-        .header("content-type", "application/json");
-    if let Some(s) = secret {
-        req = req.header("x-webhook-secret", s);
+/// Posts a webhook, with the shared secret header when given.
+async fn post_webhook(app: &TestApp, secret: Option<&str>, body: &str) -> (StatusCode, Value) {
+    match secret {
+        Some(s) => app.webhook(&[("x-webhook-secret", s)], body).await,
+        None => app.webhook(&[], body).await,
     }
-    let resp = app
-        .clone()
-        .oneshot(req.body(Body::from(body.to_string())).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
 }
 
 /// Posts a webhook and waits until its `wa_inbound` task finished.
-async fn webhook_applied(env: &TestEnv, app: &Router, payload: Value) -> Value {
+async fn webhook_applied(app: &TestApp, payload: Value) -> Value {
     let (status, resp) = post_webhook(app, None, &payload.to_string()).await;
     assert_eq!(status, StatusCode::OK, "{resp}");
     let id: Uuid = resp["taskId"].as_str().unwrap().parse().unwrap();
-    let rec = env.wait_finished(id, WAIT).await;
+    let rec = app.wait_finished(id, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Completed, "{:?}", rec.error);
     rec.result.unwrap()
 }
@@ -190,17 +165,16 @@ async fn whatsapp_sends_a_template_outside_the_window_and_text_inside() {
         .respond_with(wa_ok("wamid.TEXT"))
         .mount(&server)
         .await;
-    let env = env_with_whatsapp(&server).await;
-    seed_guests(&env).await;
-    let app = api(&env);
-    let worker = start_worker(&env);
+    let app = app_with_whatsapp(&server).await;
+    seed_guests(&app).await;
+    app.add_worker(QUEUES);
 
     // The seed's smoke-test body: kind defaults to invitation.
     let id = send_ok(&app, "g1", json!({"channel": "whatsapp"})).await;
-    let rec = env.wait_finished(id, WAIT).await;
+    let rec = app.wait_finished(id, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Completed, "{:?}", rec.error);
     assert_eq!(rec.result.as_ref().unwrap()["mode"], "template");
-    let row = delivery_row(&env, id).await;
+    let row = delivery_row(&app, id).await;
     assert_eq!(row.status, "sent");
     assert_eq!(row.provider_message_id.as_deref(), Some("wamid.TEMPLATE"));
 
@@ -218,20 +192,20 @@ async fn whatsapp_sends_a_template_outside_the_window_and_text_inside() {
 
     // The guest writes: the window opens and the next message is free-form text.
     let now = chrono::Utc::now().timestamp();
-    webhook_applied(&env, &app, cloud_inbound("5215550000", now)).await;
+    webhook_applied(&app, cloud_inbound("5215550000", now)).await;
     let id = send_ok(
         &app,
         "g1",
         json!({"channel": "whatsapp", "kind": "reminder"}),
     )
     .await;
-    let rec = env.wait_finished(id, WAIT).await;
+    let rec = app.wait_finished(id, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Completed, "{:?}", rec.error);
     let requests = server.received_requests().await.unwrap();
     let body: Value = serde_json::from_slice(&requests[1].body).unwrap();
     assert_eq!(body["type"], "text");
     assert!(body["text"]["body"].as_str().unwrap().contains("Demo Fest"));
-    worker.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -246,19 +220,18 @@ async fn whatsapp_500_then_200_is_retried_and_sent_once() {
         .respond_with(wa_ok("wamid.OK"))
         .mount(&server)
         .await;
-    let env = env_with_whatsapp(&server).await;
-    seed_guests(&env).await;
-    let app = api(&env);
-    let worker = start_worker(&env);
+    let app = app_with_whatsapp(&server).await;
+    seed_guests(&app).await;
+    app.add_worker(QUEUES);
     let id = send_ok(&app, "g1", json!({"channel": "whatsapp"})).await;
-    let rec = env.wait_finished(id, WAIT).await;
+    let rec = app.wait_finished(id, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Completed, "{:?}", rec.error);
     assert_eq!(rec.attempts, 2);
     let errors: Vec<AttemptError> = serde_json::from_value(rec.errors).unwrap();
     assert_eq!(errors[0].code, "provider_unavailable");
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
-    assert_eq!(delivery_row(&env, id).await.status, "sent");
-    worker.stop().await;
+    assert_eq!(delivery_row(&app, id).await.status, "sent");
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -273,12 +246,11 @@ async fn whatsapp_429_waits_for_retry_after() {
         .respond_with(wa_ok("wamid.LATER"))
         .mount(&server)
         .await;
-    let env = env_with_whatsapp(&server).await;
-    seed_guests(&env).await;
-    let app = api(&env);
-    let worker = start_worker(&env);
+    let app = app_with_whatsapp(&server).await;
+    seed_guests(&app).await;
+    app.add_worker(QUEUES);
     let id = send_ok(&app, "g1", json!({"channel": "whatsapp"})).await;
-    let rec = env.wait_finished(id, WAIT).await;
+    let rec = app.wait_finished(id, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Completed, "{:?}", rec.error);
     let errors: Vec<AttemptError> = serde_json::from_value(rec.errors).unwrap();
     assert_eq!(errors[0].code, "provider_rate_limited");
@@ -288,7 +260,7 @@ async fn whatsapp_429_waits_for_retry_after() {
     assert!(delay >= chrono::TimeDelta::milliseconds(950), "{delay:?}");
     let requests = server.received_requests().await.unwrap();
     assert_eq!(requests.len(), 2);
-    worker.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -301,12 +273,11 @@ async fn whatsapp_400_fails_at_once_with_the_providers_reason() {
         }})))
         .mount(&server)
         .await;
-    let env = env_with_whatsapp(&server).await;
-    seed_guests(&env).await;
-    let app = api(&env);
-    let worker = start_worker(&env);
+    let app = app_with_whatsapp(&server).await;
+    seed_guests(&app).await;
+    app.add_worker(QUEUES);
     let id = send_ok(&app, "g1", json!({"channel": "whatsapp"})).await;
-    let rec = env.wait_finished(id, WAIT).await;
+    let rec = app.wait_finished(id, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Failed);
     assert_eq!(rec.attempts, 1, "a 4xx is never retried");
     let err = rec.error.unwrap();
@@ -315,14 +286,14 @@ async fn whatsapp_400_fails_at_once_with_the_providers_reason() {
         .as_str()
         .unwrap()
         .contains("not in allowed list"));
-    let row = delivery_row(&env, id).await;
+    let row = delivery_row(&app, id).await;
     assert_eq!(row.status, "failed");
     assert!(row.error.unwrap()["message"]
         .as_str()
         .unwrap()
         .contains("not in allowed list"));
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
-    worker.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -332,28 +303,27 @@ async fn whatsapp_exhausting_retries_is_dead_and_the_delivery_failed() {
         .respond_with(ResponseTemplate::new(503))
         .mount(&server)
         .await;
-    let env = env_with_whatsapp(&server).await;
-    seed_guests(&env).await;
-    let app = api(&env);
-    let worker = start_worker(&env);
+    let app = app_with_whatsapp(&server).await;
+    seed_guests(&app).await;
+    app.add_worker(QUEUES);
     let id = send_ok(&app, "g1", json!({"channel": "whatsapp"})).await;
-    let rec = env.wait_finished(id, WAIT).await;
+    let rec = app.wait_finished(id, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Dead);
     assert_eq!(rec.attempts, delivery::MAX_ATTEMPTS);
     assert_eq!(
         server.received_requests().await.unwrap().len(),
         delivery::MAX_ATTEMPTS as usize
     );
-    let row = delivery_row(&env, id).await;
+    let row = delivery_row(&app, id).await;
     assert_eq!(row.status, "failed");
     assert_eq!(row.error.unwrap()["attempt"], delivery::MAX_ATTEMPTS);
-    worker.stop().await;
+    app.stop().await;
 }
 
 // ------------------------------------------------------------------- webhook ----
 
 /// A delivery already sent with a known provider message id.
-async fn sent_delivery(env: &TestEnv, message_id: &str) -> Uuid {
+async fn sent_delivery(app: &TestApp, message_id: &str) -> Uuid {
     let id = Uuid::now_v7();
     sqlx::query(
         "INSERT INTO deliveries (id, event_id, guest_id, channel, kind, status, provider_message_id, sent_at) \
@@ -361,7 +331,7 @@ async fn sent_delivery(env: &TestEnv, message_id: &str) -> Uuid {
     )
     .bind(id)
     .bind(message_id)
-    .execute(&env.pool)
+    .execute(&app.pool)
     .await
     .unwrap();
     id
@@ -369,20 +339,18 @@ async fn sent_delivery(env: &TestEnv, message_id: &str) -> Uuid {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn webhook_statuses_only_move_forward_and_duplicates_are_harmless() {
-    let env = TestEnv::new().await;
-    seed_guests(&env).await;
-    let app = api(&env);
-    let worker = start_worker(&env);
-    let a = sent_delivery(&env, "wamid.A").await;
-    let b = sent_delivery(&env, "wamid.B").await;
+    let app = builder().spawn().await;
+    seed_guests(&app).await;
+    app.add_worker(QUEUES);
+    let a = sent_delivery(&app, "wamid.A").await;
+    let b = sent_delivery(&app, "wamid.B").await;
     let ts = chrono::Utc::now().timestamp();
     let st = |id: &str, status: &str| json!({"id": id, "status": status, "timestamp": ts.to_string(), "recipient_id": "5215550000"});
 
     // Out of order: read arrives before delivered; then a late sent, and duplicates.
-    let r = webhook_applied(&env, &app, cloud_statuses(json!([st("wamid.A", "read")]))).await;
+    let r = webhook_applied(&app, cloud_statuses(json!([st("wamid.A", "read")]))).await;
     assert_eq!(r["statuses"], 1);
     webhook_applied(
-        &env,
         &app,
         cloud_statuses(json!([
             st("wamid.A", "delivered"),
@@ -392,8 +360,8 @@ async fn webhook_statuses_only_move_forward_and_duplicates_are_harmless() {
     )
     .await;
     // The flat 360dialog v1 shape, with a failure that may not undo `read`.
-    webhook_applied(&env, &app, json!({"statuses": [st("wamid.A", "failed"), st("wamid.B", "delivered"), st("wamid.B", "delivered")]})).await;
-    let row = delivery_row(&env, a).await;
+    webhook_applied(&app, json!({"statuses": [st("wamid.A", "failed"), st("wamid.B", "delivered"), st("wamid.B", "delivered")]})).await;
+    let row = delivery_row(&app, a).await;
     assert_eq!(row.status, "read");
     assert!(row.error.is_none());
     let (delivered_at, read_at): (
@@ -401,41 +369,37 @@ async fn webhook_statuses_only_move_forward_and_duplicates_are_harmless() {
         Option<chrono::DateTime<chrono::Utc>>,
     ) = sqlx::query_as("SELECT delivered_at, read_at FROM deliveries WHERE id = $1")
         .bind(a)
-        .fetch_one(&env.pool)
+        .fetch_one(&app.pool)
         .await
         .unwrap();
     assert!(
         delivered_at.is_some() && read_at.is_some(),
         "read implies delivered"
     );
-    assert_eq!(delivery_row(&env, b).await.status, "delivered");
+    assert_eq!(delivery_row(&app, b).await.status, "delivered");
 
     // A failure report on a sent message fails it, with the provider's reason.
-    let c = sent_delivery(&env, "wamid.C").await;
+    let c = sent_delivery(&app, "wamid.C").await;
     let failed = json!({"id": "wamid.C", "status": "failed", "timestamp": ts.to_string(), "recipient_id": "5215550000",
         "errors": [{"code": 131026, "title": "Message undeliverable"}]});
-    webhook_applied(&env, &app, cloud_statuses(json!([failed]))).await;
-    webhook_applied(
-        &env,
-        &app,
-        cloud_statuses(json!([st("wamid.C", "delivered")])),
-    )
-    .await;
-    let row = delivery_row(&env, c).await;
+    webhook_applied(&app, cloud_statuses(json!([failed]))).await;
+    webhook_applied(&app, cloud_statuses(json!([st("wamid.C", "delivered")]))).await;
+    let row = delivery_row(&app, c).await;
     assert_eq!(row.status, "failed", "failed is final");
     assert_eq!(row.error.unwrap()["message"], "Message undeliverable");
 
     // The smoke test's empty payload is accepted and does nothing.
-    let r = webhook_applied(&env, &app, json!({})).await;
+    let r = webhook_applied(&app, json!({})).await;
     assert_eq!(r["statuses"], 0);
-    worker.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn webhook_checks_the_shared_secret_and_rejects_bad_json() {
-    let mut env = TestEnv::new().await;
-    env.config.deliveries.wa_webhook_secret = Some("s3cret-value".into());
-    let app = api(&env);
+    let app = builder()
+        .core(|c| c.deliveries.wa_webhook_secret = Some("s3cret-value".into()))
+        .spawn()
+        .await;
     let (status, body) = post_webhook(&app, None, "{}").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     let (status, _) = post_webhook(&app, Some("wrong"), "{}").await;
@@ -449,20 +413,19 @@ async fn webhook_checks_the_shared_secret_and_rejects_bad_json() {
     assert_eq!(status, StatusCode::OK, "{body}");
     // Accepted means stored: the task row exists before the 200.
     let id: Uuid = body["taskId"].as_str().unwrap().parse().unwrap();
-    assert_eq!(env.task(id).await.kind, "wa_inbound");
+    assert_eq!(app.task(id).await.kind, "wa_inbound");
     assert!(body["requestId"].is_string());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn inbound_messages_open_the_window_which_expires_after_24_hours() {
-    let env = TestEnv::new().await;
-    seed_guests(&env).await;
-    let app = api(&env);
-    let worker = start_worker(&env);
+    let app = builder().spawn().await;
+    seed_guests(&app).await;
+    app.add_worker(QUEUES);
     let session = |phone: &str| {
-        let app = app.clone();
+        let app = &app;
         let path = format!("/wa/session/{phone}");
-        async move { call(&app, "GET", &path, Some(DEMO), None).await }
+        async move { app.call("GET", &path, Some(DEMO), None).await }
     };
     let (status, body) = session("5215550000").await;
     assert_eq!(status, StatusCode::OK);
@@ -471,9 +434,9 @@ async fn inbound_messages_open_the_window_which_expires_after_24_hours() {
     assert!(body["lastInboundAt"].is_null());
 
     let now = chrono::Utc::now().timestamp();
-    webhook_applied(&env, &app, cloud_inbound("5215550000", now - 60)).await;
+    webhook_applied(&app, cloud_inbound("5215550000", now - 60)).await;
     // An older message arriving late does not move the window back.
-    webhook_applied(&env, &app, json!({"messages": [{"from": "5215550000", "id": "x", "timestamp": (now - 7200).to_string(), "type": "text", "text": {"body": "old"}}]})).await;
+    webhook_applied(&app, json!({"messages": [{"from": "5215550000", "id": "x", "timestamp": (now - 7200).to_string(), "type": "text", "text": {"body": "old"}}]})).await;
     let (_, body) = session("+5215550000").await;
     assert_eq!(body["open"], true, "{body}");
     let last: chrono::DateTime<chrono::Utc> =
@@ -484,7 +447,7 @@ async fn inbound_messages_open_the_window_which_expires_after_24_hours() {
     assert_eq!(expires - last, chrono::TimeDelta::hours(24));
 
     // 25 hours ago: the window has expired.
-    webhook_applied(&env, &app, cloud_inbound("5215550009", now - 25 * 3600)).await;
+    webhook_applied(&app, cloud_inbound("5215550009", now - 25 * 3600)).await;
     let (_, body) = session("5215550009").await;
     assert_eq!(body["open"], false, "{body}");
     assert!(body["lastInboundAt"].is_string());
@@ -494,16 +457,15 @@ async fn inbound_messages_open_the_window_which_expires_after_24_hours() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
         assert!(body["error"]["fields"]["phone"].is_string());
     }
-    worker.stop().await;
+    app.stop().await;
 }
 
 // ----------------------------------------------------------------- bad input ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_input_on_the_delivery_routes_is_a_4xx_naming_the_problem() {
-    let env = TestEnv::new().await;
-    seed_guests(&env).await;
-    let app = api(&env);
+    let app = builder().spawn().await;
+    seed_guests(&app).await;
     let cases: Vec<(&str, Value, StatusCode, &str)> = vec![
         (
             "/events/ev_demo/guests/g1/send",
@@ -615,7 +577,7 @@ async fn bad_input_on_the_delivery_routes_is_a_4xx_naming_the_problem() {
         ),
     ];
     for (path, body, expected, field) in cases {
-        let (status, resp) = call(&app, "POST", path, Some(DEMO), Some(body.clone())).await;
+        let (status, resp) = app.call("POST", path, Some(DEMO), Some(body.clone())).await;
         assert_eq!(status, expected, "{path} {body}: {resp}");
         assert!(
             resp["error"]["fields"][field].is_string(),
@@ -630,43 +592,38 @@ async fn bad_input_on_the_delivery_routes_is_a_4xx_naming_the_problem() {
         .header("content-type", "application/json")
         .body(Body::from("{\"channel\":"))
         .unwrap();
-    let resp = app.clone().oneshot(req).await.unwrap();
+    let resp = app.request(req).await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    let (status, _) = call(
-        &app,
-        "POST",
-        "/events/ev_demo/guests/g1/send",
-        None,
-        Some(json!({"channel": "email"})),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            "POST",
+            "/events/ev_demo/guests/g1/send",
+            None,
+            Some(json!({"channel": "email"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _) = call(
-        &app,
-        "GET",
-        "/events/ev_demo/guests/g1/send",
-        Some(DEMO),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call("GET", "/events/ev_demo/guests/g1/send", Some(DEMO), None)
+        .await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     let long = "x".repeat(65);
-    let (status, _) = call(
-        &app,
-        "POST",
-        &format!("/events/{long}/guests/g1/send"),
-        Some(DEMO),
-        Some(json!({"channel": "email"})),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            "POST",
+            &format!("/events/{long}/guests/g1/send"),
+            Some(DEMO),
+            Some(json!({"channel": "email"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     // Nothing reached a queue.
     let tasks: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
-        .fetch_one(&env.pool)
+        .fetch_one(&app.pool)
         .await
         .unwrap();
     let deliveries: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries")
-        .fetch_one(&env.pool)
+        .fetch_one(&app.pool)
         .await
         .unwrap();
     assert_eq!((tasks, deliveries), (0, 0));
@@ -676,18 +633,17 @@ async fn bad_input_on_the_delivery_routes_is_a_4xx_naming_the_problem() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_credentials_sends_go_to_the_outbox() {
-    let env = TestEnv::new().await;
-    seed_guests(&env).await;
-    let app = api(&env);
-    let worker = start_worker(&env);
+    let app = builder().spawn().await;
+    seed_guests(&app).await;
+    app.add_worker(QUEUES);
     let wa = send_ok(&app, "g1", json!({"channel": "whatsapp"})).await;
     let mail = send_ok(&app, "g1", json!({"channel": "email", "kind": "reminder"})).await;
     for id in [wa, mail] {
-        let rec = env.wait_finished(id, WAIT).await;
+        let rec = app.wait_finished(id, WAIT).await;
         assert_eq!(rec.status(), TaskStatus::Completed, "{:?}", rec.error);
-        assert_eq!(delivery_row(&env, id).await.status, "sent");
+        assert_eq!(delivery_row(&app, id).await.status, "sent");
     }
-    let outbox = &env.config.deliveries.outbox_dir;
+    let outbox = &app.config.deliveries.outbox_dir;
     let lines = std::fs::read_to_string(outbox.join("whatsapp.jsonl")).unwrap();
     let line: Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
     assert_eq!(line["deliveryId"], wa.to_string());
@@ -695,7 +651,7 @@ async fn without_credentials_sends_go_to_the_outbox() {
     let eml = std::fs::read_to_string(outbox.join("mail").join(format!("{mail}.eml"))).unwrap();
     assert!(eml.contains("Subject: Recordatorio: Demo Fest"));
     let _ = std::fs::remove_dir_all(outbox);
-    worker.stop().await;
+    app.stop().await;
 }
 
 // --------------------------------------------------------------------- email ----
@@ -718,17 +674,21 @@ async fn email_goes_through_a_real_smtp_server_with_both_parts_and_the_qr() {
     let Some(sink) = SmtpSink::start().await else {
         return skipped("aiosmtpd is not installed (set SMTP_SINK_PYTHON or run scripts/test.sh)");
     };
-    let mut env = TestEnv::new().await;
-    env.config.deliveries.smtp_url = Some(format!("smtp://127.0.0.1:{}", sink.port));
-    env.config.deliveries.email_from = "Taquilla <tickets@taquilla.test>".into();
-    seed_guests(&env).await;
-    let app = api(&env);
-    let worker = start_worker(&env);
+    let smtp_url = format!("smtp://127.0.0.1:{}", sink.port);
+    let app = builder()
+        .core(move |c| {
+            c.deliveries.smtp_url = Some(smtp_url);
+            c.deliveries.email_from = "Taquilla <tickets@taquilla.test>".into();
+        })
+        .spawn()
+        .await;
+    seed_guests(&app).await;
+    app.add_worker(QUEUES);
     let id = send_ok(&app, "g1", json!({"channel": "email"})).await;
-    let rec = env.wait_finished(id, WAIT).await;
+    let rec = app.wait_finished(id, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Completed, "{:?}", rec.error);
     assert_eq!(rec.result.unwrap()["mode"], "email");
-    assert_eq!(delivery_row(&env, id).await.status, "sent");
+    assert_eq!(delivery_row(&app, id).await.status, "sent");
 
     use mail_parser::MimeHeaders;
     let raw = sink.wait_message().await;
@@ -746,7 +706,7 @@ async fn email_goes_through_a_real_smtp_server_with_both_parts_and_the_qr() {
     let qr = msg.attachments().next().expect("the QR attachment");
     assert_eq!(qr.attachment_name(), Some("entrada-qr.png"));
     assert_eq!(decode_qr(qr.contents()), "TKT-DEMO-0001");
-    worker.stop().await;
+    app.stop().await;
 }
 
 // ---------------------------------------------------------------------- bulk ----
@@ -779,39 +739,36 @@ async fn bulk_send_to_2000_guests_with_a_flaky_provider_sends_each_once() {
         .respond_with(provider.clone())
         .mount(&server)
         .await;
-    let env = env_with_whatsapp(&server).await;
-    env.seed_demo().await;
+    let app = app_with_whatsapp(&server).await;
+    app.seed_demo().await;
     sqlx::query(
         "INSERT INTO guests (id, event_id, name, phone) \
          SELECT 'b' || i, 'ev_demo', 'Guest ' || i, '+52155' || lpad(i::text, 6, '0') \
          FROM generate_series(1, 2000) AS i",
     )
-    .execute(&env.pool)
+    .execute(&app.pool)
     .await
     .unwrap();
     // One guest without a phone: skipped, not failed.
     sqlx::query(
         "INSERT INTO guests (id, event_id, name) VALUES ('nophone', 'ev_demo', 'No Phone')",
     )
-    .execute(&env.pool)
+    .execute(&app.pool)
     .await
     .unwrap();
-    let app = api(&env);
-    let mut cfg = worker_config(&env, &[queue::DELIVERIES]);
+    let mut cfg = app.worker_config(&[queue::DELIVERIES]);
     cfg.queues.insert(queue::DELIVERIES.into(), 64);
     let worker = RunningWorker::start(cfg, fast_registry());
 
-    let (status, resp) = call(
-        &app,
-        "POST",
-        "/events/ev_demo/deliveries",
-        Some(DEMO),
-        Some(json!({"channel": "whatsapp", "kind": "reminder", "all": true})),
-    )
-    .await;
+    let (status, resp) = app
+        .bulk(
+            "ev_demo",
+            json!({"channel": "whatsapp", "kind": "reminder", "all": true}),
+        )
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{resp}");
     let parent: Uuid = resp["taskId"].as_str().unwrap().parse().unwrap();
-    let rec = env.wait_finished(parent, Duration::from_secs(60)).await;
+    let rec = app.wait_finished(parent, Duration::from_secs(60)).await;
     assert_eq!(rec.status(), TaskStatus::Completed, "{:?}", rec.error);
     assert_eq!(rec.progress, 100);
     let result = rec.result.unwrap();
@@ -826,7 +783,7 @@ async fn bulk_send_to_2000_guests_with_a_flaky_provider_sends_each_once() {
         "SELECT status, count(*) FROM deliveries WHERE bulk_task_id = $1 GROUP BY status",
     )
     .bind(parent)
-    .fetch_all(&env.pool)
+    .fetch_all(&app.pool)
     .await
     .unwrap();
     let by_status: HashMap<String, i64> = by_status.into_iter().collect();
@@ -856,21 +813,18 @@ async fn bulk_send_to_2000_guests_with_a_flaky_provider_sends_each_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bulk_send_to_named_guests_reports_skipped_and_missing() {
-    let env = TestEnv::new().await;
-    seed_guests(&env).await;
-    let app = api(&env);
-    let worker = start_worker(&env);
-    let (status, resp) = call(
-        &app,
-        "POST",
-        "/events/ev_demo/deliveries",
-        Some(DEMO),
-        Some(json!({"channel": "whatsapp", "guestIds": ["g1", "g2", "g3", "ghost", "g1"]})),
-    )
-    .await;
+    let app = builder().spawn().await;
+    seed_guests(&app).await;
+    app.add_worker(QUEUES);
+    let (status, resp) = app
+        .bulk(
+            "ev_demo",
+            json!({"channel": "whatsapp", "guestIds": ["g1", "g2", "g3", "ghost", "g1"]}),
+        )
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{resp}");
     let parent: Uuid = resp["taskId"].as_str().unwrap().parse().unwrap();
-    let rec = env.wait_finished(parent, WAIT).await;
+    let rec = app.wait_finished(parent, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Completed, "{:?}", rec.error);
     let r = rec.result.unwrap();
     assert_eq!(r["total"], 2, "{r}");
@@ -881,7 +835,7 @@ async fn bulk_send_to_named_guests_reports_skipped_and_missing() {
         "SELECT guest_id FROM deliveries WHERE bulk_task_id = $1 ORDER BY guest_id",
     )
     .bind(parent)
-    .fetch_all(&env.pool)
+    .fetch_all(&app.pool)
     .await
     .unwrap();
     assert_eq!(
@@ -889,54 +843,50 @@ async fn bulk_send_to_named_guests_reports_skipped_and_missing() {
         ["g1", "g3"],
         "one delivery per guest, duplicates in the list ignored"
     );
-    let _ = std::fs::remove_dir_all(&env.config.deliveries.outbox_dir);
-    worker.stop().await;
+    let _ = std::fs::remove_dir_all(&app.config.deliveries.outbox_dir);
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_global_rate_limit_spreads_sends_over_windows() {
-    let mut env = TestEnv::new().await;
-    env.config.deliveries.whatsapp_max_per_second = 5;
-    env.seed_demo().await;
+    let app = builder()
+        .core(|c| c.deliveries.whatsapp_max_per_second = 5)
+        .seed_demo()
+        .spawn()
+        .await;
     sqlx::query(
         "INSERT INTO guests (id, event_id, name, phone) \
          SELECT 'r' || i, 'ev_demo', 'Guest ' || i, '+52155' || lpad(i::text, 6, '0') \
          FROM generate_series(1, 12) AS i",
     )
-    .execute(&env.pool)
+    .execute(&app.pool)
     .await
     .unwrap();
-    let app = api(&env);
-    let worker = start_worker(&env);
-    let (status, resp) = call(
-        &app,
-        "POST",
-        "/events/ev_demo/deliveries",
-        Some(DEMO),
-        Some(json!({"channel": "whatsapp", "all": true})),
-    )
-    .await;
+    app.add_worker(QUEUES);
+    let (status, resp) = app
+        .bulk("ev_demo", json!({"channel": "whatsapp", "all": true}))
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{resp}");
     let parent: Uuid = resp["taskId"].as_str().unwrap().parse().unwrap();
-    let rec = env.wait_finished(parent, WAIT).await;
+    let rec = app.wait_finished(parent, WAIT).await;
     assert_eq!(rec.result.unwrap()["sent"], 12);
     // 12 sends at 5 per one-second window need at least three windows.
     let spread: f64 = sqlx::query_scalar(
         "SELECT extract(epoch FROM max(sent_at) - min(sent_at))::float8 FROM deliveries WHERE bulk_task_id = $1",
     )
     .bind(parent)
-    .fetch_one(&env.pool)
+    .fetch_one(&app.pool)
     .await
     .unwrap();
     assert!(spread >= 1.0, "12 sends took only {spread}s at 5/s");
-    let _ = std::fs::remove_dir_all(&env.config.deliveries.outbox_dir);
-    worker.stop().await;
+    let _ = std::fs::remove_dir_all(&app.config.deliveries.outbox_dir);
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_delivery_whose_worker_died_on_the_last_attempt_ends_failed() {
-    let env = TestEnv::new().await;
-    seed_guests(&env).await;
+    let app = builder().spawn().await;
+    seed_guests(&app).await;
     // A delivery task on its last attempt, running alone (it already lost workers while
     // sharing them), whose worker vanished (lease expired): that loss counts.
     let id = Uuid::now_v7();
@@ -945,7 +895,7 @@ async fn a_delivery_whose_worker_died_on_the_last_attempt_ends_failed() {
          VALUES ($1, 'ev_demo', 'g1', 'whatsapp', 'invitation', 'queued', $1)",
     )
     .bind(id)
-    .execute(&env.pool)
+    .execute(&app.pool)
     .await
     .unwrap();
     sqlx::query(
@@ -955,14 +905,14 @@ async fn a_delivery_whose_worker_died_on_the_last_attempt_ends_failed() {
              now() - interval '1 second', 2, true)",
     )
     .bind(id)
-    .execute(&env.pool)
+    .execute(&app.pool)
     .await
     .unwrap();
-    let worker = start_worker(&env);
-    let rec = env.wait_finished(id, WAIT).await;
+    app.add_worker(QUEUES);
+    let rec = app.wait_finished(id, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Dead);
-    let row = delivery_row(&env, id).await;
+    let row = delivery_row(&app, id).await;
     assert_eq!(row.status, "failed");
     assert_eq!(row.error.unwrap()["code"], "worker_lost");
-    worker.stop().await;
+    app.stop().await;
 }

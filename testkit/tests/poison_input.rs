@@ -7,35 +7,25 @@
 use axum::{
     body::Body,
     http::{Request, StatusCode},
-    Router,
 };
-use jobs::testing::TestEnv;
 use serde_json::{json, Value};
 use sqlx::Connection;
-use tower::ServiceExt;
+use testkit::TestApp;
 
 const USER: &str = "demo-token";
 const ADMIN: &str = "admin-token";
 
-fn app(env: &TestEnv) -> Router {
-    let config = api::ApiConfig {
-        core: env.config.clone(),
-        bind: "127.0.0.1:0".parse().unwrap(),
-        tokens: api::auth::Tokens::parse("demo-token:demo,admin-token:ops:admin").unwrap(),
-        body_limit: 64 * 1024,
-        long_poll_max: 60,
-        security: Default::default(),
-    };
-    api::router(api::AppState::new(
-        config,
-        env.pool.clone(),
-        env.redis.clone(),
-    ))
+/// The api with the tokens this file uses, on its own schema and Redis prefix.
+async fn app() -> TestApp {
+    TestApp::builder()
+        .tokens("demo-token:demo,admin-token:ops:admin")
+        .spawn()
+        .await
 }
 
 /// One request with a raw body (`None`: no body); the status and the JSON answer.
 async fn call(
-    app: &Router,
+    app: &TestApp,
     method: &str,
     path: &str,
     token: Option<&str>,
@@ -52,7 +42,7 @@ async fn call(
         None => req.body(Body::empty()),
     }
     .unwrap();
-    let resp = app.clone().oneshot(req).await.unwrap();
+    let resp = app.request(req).await;
     let status = resp.status();
     let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24)
         .await
@@ -66,9 +56,9 @@ async fn call(
     (status, body)
 }
 
-async fn task_count(env: &TestEnv) -> i64 {
+async fn task_count(app: &TestApp) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM tasks")
-        .fetch_one(&env.pool)
+        .fetch_one(&app.pool)
         .await
         .unwrap()
 }
@@ -80,9 +70,8 @@ fn nested(levels: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unstorable_json_is_refused_on_every_route_before_any_write() {
-    let env = TestEnv::new().await;
-    env.seed_demo().await;
-    let app = app(&env);
+    let app = app().await;
+    app.seed_demo().await;
     let assign = |metadata: &str| {
         format!(
             r#"{{"organizerId":"org_demo","eventId":"ev_demo","type":"prepaid","tickets":1,"price":1,"metadata":{metadata}}}"#
@@ -171,7 +160,7 @@ async fn unstorable_json_is_refused_on_every_route_before_any_write() {
             "{path} {body}: field {field:?} not named in {resp}"
         );
     }
-    assert_eq!(task_count(&env).await, 0, "nothing was written");
+    assert_eq!(task_count(&app).await, 0, "nothing was written");
 
     // What does round-trip is accepted, right up to the limits.
     let fine = [
@@ -204,7 +193,7 @@ async fn unstorable_json_is_refused_on_every_route_before_any_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_numeric_check_agrees_with_postgres() {
     use api::body::storable::{numeric_text, survives_numeric};
-    let env = TestEnv::new().await;
+    let app = app().await;
     // Random finite doubles of every magnitude (xorshift over the bit patterns).
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut samples: Vec<f64> = Vec::new();
@@ -233,7 +222,7 @@ async fn the_numeric_check_agrees_with_postgres() {
         "SELECT t::jsonb::text FROM unnest($1::text[]) WITH ORDINALITY AS u(t, n) ORDER BY n",
     )
     .bind(&texts)
-    .fetch_all(&env.pool)
+    .fetch_all(&app.pool)
     .await
     .unwrap();
     let mut refused = 0;
@@ -243,7 +232,7 @@ async fn the_numeric_check_agrees_with_postgres() {
         // The real trip: a jsonb value decoded by sqlx into serde_json::Value.
         let back = sqlx::query_scalar::<_, Value>("SELECT $1::text::jsonb")
             .bind(text)
-            .fetch_one(&env.pool)
+            .fetch_one(&app.pool)
             .await;
         assert_eq!(survives_numeric(&n), back.is_ok(), "{text}: {back:?}");
         refused += usize::from(back.is_err());
@@ -253,9 +242,8 @@ async fn the_numeric_check_agrees_with_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn far_dates_are_bound_and_out_of_range_years_are_400() {
-    let env = TestEnv::new().await;
-    env.seed_demo().await;
-    let app = app(&env);
+    let app = app().await;
+    app.seed_demo().await;
     for path in [
         "/director/reports/top-organizers?to=9999-12-31",
         "/director/reports/top-organizers?from=0000-01-01&to=9999-12-31",
@@ -305,14 +293,13 @@ async fn far_dates_are_bound_and_out_of_range_years_are_400() {
         .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {resp}");
     }
-    assert_eq!(task_count(&env).await, 0);
+    assert_eq!(task_count(&app).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_undecodable_row_never_breaks_a_listing() {
-    let env = TestEnv::new().await;
-    env.seed_demo().await;
-    let app = app(&env);
+    let app = app().await;
+    app.seed_demo().await;
     // Rows as an older api (or anyone with SQL) could leave them: Postgres accepts these
     // numbers in jsonb, serde_json cannot read them back.
     let bad = uuid::Uuid::now_v7();
@@ -324,7 +311,7 @@ async fn one_undecodable_row_never_breaks_a_listing() {
                  '{\"code\": \"x\", \"n\": 1e400}'::jsonb, '[{\"n\": 1e400}]'::jsonb, 5, 'demo', 1, now())",
     )
     .bind(bad)
-    .execute(&env.pool)
+    .execute(&app.pool)
     .await
     .unwrap();
     let good = uuid::Uuid::now_v7();
@@ -333,7 +320,7 @@ async fn one_undecodable_row_never_breaks_a_listing() {
          VALUES ($1, 'wa_inbound', 'webhooks', 'pending', '{\"payload\": {}}'::jsonb, 5, 'demo')",
     )
     .bind(good)
-    .execute(&env.pool)
+    .execute(&app.pool)
     .await
     .unwrap();
     for path in [
@@ -383,7 +370,7 @@ async fn one_undecodable_row_never_breaks_a_listing() {
     )
     .bind(uuid::Uuid::now_v7())
     .bind(uuid::Uuid::now_v7())
-    .execute(&env.pool)
+    .execute(&app.pool)
     .await
     .unwrap();
     let (status, body) = call(
@@ -403,8 +390,7 @@ async fn one_undecodable_row_never_breaks_a_listing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nul_in_a_query_filter_is_400() {
-    let env = TestEnv::new().await;
-    let app = app(&env);
+    let app = app().await;
     // Path ids are checked before any SQL too (these held before issue 10; kept as guards).
     for (path, method, body, field) in [
         ("/director/organizers/org%00/ledger", "GET", None, None),
@@ -449,7 +435,7 @@ async fn a_nul_in_a_query_filter_is_400() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_errors_are_an_outage_only_when_postgres_is_unreachable() {
     use api::error::ApiError;
-    let env = TestEnv::new().await;
+    let app = app().await;
     let status = |e: sqlx::Error| {
         let e = ApiError::from(e);
         (e.status, e.retry_after)
@@ -460,36 +446,36 @@ async fn database_errors_are_an_outage_only_when_postgres_is_unreachable() {
 
     // Data errors of our own making: 500, never a 503 that makes clients retry forever.
     let e = sqlx::query("SELECT 1 / 0")
-        .execute(&env.pool)
+        .execute(&app.pool)
         .await
         .unwrap_err();
     assert_eq!(status(e), ours);
     let e = sqlx::query("SELECT '1e400'::text::float8")
-        .execute(&env.pool)
+        .execute(&app.pool)
         .await
         .unwrap_err();
     assert_eq!(status(e), ours);
     let e = sqlx::query("SELECT 1 FROM no_such_table")
-        .execute(&env.pool)
+        .execute(&app.pool)
         .await
         .unwrap_err();
     assert_eq!(status(e), ours);
     let e = sqlx::query_scalar::<_, Value>("SELECT '{\"a\": 1e400}'::jsonb")
-        .fetch_one(&env.pool)
+        .fetch_one(&app.pool)
         .await
         .unwrap_err();
     assert_eq!(status(e), ours, "a row that does not decode");
     let e = sqlx::query_scalar::<_, i32>("SELECT 1 WHERE false")
-        .fetch_one(&env.pool)
+        .fetch_one(&app.pool)
         .await
         .unwrap_err();
     assert_eq!(status(e), ours);
     sqlx::raw_sql("CREATE TABLE u (k int PRIMARY KEY); INSERT INTO u VALUES (1)")
-        .execute(&env.pool)
+        .execute(&app.pool)
         .await
         .unwrap();
     let e = sqlx::query("INSERT INTO u VALUES (1)")
-        .execute(&env.pool)
+        .execute(&app.pool)
         .await
         .unwrap_err();
     assert_eq!(status(e), ours);
@@ -497,19 +483,19 @@ async fn database_errors_are_an_outage_only_when_postgres_is_unreachable() {
     // What only a client's text can cause: 400.
     let e = sqlx::query("SELECT $1::text")
         .bind("a\0b")
-        .execute(&env.pool)
+        .execute(&app.pool)
         .await
         .unwrap_err();
     assert_eq!(status(e), client);
     let e = sqlx::query("SELECT $1::text::jsonb")
         .bind(r#"{"a": "\u0000"}"#)
-        .execute(&env.pool)
+        .execute(&app.pool)
         .await
         .unwrap_err();
     assert_eq!(status(e), client);
 
     // Real outages: a terminated backend (57P01), a closed pool, nobody listening.
-    let mut conn = env.pool.acquire().await.unwrap();
+    let mut conn = app.pool.acquire().await.unwrap();
     let e = sqlx::query("SELECT pg_terminate_backend(pg_backend_pid())")
         .execute(&mut *conn)
         .await
@@ -517,7 +503,7 @@ async fn database_errors_are_an_outage_only_when_postgres_is_unreachable() {
     assert_eq!(status(e), outage);
     drop(conn);
     // A statement timeout (57014) on a connection of its own.
-    let mut conn = sqlx::PgConnection::connect_with(&env.db_options)
+    let mut conn = sqlx::PgConnection::connect_with(&app.db_options)
         .await
         .unwrap();
     sqlx::query("SET statement_timeout = '50ms'")

@@ -4,63 +4,52 @@
 //! mid-export; the per-organizer limit across two workers; the e-mail with the link; and
 //! retention.
 
-mod common;
-
 use std::{collections::HashMap, io::Cursor, time::Duration};
 
 use axum::{
     body::Body,
     http::{Request, StatusCode},
-    Router,
 };
 use calamine::{Data, Reader};
-use common::*;
 use engine::TaskStatus;
 use jobs::{
     config::S3Config,
     exports::limiter,
     queues as queue,
     storage::{s3::S3Store, Store, EXPORTS_PREFIX},
-    testing::TestEnv,
 };
 use serde_json::{json, Value};
-use tower::ServiceExt;
+use testkit::{fixtures::*, *};
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn start_worker(env: &TestEnv) -> RunningWorker {
-    RunningWorker::start(
-        worker_config(env, &[queue::REPORTS, queue::MAINTENANCE]),
-        jobs::kinds::registry().unwrap(),
-    )
+/// The queues this file's workers serve.
+const QUEUES: &[&str] = &[queue::REPORTS, queue::MAINTENANCE];
+
+/// An app whose workers run the production kinds.
+fn builder() -> TestAppBuilder {
+    TestApp::builder().registry(jobs::kinds::registry().unwrap())
 }
 
-async fn export(app: &Router, body: Value) -> Uuid {
-    let (status, resp) = call(
-        app,
-        "POST",
-        "/director/reports/exports",
-        Some(DEMO),
-        Some(body),
-    )
-    .await;
+async fn export(app: &TestApp, body: Value) -> Uuid {
+    let (status, resp) = app.export(body).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{resp}");
     assert!(resp["links"]["result"].is_string(), "{resp}");
     resp["taskId"].as_str().unwrap().parse().unwrap()
 }
 
-async fn finished_result(env: &TestEnv, app: &Router, id: Uuid) -> Value {
-    let rec = env.wait_finished(id, WAIT).await;
+async fn finished_result(app: &TestApp, id: Uuid) -> Value {
+    let rec = app.wait_finished(id, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Completed, "{:?}", rec.error);
-    let (status, result) = call(
-        app,
-        "GET",
-        &format!("/director/reports/tasks/{id}/result"),
-        Some(DEMO),
-        None,
-    )
-    .await;
+    let (status, result) = app
+        .call(
+            "GET",
+            &format!("/director/reports/tasks/{id}/result"),
+            Some(DEMO),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{result}");
     for field in [
         "url",
@@ -77,10 +66,10 @@ async fn finished_result(env: &TestEnv, app: &Router, id: Uuid) -> Value {
 
 /// Downloads a link: local links through the api router (they point at it), S3 links over
 /// plain HTTP.
-async fn download(app: &Router, url: &str) -> (StatusCode, Vec<u8>) {
+async fn download(app: &TestApp, url: &str) -> (StatusCode, Vec<u8>) {
     if let Some(path) = url.strip_prefix("http://127.0.0.1:8080") {
         let req = Request::builder().uri(path).body(Body::empty()).unwrap();
-        let resp = app.clone().oneshot(req).await.unwrap();
+        let resp = app.request(req).await;
         let status = resp.status();
         let bytes = axum::body::to_bytes(resp.into_body(), 1 << 30)
             .await
@@ -128,8 +117,8 @@ fn num(d: &Data) -> f64 {
     }
 }
 
-async fn get_json(app: &Router, path: &str) -> Value {
-    let (status, body) = call(app, "GET", path, Some(DEMO), None).await;
+async fn get_json(app: &TestApp, path: &str) -> Value {
+    let (status, body) = app.call("GET", path, Some(DEMO), None).await;
     assert_eq!(status, StatusCode::OK, "{path}: {body}");
     body
 }
@@ -141,10 +130,9 @@ fn excel_serial(rfc3339: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ledger_exports_match_the_ledger_endpoint_in_csv_and_xlsx() {
-    let env = TestEnv::new().await;
-    director_fixture(&env).await;
-    let app = api(&env);
-    let worker = start_worker(&env);
+    let app = builder().spawn().await;
+    director_fixture(&app).await;
+    app.add_worker(QUEUES);
     let ledger = get_json(&app, "/director/organizers/org_demo/ledger?pageSize=500").await;
     let entries = ledger["data"].as_array().unwrap().clone();
     assert_eq!(entries.len(), 5);
@@ -160,7 +148,7 @@ async fn ledger_exports_match_the_ledger_endpoint_in_csv_and_xlsx() {
     )
     .await;
 
-    let result = finished_result(&env, &app, csv_task).await;
+    let result = finished_result(&app, csv_task).await;
     assert_eq!(result["format"], "csv");
     assert_eq!(result["rows"], 5);
     assert!(result["filename"].as_str().unwrap().ends_with(".csv"));
@@ -185,7 +173,7 @@ async fn ledger_exports_match_the_ledger_endpoint_in_csv_and_xlsx() {
         assert_eq!(row["currency"], entry["currency"].as_str().unwrap());
     }
 
-    let result = finished_result(&env, &app, xlsx_task).await;
+    let result = finished_result(&app, xlsx_task).await;
     assert_eq!(result["format"], "xlsx");
     let (status, bytes) = download(&app, result["url"].as_str().unwrap()).await;
     assert_eq!(status, StatusCode::OK);
@@ -221,30 +209,29 @@ async fn ledger_exports_match_the_ledger_endpoint_in_csv_and_xlsx() {
     assert_eq!(download(&app, &tampered).await.0, StatusCode::FORBIDDEN);
     let other_key = url.replace(".xlsx?", ".csv?");
     assert_eq!(download(&app, &other_key).await.0, StatusCode::FORBIDDEN);
-    let Store::Local(local) = Store::from_config(&env.config.exports).unwrap() else {
+    let Store::Local(local) = Store::from_config(&app.config.exports).unwrap() else {
         panic!("local store expected");
     };
     let key = result["storage"]["key"].as_str().unwrap();
     let expired = local.signed_url(key, chrono::Utc::now() - chrono::Duration::seconds(1));
     assert_eq!(download(&app, &expired).await.0, StatusCode::GONE);
-    let (status, _) = call(
-        &app,
-        "GET",
-        &format!("/director/reports/tasks/{xlsx_task}/result"),
-        Some(OTHER),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            "GET",
+            &format!("/director/reports/tasks/{xlsx_task}/result"),
+            Some(OTHER),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    worker.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn report_exports_match_the_synchronous_reports() {
-    let env = TestEnv::new().await;
-    director_fixture(&env).await;
-    let app = api(&env);
-    let worker = start_worker(&env);
+    let app = builder().spawn().await;
+    director_fixture(&app).await;
+    app.add_worker(QUEUES);
     let filters = "from=2025-10-01&to=2025-12-31";
     for (report, key_field, format) in [
         ("top-organizers", "organizerId", "csv"),
@@ -263,7 +250,7 @@ async fn report_exports_match_the_synchronous_reports() {
             json!({"report": report, "format": format, "from": "2025-10-01", "to": "2025-12-31"}),
         )
         .await;
-        let result = finished_result(&env, &app, id).await;
+        let result = finished_result(&app, id).await;
         let (status, bytes) = download(&app, result["url"].as_str().unwrap()).await;
         assert_eq!(status, StatusCode::OK);
         let cents_field = if report == "debt-aging" {
@@ -297,7 +284,7 @@ async fn report_exports_match_the_synchronous_reports() {
     // The overview: one row per metric, one per status of the breakdowns.
     let sync = get_json(&app, "/director/reports/overview").await;
     let id = export(&app, json!({"report": "overview", "format": "csv"})).await;
-    let result = finished_result(&env, &app, id).await;
+    let result = finished_result(&app, id).await;
     let rows = csv_rows(&download(&app, result["url"].as_str().unwrap()).await.1);
     let value = |metric: &str| {
         rows.iter()
@@ -322,7 +309,7 @@ async fn report_exports_match_the_synchronous_reports() {
     assert!(rows.iter().any(|r| r["metric"] == "guestsByStatus"
         && r["status"] == "confirmed"
         && r["value"] == "2"));
-    worker.stop().await;
+    app.stop().await;
 }
 
 /// Issue 10: a window ending 9999-12-31 once built `'+10000-01-01'::date` into the SQL, so
@@ -330,10 +317,9 @@ async fn report_exports_match_the_synchronous_reports() {
 /// with the same rows as the synchronous report.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn exports_with_far_dates_complete() {
-    let env = TestEnv::new().await;
-    director_fixture(&env).await;
-    let app = api(&env);
-    let worker = start_worker(&env);
+    let app = builder().spawn().await;
+    director_fixture(&app).await;
+    app.add_worker(QUEUES);
     for (report, filters, query) in [
         (
             "top-organizers",
@@ -356,7 +342,7 @@ async fn exports_with_far_dates_complete() {
             .unwrap()
             .extend(filters.as_object().unwrap().clone());
         let id = export(&app, body).await;
-        let result = finished_result(&env, &app, id).await;
+        let result = finished_result(&app, id).await;
         let sync = get_json(
             &app,
             &format!("/director/reports/{report}?{query}&pageSize=500"),
@@ -378,13 +364,12 @@ async fn exports_with_far_dates_complete() {
             assert_eq!(row["value"], want);
         }
     }
-    worker.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_export_requests_name_the_field() {
-    let env = TestEnv::new().await;
-    let app = api(&env);
+    let app = TestApp::spawn().await;
     let cases: Vec<(Value, &str)> = vec![
         (json!({"format": "csv"}), "report"),
         (json!({"report": "sales", "format": "csv"}), "report"),
@@ -444,31 +429,31 @@ async fn bad_export_requests_name_the_field() {
         ),
     ];
     for (body, field) in cases {
-        let (status, resp) = call(
-            &app,
-            "POST",
-            "/director/reports/exports",
-            Some(DEMO),
-            Some(body.clone()),
-        )
-        .await;
+        let (status, resp) = app
+            .call(
+                "POST",
+                "/director/reports/exports",
+                Some(DEMO),
+                Some(body.clone()),
+            )
+            .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body} → {resp}");
         assert!(
             resp["error"]["fields"][field].is_string(),
             "{body}: expected field {field} in {resp}"
         );
     }
-    let (status, _) = call(
-        &app,
-        "POST",
-        "/director/reports/exports",
-        None,
-        Some(json!({"report": "ledger", "format": "csv"})),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            "POST",
+            "/director/reports/exports",
+            None,
+            Some(json!({"report": "ledger", "format": "csv"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
-        .fetch_one(&env.pool)
+        .fetch_one(&app.pool)
         .await
         .unwrap();
     assert_eq!(n, 0, "no bad request reached a queue");
@@ -478,13 +463,12 @@ async fn bad_export_requests_name_the_field() {
 
 /// The S3 server of scripts/test.sh, with a bucket of this test's own (retention lists the
 /// whole bucket, so tests must not share one).
-async fn s3_env() -> Option<TestEnv> {
+async fn s3_app(more: impl FnOnce(&mut jobs::Config) + 'static) -> Option<TestApp> {
     let Ok(endpoint) = std::env::var("TEST_S3_ENDPOINT") else {
         skipped("TEST_S3_ENDPOINT is not set (run scripts/test.sh, which starts an S3 server)");
         return None;
     };
-    let mut env = TestEnv::new().await;
-    let bucket = format!("t-{}", env.schema.replace('_', "-").to_lowercase());
+    let bucket = format!("t-{}", Uuid::now_v7().simple());
     let cfg = S3Config {
         bucket: bucket[..bucket.len().min(63)].to_string(),
         endpoint: Some(endpoint),
@@ -495,15 +479,21 @@ async fn s3_env() -> Option<TestEnv> {
         force_path_style: true,
     };
     S3Store::new(&cfg, 5 << 20).ensure_bucket().await.unwrap();
-    env.config.exports.s3 = Some(cfg);
-    env.config.exports.part_bytes = 5 << 20;
-    Some(env)
+    let app = builder()
+        .core(move |c| {
+            c.exports.s3 = Some(cfg);
+            c.exports.part_bytes = 5 << 20;
+            more(c);
+        })
+        .spawn()
+        .await;
+    Some(app)
 }
 
 /// `n` extra ledger entries of org_demo (about 110 bytes of CSV each), loaded the way the
 /// benchmark loads its data: roll-up trigger off, one rebuild after.
-async fn bulk_ledger(env: &TestEnv, n: i64) {
-    let mut tx = env.pool.begin().await.unwrap();
+async fn bulk_ledger(app: &TestApp, n: i64) {
+    let mut tx = app.pool.begin().await.unwrap();
     sqlx::query("ALTER TABLE director_ledger_entries DISABLE TRIGGER director_ledger_rollup")
         .execute(&mut *tx)
         .await
@@ -530,27 +520,25 @@ async fn bulk_ledger(env: &TestEnv, n: i64) {
     tx.commit().await.unwrap();
 }
 
-fn s3_store(env: &TestEnv) -> S3Store {
-    S3Store::new(env.config.exports.s3.as_ref().unwrap(), 5 << 20)
+fn s3_store(app: &TestApp) -> S3Store {
+    S3Store::new(app.config.exports.s3.as_ref().unwrap(), 5 << 20)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn s3_export_uses_multipart_and_a_presigned_link_that_refuses_tampering_and_expiry() {
-    let Some(mut env) = s3_env().await else {
+    // Results (and links) expire 10 s after completion.
+    let Some(app) = s3_app(|c| c.task_ttl = Duration::from_secs(10)).await else {
         return;
     };
-    // Results (and links) expire 10 s after completion.
-    env.config.task_ttl = Duration::from_secs(10);
-    env.seed_demo().await;
-    bulk_ledger(&env, 60_000).await; // ~7 MB of CSV: two 5 MiB parts
-    let app = api(&env);
-    let worker = start_worker(&env);
+    app.seed_demo().await;
+    bulk_ledger(&app, 60_000).await; // ~7 MB of CSV: two 5 MiB parts
+    app.add_worker(QUEUES);
     let id = export(
         &app,
         json!({"report": "ledger", "format": "csv", "organizerId": "org_demo"}),
     )
     .await;
-    let result = finished_result(&env, &app, id).await;
+    let result = finished_result(&app, id).await;
     assert_eq!(result["storage"]["backend"], "s3");
     assert_eq!(result["rows"], 60_000);
     let size = result["sizeBytes"].as_u64().unwrap();
@@ -573,31 +561,32 @@ async fn s3_export_uses_multipart_and_a_presigned_link_that_refuses_tampering_an
     assert_eq!(download(&app, &other_object).await.0, StatusCode::FORBIDDEN);
 
     // Past the task's expiry: the link is refused by S3 and the result route says 410.
-    let rec = env.task(id).await;
+    let rec = app.task(id).await;
     let wait = (rec.expires_at.unwrap() - chrono::Utc::now())
         .to_std()
         .unwrap_or_default();
     tokio::time::sleep(wait + Duration::from_secs(2)).await;
     assert_eq!(download(&app, url).await.0, StatusCode::FORBIDDEN);
-    let (status, body) = call(
-        &app,
-        "GET",
-        &format!("/director/reports/tasks/{id}/result"),
-        Some(DEMO),
-        None,
-    )
-    .await;
+    let (status, body) = app
+        .call(
+            "GET",
+            &format!("/director/reports/tasks/{id}/result"),
+            Some(DEMO),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::GONE, "{body}");
-    worker.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancel_mid_export_stops_it_and_leaves_nothing_behind() {
-    let Some(env) = s3_env().await else { return };
-    env.seed_demo().await;
-    bulk_ledger(&env, 150_000).await;
-    let app = api(&env);
-    let worker = start_worker(&env);
+    let Some(app) = s3_app(|_| {}).await else {
+        return;
+    };
+    app.seed_demo().await;
+    bulk_ledger(&app, 150_000).await;
+    app.add_worker(QUEUES);
     let id = export(
         &app,
         json!({"report": "ledger", "format": "xlsx", "organizerId": "org_demo"}),
@@ -606,7 +595,7 @@ async fn cancel_mid_export_stops_it_and_leaves_nothing_behind() {
     // Wait until rows are streaming, then cancel.
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let (_, t) = call(&app, "GET", &format!("/tasks/{id}"), Some(DEMO), None).await;
+        let (_, t) = app.get_task(id, DEMO).await;
         if t["stage"] == "export" && t["progress"].as_i64().unwrap_or(0) > 5 {
             break;
         }
@@ -616,24 +605,24 @@ async fn cancel_mid_export_stops_it_and_leaves_nothing_behind() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let (status, body) = call(
-        &app,
-        "POST",
-        &format!("/director/reports/tasks/{id}/cancel"),
-        Some(DEMO),
-        None,
-    )
-    .await;
+    let (status, body) = app
+        .call(
+            "POST",
+            &format!("/director/reports/tasks/{id}/cancel"),
+            Some(DEMO),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let started = std::time::Instant::now();
-    let rec = env.wait_finished(id, WAIT).await;
+    let rec = app.wait_finished(id, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Cancelled, "{:?}", rec.error);
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "stopped within a chunk"
     );
     // No object, no multipart upload, no scratch files.
-    let store = s3_store(&env);
+    let store = s3_store(&app);
     let listed = store
         .list_older_than(chrono::Utc::now() + chrono::Duration::hours(1))
         .await
@@ -647,46 +636,44 @@ async fn cancel_mid_export_stops_it_and_leaves_nothing_behind() {
         0,
         "no multipart upload left open"
     );
-    let scratch: Vec<_> = std::fs::read_dir(&env.config.exports.scratch_dir)
+    let scratch: Vec<_> = std::fs::read_dir(&app.config.exports.scratch_dir)
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     assert!(scratch.is_empty(), "scratch files left: {scratch:?}");
-    worker.stop().await;
+    app.stop().await;
 }
 
 // ------------------------------------------------------------- limit, e-mail ----
 
 /// Granted advisory locks of one organizer's export slots: the exports running for it.
-async fn slot_holders(env: &TestEnv, organizer: &str) -> i64 {
+async fn slot_holders(app: &TestApp, organizer: &str) -> i64 {
     sqlx::query_scalar(
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
            AND classid = (hashtext(current_schema() || ':report_export:' || $1)::bigint & 4294967295)::oid",
     )
     .bind(limiter::bucket(Some(organizer)))
-    .fetch_one(&env.pool)
+    .fetch_one(&app.pool)
     .await
     .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_export_per_organizer_runs_at_a_time_across_two_workers() {
-    let env = TestEnv::new().await;
-    env.seed_demo().await;
-    bulk_ledger(&env, 20_000).await;
+    let app = builder().seed_demo().spawn().await;
+    bulk_ledger(&app, 20_000).await;
     sqlx::query("INSERT INTO director_ledger_entries (id, organizer_id, entry_type, tickets, tickets_equivalent, amount_cents, currency, task_id) VALUES (gen_random_uuid(), 'org_acme', 'payment', 0, 0, 100, 'MXN', gen_random_uuid())")
-        .execute(&env.pool)
+        .execute(&app.pool)
         .await
         .unwrap();
-    let app = api(&env);
 
     // Another replica holds org_demo's only slot: its exports wait (no attempt used, the
     // reason in `stage`) while org_acme's runs.
-    let held = limiter::try_acquire(&env.pool, &limiter::bucket(Some("org_demo")), 1)
+    let held = limiter::try_acquire(&app.pool, &limiter::bucket(Some("org_demo")), 1)
         .await
         .unwrap()
         .expect("slot free");
-    let w1 = start_worker(&env);
-    let w2 = start_worker(&env);
+    let w1 = app.start_worker(QUEUES);
+    let w2 = app.start_worker(QUEUES);
     let demo: Vec<Uuid> = futures::future::join_all((0..3).map(|_| {
         export(
             &app,
@@ -699,11 +686,11 @@ async fn one_export_per_organizer_runs_at_a_time_across_two_workers() {
         json!({"report": "ledger", "format": "csv", "organizerId": "org_acme"}),
     )
     .await;
-    let rec = env.wait_finished(acme, WAIT).await;
+    let rec = app.wait_finished(acme, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Completed, "{:?}", rec.error);
     tokio::time::sleep(Duration::from_millis(500)).await;
     for id in &demo {
-        let (_, t) = call(&app, "GET", &format!("/tasks/{id}"), Some(DEMO), None).await;
+        let (_, t) = app.get_task(*id, DEMO).await;
         assert_eq!(t["status"], "pending", "{t}");
         assert!(
             t["stage"]
@@ -712,7 +699,7 @@ async fn one_export_per_organizer_runs_at_a_time_across_two_workers() {
                 .starts_with("waiting_for_slot"),
             "{t}"
         );
-        assert_eq!(env.task(*id).await.attempts, 0, "waiting uses no attempt");
+        assert_eq!(app.task(*id).await.attempts, 0, "waiting uses no attempt");
     }
     held.release().await;
 
@@ -720,10 +707,10 @@ async fn one_export_per_organizer_runs_at_a_time_across_two_workers() {
     let mut max_holders = 0;
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        max_holders = max_holders.max(slot_holders(&env, "org_demo").await);
+        max_holders = max_holders.max(slot_holders(&app, "org_demo").await);
         let mut done = 0;
         for id in &demo {
-            if env.task(*id).await.status().is_terminal() {
+            if app.task(*id).await.status().is_terminal() {
                 done += 1;
             }
         }
@@ -741,7 +728,7 @@ async fn one_export_per_organizer_runs_at_a_time_across_two_workers() {
         "one export of org_demo at a time (and the probe saw it)"
     );
     for id in &demo {
-        let rec = env.task(*id).await;
+        let rec = app.task(*id).await;
         assert_eq!(rec.status(), TaskStatus::Completed, "{:?}", rec.error);
         assert_eq!(rec.attempts, 1, "waiting for the slot did not use attempts");
         assert_eq!(rec.result.unwrap()["rows"], 20_000);
@@ -755,17 +742,19 @@ async fn notify_emails_receive_the_link_through_a_real_smtp_server() {
     let Some(sink) = SmtpSink::start().await else {
         return skipped("aiosmtpd is not installed (set SMTP_SINK_PYTHON or run scripts/test.sh)");
     };
-    let mut env = TestEnv::new().await;
-    env.config.deliveries.smtp_url = Some(format!("smtp://127.0.0.1:{}", sink.port));
-    director_fixture(&env).await;
-    let app = api(&env);
-    let worker = start_worker(&env);
+    let smtp_url = format!("smtp://127.0.0.1:{}", sink.port);
+    let app = builder()
+        .core(move |c| c.deliveries.smtp_url = Some(smtp_url))
+        .spawn()
+        .await;
+    director_fixture(&app).await;
+    app.add_worker(QUEUES);
     let id = export(
         &app,
         json!({"report": "debt-aging", "format": "xlsx", "notifyEmails": ["ana@example.com"]}),
     )
     .await;
-    let result = finished_result(&env, &app, id).await;
+    let result = finished_result(&app, id).await;
     assert_eq!(result["notified"]["sent"], json!(["ana@example.com"]));
     let raw = sink.wait_message().await;
     let msg = mail_parser::MessageParser::default().parse(&raw).unwrap();
@@ -784,25 +773,24 @@ async fn notify_emails_receive_the_link_through_a_real_smtp_server() {
         json!({"report": "debt-aging", "format": "csv", "notifyEmails": ["ana@example.com"]}),
     )
     .await;
-    let result = finished_result(&env, &app, id).await;
+    let result = finished_result(&app, id).await;
     assert_eq!(result["notified"]["sent"], json!([]));
     assert_eq!(result["notified"]["failed"][0]["email"], "ana@example.com");
-    worker.stop().await;
+    app.stop().await;
 }
 
 // ----------------------------------------------------------------- retention ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn task_cleanup_deletes_expired_tasks_their_files_and_orphans() {
-    let env = TestEnv::new().await;
-    director_fixture(&env).await;
-    let app = api(&env);
-    let worker = start_worker(&env);
+    let app = builder().spawn().await;
+    director_fixture(&app).await;
+    app.add_worker(QUEUES);
     let old = export(&app, json!({"report": "debt-aging", "format": "csv"})).await;
     let keep = export(&app, json!({"report": "debt-aging", "format": "csv"})).await;
-    let old_result = finished_result(&env, &app, old).await;
-    let keep_result = finished_result(&env, &app, keep).await;
-    let Store::Local(local) = Store::from_config(&env.config.exports).unwrap() else {
+    let old_result = finished_result(&app, old).await;
+    let keep_result = finished_result(&app, keep).await;
+    let Store::Local(local) = Store::from_config(&app.config.exports).unwrap() else {
         panic!("local store expected");
     };
     let old_file = local
@@ -814,7 +802,7 @@ async fn task_cleanup_deletes_expired_tasks_their_files_and_orphans() {
     assert!(old_file.is_file() && keep_file.is_file());
     sqlx::query("UPDATE tasks SET expires_at = now() - interval '1 second' WHERE id = $1")
         .bind(old)
-        .execute(&env.pool)
+        .execute(&app.pool)
         .await
         .unwrap();
     // A file whose task is gone (a crash after the upload), older than the retention.
@@ -830,8 +818,8 @@ async fn task_cleanup_deletes_expired_tasks_their_files_and_orphans() {
         .unwrap()
         .set_modified(two_days_ago)
         .unwrap();
-    let mut redis = env.redis.clone();
-    let progress_key = env.keys.task_progress(old);
+    let mut redis = app.redis.clone();
+    let progress_key = app.keys.task_progress(old);
     let _: () = redis::cmd("HSET")
         .arg(&progress_key)
         .arg("progress")
@@ -841,12 +829,12 @@ async fn task_cleanup_deletes_expired_tasks_their_files_and_orphans() {
         .unwrap();
 
     let cleanup = enqueue(
-        &env,
+        &app,
         &engine::KindSpec::of::<jobs::kinds::task_cleanup::TaskCleanup>(),
         json!({"trigger": "test"}),
     )
     .await;
-    let rec = env.wait_finished(cleanup, WAIT).await;
+    let rec = app.wait_finished(cleanup, WAIT).await;
     assert_eq!(rec.status(), TaskStatus::Completed, "{:?}", rec.error);
     let r = rec.result.unwrap();
     assert!(r["tasksDeleted"].as_u64().unwrap() >= 1, "{r}");
@@ -854,7 +842,7 @@ async fn task_cleanup_deletes_expired_tasks_their_files_and_orphans() {
     assert_eq!(r["orphanFilesDeleted"], 1, "{r}");
     assert!(!old_file.exists() && !orphan.exists());
     assert!(keep_file.is_file(), "a live export keeps its file");
-    let (status, _) = call(&app, "GET", &format!("/tasks/{old}"), Some(DEMO), None).await;
+    let (status, _) = app.get_task(old, DEMO).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let exists: bool = redis::cmd("EXISTS")
         .arg(&progress_key)
@@ -862,26 +850,25 @@ async fn task_cleanup_deletes_expired_tasks_their_files_and_orphans() {
         .await
         .unwrap();
     assert!(!exists, "the progress hash went with the task");
-    assert_eq!(env.task(keep).await.status(), TaskStatus::Completed);
-    worker.stop().await;
+    assert_eq!(app.task(keep).await.status(), TaskStatus::Completed);
+    app.stop().await;
 }
 
 // ------------------------------------------------------------------ operators ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn metrics_and_workers_show_what_ran() {
-    let env = TestEnv::new().await;
-    director_fixture(&env).await;
-    let app = api(&env);
-    let worker = start_worker(&env);
+    let app = builder().spawn().await;
+    director_fixture(&app).await;
+    app.add_worker(QUEUES);
     let id = export(&app, json!({"report": "debt-aging", "format": "csv"})).await;
-    finished_result(&env, &app, id).await;
+    finished_result(&app, id).await;
     // Workers flush their metrics every second.
     let want = "director_jobs_reports_duration_seconds_count{report=\"debt-aging\",format=\"csv\",status=\"completed\"} 1";
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let text = loop {
         let req = Request::get("/metrics").body(Body::empty()).unwrap();
-        let resp = app.clone().oneshot(req).await.unwrap();
+        let resp = app.request(req).await;
         assert_eq!(resp.status(), StatusCode::OK);
         let bytes = axum::body::to_bytes(resp.into_body(), 1 << 22)
             .await
@@ -904,7 +891,9 @@ async fn metrics_and_workers_show_what_ran() {
         "{text}"
     );
 
-    let (status, body) = call(&app, "GET", "/admin/workers", Some("admin-token"), None).await;
+    let (status, body) = app
+        .call("GET", "/admin/workers", Some("admin-token"), None)
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let workers = body["data"].as_array().unwrap();
     assert_eq!(workers.len(), 1, "{body}");
@@ -919,7 +908,7 @@ async fn metrics_and_workers_show_what_ran() {
         queues.contains(&"reports") && queues.contains(&"maintenance"),
         "{body}"
     );
-    let (status, _) = call(&app, "GET", "/admin/workers", Some(DEMO), None).await;
+    let (status, _) = app.call("GET", "/admin/workers", Some(DEMO), None).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    worker.stop().await;
+    app.stop().await;
 }

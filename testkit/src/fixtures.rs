@@ -1,0 +1,92 @@
+//! Data and tasks written straight into the test's schema (no HTTP): the director fixture,
+//! tasks enqueued as the api would, and small readers.
+
+use engine::{
+    enqueue::{Enqueued, Enqueuer, Request as EnqueueRequest},
+    transport::MessageQueue as Transport,
+    KindSpec,
+};
+use jobs::testing::TestEnv;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+/// The Redis transport of `env` (pushes go under its prefix).
+pub fn transport(env: &TestEnv) -> Transport {
+    Transport::new(
+        env.redis.clone(),
+        env.keys.clone(),
+        env.config.queue_max_ready,
+    )
+}
+
+/// Creates a task of `spec` directly (as the api would, without HTTP), as the demo requester.
+pub async fn enqueue(env: &TestEnv, spec: &KindSpec<jobs::Services>, params: Value) -> Uuid {
+    let enqueuer = Enqueuer::new(env.pool.clone(), transport(env), env.config.task_ttl);
+    let outcome = enqueuer
+        .enqueue(EnqueueRequest {
+            kind: spec.info(),
+            params,
+            requester: "demo",
+            idempotency_key: None,
+            request_id: None,
+            run_at: None,
+        })
+        .await
+        .unwrap();
+    match outcome {
+        Enqueued::Created(rec) => rec.id,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Params of an `assignment` task of `org_demo` (prices in cents, MXN).
+pub fn assignment_params(event: &str, tickets: i32, price_cents: i64) -> Value {
+    json!({
+        "organizerId": "org_demo", "eventId": event, "type": "prepaid",
+        "tickets": tickets, "priceCents": price_cents, "currency": "MXN", "metadata": {}
+    })
+}
+
+/// Ledger entries written by `task` (exactly-once effects show as 0 or 1).
+pub async fn ledger_rows_for(env: &TestEnv, task: Uuid) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM director_ledger_entries WHERE task_id = $1")
+        .bind(task)
+        .fetch_one(&env.pool)
+        .await
+        .unwrap()
+}
+
+/// Fixture (MXN unless noted), ages as of 2025-12-31:
+///  1 org_demo ev_demo    assign_prepaid 100 t (eq 100) 35000  2025-08-01
+///  2 org_demo ev_premium assign_loan     10 t (eq  20) 20000  2025-10-15
+///  3 org_demo            payment                       40000  2025-11-01
+///  4 org_demo ev_demo    assign_prepaid   5 t (eq   5)  5000  2025-12-20
+///  5 org_acme ev_acme    assign_prepaid  50 t (eq  50) 10000  2025-11-20
+///  6 org_acme            payment                       15000  2025-12-01  (credit 5000)
+///  7 org_demo ev_demo    assign_prepaid   7 t (eq   7)   700 USD 2025-12-05
+pub async fn director_fixture(env: &TestEnv) {
+    env.seed_demo().await;
+    sqlx::raw_sql(
+        "INSERT INTO events (id, organizer_id, name, type) VALUES ('ev_acme', 'org_acme', 'Acme Fest', 'standard');
+         INSERT INTO director_ledger_entries (id, organizer_id, event_id, entry_type, tickets, tickets_equivalent, amount_cents, currency, task_id, created_at) VALUES
+          (gen_random_uuid(), 'org_demo', 'ev_demo',    'assign_prepaid', 100, 100, 35000, 'MXN', gen_random_uuid(), '2025-08-01 10:00Z'),
+          (gen_random_uuid(), 'org_demo', 'ev_premium', 'assign_loan',     10,  20, 20000, 'MXN', gen_random_uuid(), '2025-10-15 10:00Z'),
+          (gen_random_uuid(), 'org_demo', NULL,         'payment',          0,   0, 40000, 'MXN', gen_random_uuid(), '2025-11-01 10:00Z'),
+          (gen_random_uuid(), 'org_demo', 'ev_demo',    'assign_prepaid',   5,   5,  5000, 'MXN', gen_random_uuid(), '2025-12-20 10:00Z'),
+          (gen_random_uuid(), 'org_acme', 'ev_acme',    'assign_prepaid',  50,  50, 10000, 'MXN', gen_random_uuid(), '2025-11-20 10:00Z'),
+          (gen_random_uuid(), 'org_acme', NULL,         'payment',          0,   0, 15000, 'MXN', gen_random_uuid(), '2025-12-01 10:00Z'),
+          (gen_random_uuid(), 'org_demo', 'ev_demo',    'assign_prepaid',   7,   7,   700, 'USD', gen_random_uuid(), '2025-12-05 10:00Z');
+         INSERT INTO guests (id, event_id, name, status) VALUES
+          ('g1', 'ev_demo', 'A', 'confirmed'), ('g2', 'ev_demo', 'B', 'confirmed'), ('g3', 'ev_demo', 'C', 'scanned'),
+          ('g4', 'ev_acme', 'D', 'pending');
+         INSERT INTO deliveries (id, event_id, guest_id, channel, kind, status) VALUES
+          (gen_random_uuid(), 'ev_demo', 'g1', 'email', 'invitation', 'delivered'),
+          (gen_random_uuid(), 'ev_demo', 'g2', 'whatsapp', 'invitation', 'failed');
+         REFRESH MATERIALIZED VIEW mv_kpi_tickets_entregados;
+         REFRESH MATERIALIZED VIEW mv_kpi_deuda_abierta;
+         REFRESH MATERIALIZED VIEW mv_kpi_top_organizadores;",
+    )
+    .execute(&env.pool)
+    .await
+    .unwrap();
+}

@@ -1,0 +1,62 @@
+//! In-process workers: `worker::run` on the test's runtime, stopped like SIGTERM stops one.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use engine::Registry;
+use jobs::testing::TestEnv;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use worker::WorkerConfig;
+
+/// Worker settings for `env` serving `queues` with eight slots each; intervals are short so
+/// tests do not wait on timers.
+pub fn worker_config(env: &TestEnv, queues: &[&str]) -> WorkerConfig {
+    WorkerConfig {
+        core: env.config.clone(),
+        queues: queues
+            .iter()
+            .map(|q| (q.to_string(), 8))
+            .collect::<BTreeMap<_, _>>(),
+        shutdown_timeout: Duration::from_secs(5),
+        poll_interval: Duration::from_millis(100),
+        heartbeat: Duration::from_secs(1),
+        relay_interval: Duration::from_millis(100),
+        relay_batch: 500,
+        statement_timeout: engine::db::WORKER_STATEMENT_TIMEOUT,
+    }
+}
+
+/// A worker running in the test's process until stopped (or dropped: then it is told to
+/// stop, without waiting).
+pub struct RunningWorker {
+    shutdown: CancellationToken,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl RunningWorker {
+    pub fn start(config: WorkerConfig, registry: Registry<jobs::Services>) -> Self {
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(worker::run(config, registry, shutdown.clone()));
+        Self {
+            shutdown,
+            handle: Some(handle),
+        }
+    }
+
+    /// Shuts the worker down gracefully and fails the test if it ended with an error.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(handle) = self.handle.take() {
+            handle
+                .await
+                .expect("worker task")
+                .expect("worker shut down cleanly");
+        }
+    }
+}
+
+impl Drop for RunningWorker {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
