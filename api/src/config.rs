@@ -11,6 +11,9 @@ use jobs::config::{parsed, seconds, var, ConfigError, Environment};
 
 use crate::auth::{Tokens, DEVELOPMENT_TOKENS, PRODUCTION_MIN_TOKEN_LEN};
 
+/// The longest `?wait=` of a long-poll, in seconds (the default of `long_poll_max`).
+pub const LONG_POLL_MAX_SECONDS: u64 = 60;
+
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     pub core: jobs::Config,
@@ -115,7 +118,7 @@ impl ApiConfig {
             bind: SocketAddr::new(host, port),
             tokens,
             body_limit: parsed("API_BODY_LIMIT_BYTES", 64 * 1024)?,
-            long_poll_max: 60,
+            long_poll_max: LONG_POLL_MAX_SECONDS,
             security: Security {
                 metrics_token,
                 metrics_cache_ttl: seconds("METRICS_CACHE_SECONDS", 5)?,

@@ -15,6 +15,11 @@ use jobs::{
 use serde_json::json;
 
 use super::tasks::view;
+use crate::openapi::{
+    params::{AdminTaskList, AnyTaskId, RedriveFilter},
+    responses::*,
+    schemas::Task,
+};
 use crate::{auth::Principal, error::ApiError, request_id, AppState};
 
 fn require_admin(p: &Principal) -> Result<(), ApiError> {
@@ -42,6 +47,9 @@ fn require_observer(p: &Principal) -> Result<(), ApiError> {
         ))
     }
 }
+
+/// The statuses an operator may re-drive.
+pub const REDRIVABLE: [&str; 2] = ["failed", "dead"];
 
 fn bad(param: &str, problem: &str) -> ApiError {
     ApiError::field(StatusCode::BAD_REQUEST, "validation_failed", param, problem)
@@ -76,6 +84,11 @@ fn filters(
 
 /// `GET /admin/queues`: per queue, tasks by state, the oldest due task's age and the
 /// messages waiting in Redis.
+#[utoipa::path(get, path = "/admin/queues", tag = "operators",
+    summary = "Per queue: tasks by state, oldest due age, messages in Redis",
+    responses(
+        (status = 200, description = "`{data: [...]}`", body = inline(AnyObject)),
+        Unauthorized, NotAdmin, StoreDown, TooLarge))]
 pub async fn queues(
     State(state): State<AppState>,
     principal: Principal,
@@ -97,6 +110,12 @@ pub async fn queues(
 }
 
 /// `GET /admin/tasks?status=dead&kind=…&page=&pageSize=`: tasks of every requester.
+#[utoipa::path(get, path = "/admin/tasks", tag = "operators",
+    summary = "Tasks of every requester (`status=dead`: the dead-letter queue)",
+    params(AdminTaskList),
+    responses(
+        (status = 200, description = "`{data, meta}`", body = inline(AnyObject)),
+        Invalid, Unauthorized, NotAdmin, PostgresDown, TooLarge))]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -109,7 +128,7 @@ pub async fn list(
         Some(p) => p
             .parse()
             .ok()
-            .filter(|p| (1..=1_000_000).contains(p))
+            .filter(|p| (1..=super::MAX_PAGE).contains(p))
             .ok_or_else(|| bad("page", "must be a whole number from 1"))?,
     };
     let size: i64 = match q.get("pageSize") {
@@ -117,8 +136,13 @@ pub async fn list(
         Some(p) => p
             .parse()
             .ok()
-            .filter(|p| (1..=500).contains(p))
-            .ok_or_else(|| bad("pageSize", "must be a whole number from 1 to 500"))?,
+            .filter(|p| (1..=super::MAX_PAGE_SIZE).contains(p))
+            .ok_or_else(|| {
+                bad(
+                    "pageSize",
+                    &format!("must be a whole number from 1 to {}", super::MAX_PAGE_SIZE),
+                )
+            })?,
     };
     let (rows, total) = store::list(
         &state.pool,
@@ -145,6 +169,17 @@ pub async fn list(
 }
 
 /// `POST /admin/tasks/{id}/retry`: re-drive one failed or dead task.
+#[utoipa::path(post, path = "/admin/tasks/{id}/retry", tag = "operators",
+    summary = "Re-drive one failed/dead task",
+    params(AnyTaskId),
+    responses(
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 409, description = "Not failed/dead", body = ErrorBody),
+        Unauthorized, NotAdmin,
+        (status = 202, description = "The task", body = Task),
+        StoreDown,
+        (status = 400, description = "the id is not a task id (uuid)", body = ErrorBody),
+        TooLarge))]
 pub async fn retry_one(
     State(state): State<AppState>,
     principal: Principal,
@@ -173,6 +208,12 @@ pub async fn retry_one(
 }
 
 /// `POST /admin/tasks/retry?status=dead&kind=…`: re-drive them all.
+#[utoipa::path(post, path = "/admin/tasks/retry", tag = "operators",
+    summary = "Re-drive every failed/dead task matching",
+    params(RedriveFilter),
+    responses(Invalid, Unauthorized, NotAdmin,
+        (status = 202, description = "`{redriven, taskIds}`: the tasks sent back to pending", body = inline(Redriven)),
+        StoreDown, TooLarge))]
 pub async fn retry_all(
     State(state): State<AppState>,
     principal: Principal,
@@ -198,6 +239,17 @@ pub async fn retry_all(
 }
 
 /// `DELETE /admin/tasks/{id}`: remove a task that is not running.
+#[utoipa::path(delete, path = "/admin/tasks/{id}", tag = "operators",
+    summary = "Delete a task that is not running",
+    params(AnyTaskId),
+    responses(
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 409, description = "Running", body = ErrorBody),
+        Unauthorized, NotAdmin,
+        (status = 204, description = "Deleted"),
+        StoreDown,
+        (status = 400, description = "the id is not a task id (uuid)", body = ErrorBody),
+        TooLarge))]
 pub async fn delete(
     State(state): State<AppState>,
     principal: Principal,
@@ -218,11 +270,26 @@ pub async fn delete(
     }
 }
 
+/// The answer of `POST /admin/tasks/retry`.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct Redriven {
+    #[schema(minimum = 0)]
+    pub redriven: u64,
+    pub task_ids: Vec<uuid::Uuid>,
+    pub request_id: String,
+}
+
 /// A worker process whose apalis heartbeat is older than this is reported as not alive.
 const ALIVE_WITHIN_SECONDS: i64 = 30;
 
 /// `GET /admin/workers`: worker processes, from their apalis registrations (one per queue
 /// they serve, with the last heartbeat) and the tasks they are running now.
+#[utoipa::path(get, path = "/admin/workers", tag = "operators",
+    summary = "Worker processes: queues, last heartbeat, running tasks",
+    responses(
+        (status = 200, description = "`{data: [...]}`", body = inline(AnyObject)),
+        Unauthorized, NotAdmin, StoreDown, TooLarge))]
 pub async fn workers(
     State(state): State<AppState>,
     principal: Principal,
