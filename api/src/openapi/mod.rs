@@ -6,6 +6,7 @@
 
 pub mod bodies;
 pub mod params;
+pub mod replies;
 pub mod responses;
 pub mod schemas;
 pub mod shapes;

@@ -17,6 +17,7 @@ use serde_json::json;
 use super::tasks::view;
 use crate::openapi::{
     params::{AdminTaskList, AnyTaskId, RedriveFilter},
+    replies::{AdminTaskPage, QueueList, WorkerList},
     responses::*,
     schemas::Task,
 };
@@ -87,7 +88,7 @@ fn filters(
 #[utoipa::path(get, path = "/admin/queues", tag = "operators",
     summary = "Per queue: tasks by state, oldest due age, messages in Redis",
     responses(
-        (status = 200, description = "`{data: [...]}`", body = inline(AnyObject)),
+        (status = 200, description = "`{data: [...]}`", body = QueueList),
         Unauthorized, NotAdmin, StoreDown, TooLarge))]
 pub async fn queues(
     State(state): State<AppState>,
@@ -114,7 +115,7 @@ pub async fn queues(
     summary = "Tasks of every requester (`status=dead`: the dead-letter queue)",
     params(AdminTaskList),
     responses(
-        (status = 200, description = "`{data, meta}`", body = inline(AnyObject)),
+        (status = 200, description = "`{data, meta}`", body = AdminTaskPage),
         Invalid, Unauthorized, NotAdmin, PostgresDown, TooLarge))]
 pub async fn list(
     State(state): State<AppState>,
@@ -288,7 +289,7 @@ const ALIVE_WITHIN_SECONDS: i64 = 30;
 #[utoipa::path(get, path = "/admin/workers", tag = "operators",
     summary = "Worker processes: queues, last heartbeat, running tasks",
     responses(
-        (status = 200, description = "`{data: [...]}`", body = inline(AnyObject)),
+        (status = 200, description = "`{data: [...]}`", body = WorkerList),
         Unauthorized, NotAdmin, StoreDown, TooLarge))]
 pub async fn workers(
     State(state): State<AppState>,

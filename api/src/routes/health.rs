@@ -5,12 +5,15 @@ use std::time::Duration;
 use axum::{extract::State, http::StatusCode, response::IntoResponse, Json};
 use serde_json::json;
 
-use crate::openapi::responses::{AnyObject, TooLarge};
+use crate::openapi::{
+    replies::{Health, Readiness},
+    responses::TooLarge,
+};
 use crate::{request_id, AppState};
 
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "ops", summary = "Liveness", security(()),
-    responses((status = 200, description = "ok", body = inline(AnyObject)), TooLarge))]
+    responses((status = 200, description = "ok", body = Health), TooLarge))]
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok", "requestId": request_id::current() }))
 }
@@ -20,8 +23,8 @@ pub async fn healthz() -> impl IntoResponse {
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     summary = "Readiness (Postgres required; Redis reported)", security(()),
     responses(
-        (status = 200, description = "ready", body = inline(AnyObject)),
-        (status = 503, description = "not ready", body = inline(AnyObject)),
+        (status = 200, description = "ready", body = Readiness),
+        (status = 503, description = "not ready", body = Readiness),
         TooLarge))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let postgres = tokio::time::timeout(

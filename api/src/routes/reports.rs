@@ -24,6 +24,7 @@ use sqlx::Row;
 use super::director::currency_problem;
 use crate::openapi::{
     params::{IdempotencyKey, LedgerQuery, OrganizerId, ReportFilters},
+    replies::Ledger,
     responses::*,
     schemas::Report,
 };
@@ -265,7 +266,7 @@ report_route!(
     summary = "Organizer ledger, newest first, with totals and real-time debt",
     params(OrganizerId, LedgerQuery),
     responses(
-        (status = 200, description = "`{organizerId, data, totals, debtCents, balances, meta}`", body = inline(AnyObject)),
+        (status = 200, description = "`{organizerId, data, totals, debtCents, balances, meta}`", body = Ledger),
         (status = 404, description = "Unknown organizer", body = ErrorBody),
         Invalid, Unauthorized, PostgresDown, OutOfScope, TooLarge))]
 pub async fn ledger(

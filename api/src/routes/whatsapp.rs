@@ -16,7 +16,12 @@ use jobs::{
 use serde_json::json;
 use sha2::Sha256;
 
-use crate::openapi::{params::PhonePath, responses::*, schemas::StorableObject};
+use crate::openapi::{
+    params::PhonePath,
+    replies::{WebhookReceipt, WhatsappSession},
+    responses::*,
+    schemas::StorableObject,
+};
 use crate::{auth::Principal, error::ApiError, payload_too_large, request_id, AppState};
 
 /// The requester of webhook tasks (they are not any client's).
@@ -114,7 +119,7 @@ async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<
     security(("metaSignature" = []), ("webhookSecret" = []), ()),
     request_body = StorableObject,
     responses(
-        (status = 200, description = "Stored as a `wa_inbound` task", body = inline(AnyObject)),
+        (status = 200, description = "Stored as a `wa_inbound` task", body = WebhookReceipt),
         Invalid,
         (status = 401, description = "Bad secret", body = ErrorBody),
         PostgresDown, TooLarge))]
@@ -169,7 +174,7 @@ pub async fn webhook(
     summary = "The guest's 24 h WhatsApp window",
     params(PhonePath),
     responses(
-        (status = 200, description = "`{phone, open, lastInboundAt, expiresAt}`", body = inline(AnyObject)),
+        (status = 200, description = "`{phone, open, lastInboundAt, expiresAt}`", body = WhatsappSession),
         Invalid, Unauthorized, StoreDown, OutOfScope, TooLarge))]
 pub async fn session(
     State(state): State<AppState>,
