@@ -78,8 +78,8 @@ fn idempotency_key() -> ObjectBuilder {
         .pattern(Some("^[!-~]+$"))
 }
 
-/// Every guest and delivery status a report filters on, as one alternation.
-fn statuses() -> Vec<&'static str> {
+/// Every guest and delivery status a report filters on.
+pub fn report_statuses() -> Vec<&'static str> {
     GUEST_STATUSES
         .iter()
         .chain(DELIVERY_STATUSES.iter())
@@ -90,12 +90,8 @@ fn statuses() -> Vec<&'static str> {
 /// A comma-separated list of statuses (blanks around items and empty items ignored), what
 /// `routes::reports::parse_query` accepts.
 pub fn status_list() -> ObjectBuilder {
-    let any = statuses().join("|");
+    let any = report_statuses().join("|");
     string().pattern(Some(format!(r"^\s*({any})?\s*(,\s*({any})?\s*)*$")))
-}
-
-pub fn report_statuses() -> Vec<&'static str> {
-    statuses()
 }
 
 /// `YYYY-MM-DD` with a four-digit year (`routes::reports::calendar_date`).

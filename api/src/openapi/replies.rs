@@ -187,6 +187,17 @@ pub struct QueueList {
     pub request_id: String,
 }
 
+/// `POST /admin/tasks/retry` (`routes::admin::retry_all`).
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct Redriven {
+    /// How many tasks went back to pending.
+    #[schema(minimum = 0)]
+    pub redriven: u64,
+    pub task_ids: Vec<uuid::Uuid>,
+    pub request_id: String,
+}
+
 #[derive(ToSchema)]
 #[schema(rename_all = "camelCase")]
 pub struct WorkerQueue {

@@ -17,7 +17,7 @@ use serde_json::json;
 use super::tasks::view;
 use crate::openapi::{
     params::{AdminTaskList, AnyTaskId, RedriveFilter},
-    replies::{AdminTaskPage, QueueList, WorkerList},
+    replies::{AdminTaskPage, QueueList, Redriven, WorkerList},
     responses::*,
     schemas::Task,
 };
@@ -269,16 +269,6 @@ pub async fn delete(
         )),
         None => Err(ApiError::not_found(format!("no task with id {id}"))),
     }
-}
-
-/// The answer of `POST /admin/tasks/retry`.
-#[derive(utoipa::ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct Redriven {
-    #[schema(minimum = 0)]
-    pub redriven: u64,
-    pub task_ids: Vec<uuid::Uuid>,
-    pub request_id: String,
 }
 
 /// A worker process whose apalis heartbeat is older than this is reported as not alive.
