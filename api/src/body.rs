@@ -205,7 +205,7 @@ impl JsonObject {
     pub fn required_int(&mut self, name: &str, min: i64, max: i64) -> Option<i64> {
         let raw = self.required_raw(name)?;
         let range = format!("must be a whole number from {min} to {max}");
-        // JSON Schema's `integer` (openapi.json) includes whole numbers written as decimals
+        // JSON Schema's `integer` (the OpenAPI document) includes whole numbers written as decimals
         // (`4824.0`, `1e2`); read exactly, never through a float.
         let whole = || {
             jobs::domain::money::parse_cents(&raw)

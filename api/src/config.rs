@@ -11,6 +11,9 @@ use jobs::config::{parsed, seconds, var, ConfigError, Environment};
 
 use crate::auth::{Tokens, DEVELOPMENT_TOKENS, PRODUCTION_MIN_TOKEN_LEN};
 
+/// The longest `?wait=` of a long-poll, in seconds (the default of `long_poll_max`).
+pub const LONG_POLL_MAX_SECONDS: u64 = 60;
+
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     pub core: jobs::Config,
@@ -129,7 +132,7 @@ impl ApiConfig {
                 bind: SocketAddr::from(([127, 0, 0, 1], 0)),
                 tokens: Tokens::default(),
                 body_limit: DEFAULT_BODY_LIMIT,
-                long_poll_max: DEFAULT_LONG_POLL_MAX,
+                long_poll_max: LONG_POLL_MAX_SECONDS,
                 security: Security::default(),
             },
         }
@@ -138,8 +141,6 @@ impl ApiConfig {
 
 /// `API_BODY_LIMIT_BYTES` when unset.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
-/// Longest `?wait=` of a long-poll, in seconds (the README's limit).
-pub const DEFAULT_LONG_POLL_MAX: u64 = 60;
 
 /// Builds an [`ApiConfig`]: defaults from [`ApiConfig::builder`], one setter per setting.
 #[derive(Debug, Clone)]

@@ -8,6 +8,7 @@ pub mod config;
 pub mod enqueue_table;
 pub mod error;
 pub mod events;
+pub mod openapi;
 pub mod request_id;
 pub mod routes;
 
@@ -18,7 +19,6 @@ use axum::{
     http::StatusCode,
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::{get, post},
     Router,
 };
 use engine::{
@@ -34,6 +34,8 @@ use jobs::{
 };
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
+use utoipa::OpenApi as _;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use config::ApiConfig;
 use error::ApiError;
@@ -200,55 +202,71 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     .into_response()
 }
 
-pub fn router(state: AppState) -> Router {
+/// Every route with its operation: `routes!` registers a handler and its `#[utoipa::path]`
+/// together, so whatever is routed here is documented (`api/tests/openapi.rs` holds the
+/// router to that: no route is added any other way).
+pub fn documented_routes() -> OpenApiRouter<AppState> {
     use routes::{
         admin, deliveries, director, exports, files, health, metrics, openapi, reports, tasks,
         whatsapp,
     };
-    let task_routes = |prefix: &str, r: Router<AppState>| {
-        r.route(&format!("{prefix}/{{id}}"), get(tasks::get_task))
-            .route(&format!("{prefix}/{{id}}/result"), get(tasks::get_result))
-            .route(&format!("{prefix}/{{id}}/cancel"), post(tasks::cancel))
-            .route(&format!("{prefix}/{{id}}/events"), get(tasks::events))
+    // Mounted at `/tasks` and, as the seed names them, `/director/reports/tasks`.
+    let task_routes = || {
+        OpenApiRouter::new()
+            .routes(routes!(tasks::get_task))
+            .routes(routes!(tasks::get_result))
+            .routes(routes!(tasks::cancel))
+            .routes(routes!(tasks::events))
     };
-    let r = Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::metrics))
-        .route("/openapi.json", get(openapi::document))
-        .route("/director/assign", post(director::assign))
-        .route("/director/payments", post(director::payment))
-        .route("/director/organizers/{id}/ledger", get(reports::ledger))
-        .route("/director/overview", get(reports::legacy_overview))
-        .route("/director/reports/overview", get(reports::overview))
-        .route(
-            "/director/reports/top-organizers",
-            get(reports::top_organizers),
-        )
-        .route("/director/reports/debt-aging", get(reports::debt_aging))
-        .route(
-            "/director/reports/tickets-usage",
-            get(reports::tickets_usage),
-        )
-        .route("/director/kpis/refresh", post(reports::refresh_kpis))
-        .route("/director/reports/exports", post(exports::create))
-        .route("/files/{*key}", get(files::download))
-        .route("/admin/queues", get(admin::queues))
-        .route("/admin/workers", get(admin::workers))
-        .route("/admin/tasks", get(admin::list))
-        .route("/admin/tasks/retry", post(admin::retry_all))
-        .route("/admin/tasks/{id}", axum::routing::delete(admin::delete))
-        .route("/admin/tasks/{id}/retry", post(admin::retry_one))
-        .route("/admin/ping", post(admin::ping))
-        .route(
-            "/events/{event_id}/guests/{guest_id}/send",
-            post(deliveries::send),
-        )
-        .route("/events/{event_id}/deliveries", post(deliveries::bulk))
-        .route("/wa/webhook", post(whatsapp::webhook))
-        .route("/wa/session/{phone}", get(whatsapp::session));
-    let r = task_routes("/tasks", r);
-    let r = task_routes("/director/reports/tasks", r);
+    OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(metrics::metrics))
+        .routes(routes!(openapi::document))
+        .routes(routes!(director::assign))
+        .routes(routes!(director::payment))
+        .routes(routes!(reports::ledger))
+        .routes(routes!(reports::legacy_overview))
+        .routes(routes!(reports::overview))
+        .routes(routes!(reports::top_organizers))
+        .routes(routes!(reports::debt_aging))
+        .routes(routes!(reports::tickets_usage))
+        .routes(routes!(reports::refresh_kpis))
+        .routes(routes!(exports::create))
+        .routes(routes!(files::download))
+        .routes(routes!(admin::queues))
+        .routes(routes!(admin::workers))
+        .routes(routes!(admin::list))
+        .routes(routes!(admin::retry_all))
+        .routes(routes!(admin::delete))
+        .routes(routes!(admin::retry_one))
+        .routes(routes!(admin::ping))
+        .routes(routes!(deliveries::send))
+        .routes(routes!(deliveries::bulk))
+        .routes(routes!(whatsapp::webhook))
+        .routes(routes!(whatsapp::session))
+        .nest("/tasks", task_routes())
+        .nest("/director/reports/tasks", task_routes())
+}
+
+/// The document `GET /openapi.json` serves for this configuration.
+pub fn document(state: &AppState) -> utoipa::openapi::OpenApi {
+    let (_, doc) = documented_routes().split_for_parts();
+    crate::openapi::build(doc, document_limits(state))
+}
+
+fn document_limits(state: &AppState) -> crate::openapi::Limits {
+    crate::openapi::Limits {
+        body_bytes: state.config.body_limit,
+        long_poll_seconds: state.config.long_poll_max,
+        waiters_per_token: state.hub.limits().per_requester,
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let (r, doc) = documented_routes().split_for_parts();
+    let document =
+        routes::openapi::Document::new(&crate::openapi::build(doc, document_limits(&state)));
     let body_limit = state.config.body_limit;
     // Authorization sits on the routes (it needs the matched route), so an unknown path is
     // still a 404 and a wrong method a 405, not a 401.
@@ -257,6 +275,7 @@ pub fn router(state: AppState) -> Router {
         access::authorize,
     ))
     .fallback(not_found_route)
+    .layer(axum::Extension(document))
     .layer(axum::extract::DefaultBodyLimit::max(body_limit))
     .layer(middleware::from_fn_with_state(body_limit, limit_body))
     .layer(middleware::from_fn_with_state(body_limit, access_log))

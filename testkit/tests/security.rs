@@ -509,7 +509,16 @@ async fn every_route_answers_an_oversized_body_with_the_json_413() {
     assert_error(&reply, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
 
     // Every documented route and method, with an admin token.
-    let doc: Value = serde_json::from_str(include_str!("../../api/src/openapi.json")).unwrap();
+    let doc = send(
+        &app,
+        Request::get("/openapi.json").body(Body::empty()).unwrap(),
+    )
+    .await
+    .body;
+    assert!(
+        doc["paths"].as_object().is_some_and(|p| p.len() >= 30),
+        "{doc}"
+    );
     let id = uuid::Uuid::now_v7().to_string();
     for (path, item) in doc["paths"].as_object().unwrap() {
         let concrete = path

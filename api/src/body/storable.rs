@@ -127,7 +127,8 @@ fn first_unreadable(raw: &RawValue, path: String, depth: usize) -> Option<String
     }
 }
 
-/// Numbers must stay below this magnitude: the documented rule (`openapi.json`), which also
+/// Numbers must stay below this magnitude: the documented rule (`StorableJson` in
+/// `crate::openapi::schemas`), which also
 /// keeps clear of the few floats next to the `f64` limit that do not come back
 /// ([`survives_numeric`]).
 pub const MAX_NUMBER: f64 = 1e308;

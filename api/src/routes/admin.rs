@@ -13,6 +13,12 @@ use jobs::kinds::assignment::id_problem;
 use serde_json::json;
 
 use super::tasks::view;
+use crate::openapi::{
+    params::{AdminTaskList, AnyTaskId, IdempotencyKey, RedriveFilter},
+    replies::{AdminTaskPage, QueueList, Redriven, WorkerList},
+    responses::*,
+    schemas::Task,
+};
 use crate::{auth::Principal, error::ApiError, request_id, AppState};
 
 fn require_admin(p: &Principal) -> Result<(), ApiError> {
@@ -40,6 +46,9 @@ fn require_observer(p: &Principal) -> Result<(), ApiError> {
         ))
     }
 }
+
+/// The statuses an operator may re-drive.
+pub const REDRIVABLE: [&str; 2] = ["failed", "dead"];
 
 fn bad(param: &str, problem: &str) -> ApiError {
     ApiError::field(StatusCode::BAD_REQUEST, "validation_failed", param, problem)
@@ -74,6 +83,11 @@ fn filters(
 
 /// `GET /admin/queues`: per queue, tasks by state, the oldest due task's age and the
 /// messages waiting in Redis.
+#[utoipa::path(get, path = "/admin/queues", tag = "operators",
+    summary = "Per queue: tasks by state, oldest due age, messages in Redis",
+    responses(
+        (status = 200, description = "`{data: [...]}`", body = QueueList),
+        Unauthorized, NotAdmin, StoreDown, TooLarge))]
 pub async fn queues(
     State(state): State<AppState>,
     principal: Principal,
@@ -95,6 +109,12 @@ pub async fn queues(
 }
 
 /// `GET /admin/tasks?status=dead&kind=…&page=&pageSize=`: tasks of every requester.
+#[utoipa::path(get, path = "/admin/tasks", tag = "operators",
+    summary = "Tasks of every requester (`status=dead`: the dead-letter queue)",
+    params(AdminTaskList),
+    responses(
+        (status = 200, description = "`{data, meta}`", body = AdminTaskPage),
+        Invalid, Unauthorized, NotAdmin, PostgresDown, TooLarge))]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -107,7 +127,7 @@ pub async fn list(
         Some(p) => p
             .parse()
             .ok()
-            .filter(|p| (1..=1_000_000).contains(p))
+            .filter(|p| (1..=super::MAX_PAGE).contains(p))
             .ok_or_else(|| bad("page", "must be a whole number from 1"))?,
     };
     let size: i64 = match q.get("pageSize") {
@@ -115,8 +135,13 @@ pub async fn list(
         Some(p) => p
             .parse()
             .ok()
-            .filter(|p| (1..=500).contains(p))
-            .ok_or_else(|| bad("pageSize", "must be a whole number from 1 to 500"))?,
+            .filter(|p| (1..=super::MAX_PAGE_SIZE).contains(p))
+            .ok_or_else(|| {
+                bad(
+                    "pageSize",
+                    &format!("must be a whole number from 1 to {}", super::MAX_PAGE_SIZE),
+                )
+            })?,
     };
     let (rows, total) = store::list(
         &state.pool,
@@ -143,6 +168,17 @@ pub async fn list(
 }
 
 /// `POST /admin/tasks/{id}/retry`: re-drive one failed or dead task.
+#[utoipa::path(post, path = "/admin/tasks/{id}/retry", tag = "operators",
+    summary = "Re-drive one failed/dead task",
+    params(AnyTaskId),
+    responses(
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 409, description = "Not failed/dead", body = ErrorBody),
+        Unauthorized, NotAdmin,
+        (status = 202, description = "The task", body = Task),
+        StoreDown,
+        (status = 400, description = "the id is not a task id (uuid)", body = ErrorBody),
+        TooLarge))]
 pub async fn retry_one(
     State(state): State<AppState>,
     principal: Principal,
@@ -173,6 +209,12 @@ pub async fn retry_one(
 }
 
 /// `POST /admin/tasks/retry?status=dead&kind=…`: re-drive them all.
+#[utoipa::path(post, path = "/admin/tasks/retry", tag = "operators",
+    summary = "Re-drive every failed/dead task matching",
+    params(RedriveFilter),
+    responses(Invalid, Unauthorized, NotAdmin,
+        (status = 202, description = "`{redriven, taskIds}`: the tasks sent back to pending", body = inline(Redriven)),
+        StoreDown, TooLarge))]
 pub async fn retry_all(
     State(state): State<AppState>,
     principal: Principal,
@@ -199,6 +241,17 @@ pub async fn retry_all(
 }
 
 /// `DELETE /admin/tasks/{id}`: remove a task that is not running.
+#[utoipa::path(delete, path = "/admin/tasks/{id}", tag = "operators",
+    summary = "Delete a task that is not running",
+    params(AnyTaskId),
+    responses(
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 409, description = "Running", body = ErrorBody),
+        Unauthorized, NotAdmin,
+        (status = 204, description = "Deleted"),
+        StoreDown,
+        (status = 400, description = "the id is not a task id (uuid)", body = ErrorBody),
+        TooLarge))]
 pub async fn delete(
     State(state): State<AppState>,
     principal: Principal,
@@ -224,6 +277,11 @@ const ALIVE_WITHIN_SECONDS: i64 = 30;
 
 /// `GET /admin/workers`: worker processes, from their apalis registrations (one per queue
 /// they serve, with the last heartbeat) and the tasks they are running now.
+#[utoipa::path(get, path = "/admin/workers", tag = "operators",
+    summary = "Worker processes: queues, last heartbeat, running tasks",
+    responses(
+        (status = 200, description = "`{data: [...]}`", body = WorkerList),
+        Unauthorized, NotAdmin, StoreDown, TooLarge))]
 pub async fn workers(
     State(state): State<AppState>,
     principal: Principal,
@@ -293,6 +351,23 @@ pub async fn workers(
     Ok(Json(json!({ "data": data, "requestId": request_id::current() })).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/ping",
+    tag = "operators",
+    summary = "End-to-end probe: a maintenance worker measures its round trips to Postgres and Redis (task `ping`; admin)",
+    description = "Creates a `ping` task (no body). Its result, at `GET /tasks/{id}`, is `{pong, attempt, postgresMs, redisMs, at}`: the queue was relayed and consumed, and the worker reaches Postgres and Redis.",
+    params(IdempotencyKey),
+    responses(
+        TaskAccepted,
+        IdempotencyConflict,
+        Invalid,
+        Unauthorized,
+        TooLarge,
+        PostgresDown,
+        NotAdmin
+    )
+)]
 /// `POST /admin/ping`: an end-to-end probe. The task's result (`GET /tasks/{id}`) says that a
 /// maintenance worker took it and how long its round trips to Postgres and Redis took. Like
 /// the KPI refresh, it takes no body.

@@ -10,15 +10,18 @@ use axum::{
 use engine::enqueue::{Enqueued, Request};
 use jobs::{
     deliveries::{self, Channel, MessageKind},
-    kinds::{
-        assignment::id_problem,
-        delivery::{template_problem, DeliveryParams},
-        delivery_bulk::{BulkParams, MAX_GUEST_IDS},
-    },
+    kinds::assignment::id_problem,
+    kinds::delivery::{template_problem, DeliveryParams},
+    kinds::delivery_bulk::{BulkParams, MAX_GUEST_IDS},
 };
 use serde_json::json;
 use sqlx::Row;
 
+use crate::openapi::{
+    bodies,
+    params::{EventPath, GuestPath, IdempotencyKey},
+    responses::*,
+};
 use crate::{auth::Principal, body::JsonObject, error::ApiError, request_id, AppState};
 
 /// A path id, checked like body ids: a malformed one cannot exist, so it is a 404 too.
@@ -66,6 +69,12 @@ fn message_fields(body: &mut JsonObject) -> (Option<Channel>, MessageKind, Optio
 
 /// `POST /events/{eventId}/guests/{guestId}/send` `{channel, kind?, template?}` → 202 with
 /// a `delivery` task; the delivery row (`deliveryId`, same id) is created with it.
+#[utoipa::path(post, path = "/events/{eventId}/guests/{guestId}/send", tag = "deliveries",
+    summary = "Send an invitation/reminder (task `delivery`)",
+    params(GuestPath, IdempotencyKey), request_body = bodies::SendRequest,
+    responses(TaskAccepted, IdempotencyConflict, Invalid, Unauthorized, TooLarge, NotJson, PostgresDown, OutOfScope,
+        (status = 404, description = "Unknown event or guest", body = ErrorBody),
+        (status = 422, description = "Guest has no phone/e-mail", body = ErrorBody)))]
 pub async fn send(
     State(state): State<AppState>,
     Path((event_id, guest_id)): Path<(String, String)>,
@@ -182,6 +191,11 @@ pub async fn send(
 
 /// `POST /events/{eventId}/deliveries` `{channel, kind?, template?, guestIds? | all: true}`
 /// → 202 with one `delivery_bulk` task that fans out and summarizes its children.
+#[utoipa::path(post, path = "/events/{eventId}/deliveries", tag = "deliveries",
+    summary = "Bulk send (task `delivery_bulk`)",
+    params(EventPath, IdempotencyKey), request_body = bodies::BulkRequest,
+    responses(TaskAccepted, IdempotencyConflict, Invalid, Unauthorized, TooLarge, NotJson, PostgresDown, OutOfScope,
+        (status = 404, description = "Unknown event", body = ErrorBody)))]
 pub async fn bulk(
     State(state): State<AppState>,
     Path(event_id): Path<String>,

@@ -6,6 +6,7 @@ use jobs::kinds::{
     payment::{PaymentParams, MAX_AMOUNT_CENTS},
 };
 
+use crate::openapi::{bodies, params::IdempotencyKey, responses::*};
 use crate::{auth::Principal, body::JsonObject, error::ApiError, AppState};
 
 /// A currency code: three ASCII letters (ISO 4217), any case.
@@ -14,8 +15,15 @@ pub fn currency_problem(c: &str) -> Option<&'static str> {
         .then_some("must be a 3-letter ISO 4217 code")
 }
 
+/// The most JSON text a `metadata` field may hold.
+pub const MAX_METADATA_BYTES: usize = 4096;
+
 /// `POST /director/assign` `{organizerId, eventId, type: prepaid|loan, tickets, price,
 /// currency?, metadata?}` → 202 with an `assignment` task.
+#[utoipa::path(post, path = "/director/assign", tag = "director",
+    summary = "Assign tickets to an organizer (task `assignment`)",
+    params(IdempotencyKey), request_body = bodies::AssignRequest,
+    responses(TaskAccepted, IdempotencyConflict, Invalid, Unauthorized, TooLarge, NotJson, PostgresDown, OutOfScope))]
 pub async fn assign(
     State(state): State<AppState>,
     principal: Principal,
@@ -28,7 +36,7 @@ pub async fn assign(
     let tickets = body.required_int("tickets", 1, MAX_TICKETS);
     let price_cents = body.required_money("price", MAX_PRICE_CENTS);
     let currency = body.optional_str("currency", currency_problem);
-    let metadata = body.optional_object("metadata", 4096);
+    let metadata = body.optional_object("metadata", MAX_METADATA_BYTES);
     body.finish()?;
     let (Some(organizer_id), Some(event_id), Some(kind), Some(tickets), Some(price_cents)) =
         (organizer_id, event_id, kind, tickets, price_cents)
@@ -61,6 +69,10 @@ pub async fn assign(
 /// `POST /director/payments` `{organizerId, amount | amountCents, currency?, metadata?}` →
 /// 202 with a `payment` task. `amount` is in major units (at most 2 decimals), `amountCents`
 /// an integer; exactly one of them.
+#[utoipa::path(post, path = "/director/payments", tag = "director",
+    summary = "Record a payment (task `payment`)",
+    params(IdempotencyKey), request_body = bodies::PaymentRequest,
+    responses(TaskAccepted, IdempotencyConflict, Invalid, Unauthorized, TooLarge, NotJson, PostgresDown, OutOfScope))]
 pub async fn payment(
     State(state): State<AppState>,
     principal: Principal,
@@ -95,7 +107,7 @@ pub async fn payment(
         body.fail("amount", "must be > 0");
     }
     let currency = body.optional_str("currency", currency_problem);
-    let metadata = body.optional_object("metadata", 4096);
+    let metadata = body.optional_object("metadata", MAX_METADATA_BYTES);
     body.finish()?;
     let (Some(organizer_id), Some(amount_cents)) = (organizer_id, cents) else {
         return Err(ApiError::validation(Default::default()));

@@ -9,6 +9,7 @@ use jobs::exports::{ExportParams, Filters, Format, Report};
 use serde_json::Value;
 
 use super::reports::parse_query;
+use crate::openapi::{bodies, params::IdempotencyKey, responses::*};
 use crate::{auth::Principal, body::JsonObject, error::ApiError, AppState};
 
 /// The synchronous reports' filters, accepted at the top level of the body or inside a
@@ -29,7 +30,8 @@ const FILTERS: [&str; 12] = [
     "pageSize",
 ];
 
-const MAX_NOTIFY: usize = 20;
+/// The most addresses `notifyEmails` may list.
+pub const MAX_NOTIFY: usize = 20;
 
 fn email_check(s: &str) -> Option<&'static str> {
     const PROBLEM: &str = "must be an e-mail address";
@@ -66,6 +68,10 @@ fn as_param(name: &str, v: &Value) -> Result<String, &'static str> {
 }
 
 /// `{report, format, …filters, notifyEmails?}` → 202 with a `report_export` task.
+#[utoipa::path(post, path = "/director/reports/exports", tag = "director",
+    summary = "Export a report as CSV or XLSX (task `report_export`)",
+    params(IdempotencyKey), request_body = bodies::ExportRequest,
+    responses(TaskAccepted, IdempotencyConflict, Invalid, Unauthorized, TooLarge, NotJson, PostgresDown, OutOfScope))]
 pub async fn create(
     State(state): State<AppState>,
     principal: Principal,

@@ -12,8 +12,22 @@ use axum::{
 };
 use jobs::{exports::Format, storage::local::LinkError};
 
+use crate::openapi::{
+    params::{FileKey, FileLink},
+    responses::*,
+};
 use crate::{error::ApiError, AppState};
 
+#[utoipa::path(get, path = "/files/{*key}", tag = "director",
+    summary = "Download of the local-disk export store (signed link, no token)",
+    security(()),
+    params(FileKey, FileLink),
+    responses(
+        (status = 200, description = "The file", content_type = "application/octet-stream", body = inline(Binary)),
+        (status = 403, description = "Altered or incomplete link", body = ErrorBody),
+        (status = 404, description = "File gone", body = ErrorBody),
+        (status = 410, description = "Link expired", body = ErrorBody),
+        StoreDown, TooLarge))]
 pub async fn download(
     State(state): State<AppState>,
     Path(key): Path<String>,

@@ -5,15 +5,27 @@ use std::time::Duration;
 use axum::{extract::State, http::StatusCode, response::IntoResponse, Json};
 use serde_json::json;
 
+use crate::openapi::{
+    replies::{Health, Readiness},
+    responses::TooLarge,
+};
 use crate::{request_id, AppState};
 
 /// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "ops", summary = "Liveness", security(()),
+    responses((status = 200, description = "ok", body = Health), TooLarge))]
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok", "requestId": request_id::current() }))
 }
 
 /// Ready when Postgres answers. Redis down is reported but does not make the api unready:
 /// tasks are still accepted and the relay pushes them once Redis is back.
+#[utoipa::path(get, path = "/readyz", tag = "ops",
+    summary = "Readiness (Postgres required; Redis reported)", security(()),
+    responses(
+        (status = 200, description = "ready", body = Readiness),
+        (status = 503, description = "not ready", body = Readiness),
+        TooLarge))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let postgres = tokio::time::timeout(
         Duration::from_secs(2),

@@ -27,6 +27,7 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use tokio::sync::Mutex;
 
+use crate::openapi::responses::{ErrorBody, StoreDown, TooLarge};
 use crate::{auth, error::ApiError, AppState};
 
 /// The last per-queue task counts and when they were read. The lock is held while they are
@@ -87,6 +88,13 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "ops", summary = "Prometheus metrics",
+    security(("bearer" = []), ()),
+    responses(
+        (status = 200, description = "text format 0.0.4", content_type = "text/plain", body = String),
+        StoreDown, TooLarge,
+        (status = 401, description = "Production: missing or unknown bearer token", body = ErrorBody),
+        (status = 403, description = "Production: a client token (neither METRICS_TOKEN nor an operator/admin token)", body = ErrorBody)))]
 pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Err(e) = authorize(&state, &headers) {
         return e.into_response();

@@ -35,7 +35,13 @@ pub fn links(id: uuid::Uuid) -> Value {
     })
 }
 
-/// The optional `Idempotency-Key` header: 1–255 visible ASCII characters.
+/// The highest page number a listing accepts.
+pub const MAX_PAGE: i64 = 1_000_000;
+/// The most rows one page of a listing holds.
+pub const MAX_PAGE_SIZE: i64 = 500;
+/// The longest `Idempotency-Key` accepted.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
 /// A query parameter as the client wrote it; an empty one (`?to=`, as HTML forms send) is not
 /// given. Values are never trimmed, so the server reads exactly what the OpenAPI document
 /// describes.
@@ -49,12 +55,16 @@ pub(crate) fn query_value<'a>(
         .filter(|s| !s.is_empty())
 }
 
+/// The optional `Idempotency-Key` header: 1–255 visible ASCII characters.
 pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
     match value.to_str() {
-        Ok(v) if (1..=255).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()) => {
+        Ok(v)
+            if (1..=MAX_IDEMPOTENCY_KEY_LEN).contains(&v.len())
+                && v.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
             Ok(Some(v.to_string()))
         }
         _ => Err(ApiError::field(

@@ -16,13 +16,27 @@ use jobs::{
         report_cache::Source,
         reports::{ReportFilter, Sort, DELIVERY_STATUSES, GUEST_STATUSES},
     },
-    kinds::{assignment::id_problem, kpi_refresh},
+    kinds::assignment::id_problem,
+    kinds::kpi_refresh,
 };
 use serde_json::{json, Value};
 use sqlx::Row;
 
 use super::director::currency_problem;
+use crate::openapi::{
+    params::{IdempotencyKey, LedgerQuery, OrganizerId, ReportFilters},
+    replies::Ledger,
+    responses::*,
+    schemas::Report,
+};
 use crate::{auth::Principal, error::ApiError, request_id, AppState};
+
+/// The event types a report filters on.
+pub const EVENT_TYPES: [&str; 2] = ["standard", "premium"];
+/// The orders of a report (`jobs::domain::reports::Sort`).
+pub const SORTS: [&str; 3] = ["created_at", "amount", "tickets"];
+/// The most rows a report's `limit` asks for.
+pub const MAX_LIMIT: i64 = 100_000;
 
 fn bad(param: &str, problem: &str) -> ApiError {
     ApiError::field(StatusCode::BAD_REQUEST, "validation_failed", param, problem)
@@ -103,8 +117,11 @@ pub fn parse_query(
     q.organizer_id = id(params, "organizerId")?;
     q.event_id = id(params, "eventId")?;
     if let Some(t) = super::query_value(params, "eventType") {
-        if t != "standard" && t != "premium" {
-            return Err(bad("eventType", "must be one of: standard, premium"));
+        if !EVENT_TYPES.contains(&t) {
+            return Err(bad(
+                "eventType",
+                &format!("must be one of: {}", EVENT_TYPES.join(", ")),
+            ));
         }
         q.event_type = Some(t.to_string());
     }
@@ -129,12 +146,12 @@ pub fn parse_query(
         }
         q.currency = c.to_ascii_uppercase();
     }
-    q.page = int(params, "page", 1, 1_000_000)?.unwrap_or(1);
-    q.page_size = int(params, "pageSize", 1, 500)?.unwrap_or(50);
-    q.limit = int(params, "limit", 1, 100_000)?;
+    q.page = int(params, "page", 1, super::MAX_PAGE)?.unwrap_or(1);
+    q.page_size = int(params, "pageSize", 1, super::MAX_PAGE_SIZE)?.unwrap_or(50);
+    q.limit = int(params, "limit", 1, MAX_LIMIT)?;
     if let Some(s) = super::query_value(params, "sort") {
         q.sort = Sort::parse(s)
-            .ok_or_else(|| bad("sort", "must be one of: created_at, amount, tickets"))?;
+            .ok_or_else(|| bad("sort", &format!("must be one of: {}", SORTS.join(", "))))?;
     }
     if let Some(d) = super::query_value(params, "dir") {
         q.desc = match d {
@@ -196,7 +213,12 @@ async fn report(
 }
 
 macro_rules! report_route {
-    ($fn_name:ident, $report:literal) => {
+    ($fn_name:ident, $report:literal, $path:literal, $summary:literal) => {
+        #[utoipa::path(get, path = $path, tag = "director", summary = $summary,
+            params(ReportFilters),
+            responses(
+                (status = 200, description = "`{meta, data}`; header `x-cache: hit|miss`", body = Report),
+                Invalid, Unauthorized, PostgresDown, OutOfScope, TooLarge))]
         pub async fn $fn_name(
             State(state): State<AppState>,
             _principal: Principal,
@@ -207,15 +229,47 @@ macro_rules! report_route {
     };
 }
 
-report_route!(overview, "overview");
-report_route!(legacy_overview, "legacy-overview");
-report_route!(top_organizers, "top-organizers");
-report_route!(tickets_usage, "tickets-usage");
-report_route!(debt_aging, "debt-aging");
+report_route!(
+    overview,
+    "overview",
+    "/director/reports/overview",
+    "Overview: tickets, assigned value, open debt, active organizers, guests and deliveries by status"
+);
+report_route!(
+    legacy_overview,
+    "legacy-overview",
+    "/director/overview",
+    "Legacy overview (cached DIRECTOR_CACHE_TTL_SECONDS)"
+);
+report_route!(
+    top_organizers,
+    "top-organizers",
+    "/director/reports/top-organizers",
+    "Organizer ranking"
+);
+report_route!(
+    tickets_usage,
+    "tickets-usage",
+    "/director/reports/tickets-usage",
+    "Assignments per event"
+);
+report_route!(
+    debt_aging,
+    "debt-aging",
+    "/director/reports/debt-aging",
+    "Open debt by age bucket (FIFO payments)"
+);
 
 /// `GET /director/organizers/{id}/ledger`: entries newest first (`page`, `pageSize`), totals in
 /// one currency (`currency`, default `DEFAULT_CURRENCY`) with the real-time debt
 /// Σ assignments − Σ payments, and the balance of every currency the organizer uses.
+#[utoipa::path(get, path = "/director/organizers/{id}/ledger", tag = "director",
+    summary = "Organizer ledger, newest first, with totals and real-time debt",
+    params(OrganizerId, LedgerQuery),
+    responses(
+        (status = 200, description = "`{organizerId, data, totals, debtCents, balances, meta}`", body = Ledger),
+        (status = 404, description = "Unknown organizer", body = ErrorBody),
+        Invalid, Unauthorized, PostgresDown, OutOfScope, TooLarge))]
 pub async fn ledger(
     State(state): State<AppState>,
     _principal: Principal,
@@ -325,6 +379,23 @@ pub async fn ledger(
 }
 
 /// `POST /director/kpis/refresh` (admin): a `kpi_refresh` task to follow.
+#[utoipa::path(
+    post,
+    path = "/director/kpis/refresh",
+    tag = "director",
+    summary = "Refresh the KPI views now (task `kpi_refresh`; admin)",
+    params(IdempotencyKey),
+    responses(
+        TaskAccepted,
+        IdempotencyConflict,
+        Invalid,
+        Unauthorized,
+        TooLarge,
+        NotJson,
+        PostgresDown,
+        NotAdmin
+    )
+)]
 pub async fn refresh_kpis(
     State(state): State<AppState>,
     principal: Principal,

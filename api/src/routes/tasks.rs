@@ -19,6 +19,11 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::links;
+use crate::openapi::{
+    params::{TaskId, Wait},
+    responses::*,
+    schemas::Task,
+};
 use crate::{auth::Principal, error::ApiError, request_id, AppState};
 
 /// How often a waiter re-reads Postgres even without a pub/sub wake-up.
@@ -159,6 +164,12 @@ async fn wait_for_change(
 
 /// `GET /tasks/{id}[?wait=N]`: with `wait`, answers as soon as the task changes (or is
 /// finished), at the latest after N seconds.
+#[utoipa::path(get, path = "/{id}", tag = "tasks",
+    summary = "Task status (long-poll with `wait`)",
+    params(TaskId, Wait),
+    responses(TaskView, Unauthorized, NoSuchTask, StoreDown,
+        (status = 400, description = "wait out of range", body = ErrorBody),
+        TooManyWaiters, OutOfScope, TooLarge))]
 pub async fn get_task(
     State(state): State<AppState>,
     principal: Principal,
@@ -199,6 +210,15 @@ pub async fn get_task(
 }
 
 /// `GET /tasks/{id}/result`: the result of a completed task, with `taskId` and `requestId`.
+#[utoipa::path(get, path = "/{id}/result", tag = "tasks",
+    summary = "Result of a completed task",
+    params(TaskId),
+    responses(
+        (status = 200, description = "The result object, plus `taskId` and `requestId` (exports: `{url, filename, format, rows, sizeBytes, expiresAt}`)", body = inline(AnyObject)),
+        NoSuchTask,
+        (status = 409, description = "Not completed (yet)", body = ErrorBody),
+        (status = 410, description = "Expired", body = ErrorBody),
+        Unauthorized, StoreDown, OutOfScope, TooLarge))]
 pub async fn get_result(
     State(state): State<AppState>,
     principal: Principal,
@@ -251,6 +271,15 @@ pub async fn get_result(
 
 /// `POST /tasks/{id}/cancel`: 200 when cancelled at once (not started), 202 when the running
 /// handler was asked to stop, 409 when already finished.
+#[utoipa::path(post, path = "/{id}/cancel", tag = "tasks",
+    summary = "Cancel",
+    params(TaskId),
+    responses(
+        (status = 200, description = "Cancelled before it started", body = Task),
+        (status = 202, description = "Cancel requested; the running task stops between chunks", body = Task),
+        (status = 409, description = "Already finished", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+        Unauthorized, StoreDown, OutOfScope, TooLarge))]
 pub async fn cancel(
     State(state): State<AppState>,
     principal: Principal,
@@ -279,6 +308,13 @@ pub async fn cancel(
 /// `GET /tasks/{id}/events`: Server-Sent Events, one `task` event per change (the task's
 /// view as data), ending after the task finishes. The event id is the change's version, so
 /// a reconnect with `Last-Event-ID` skips a state the client already has.
+#[utoipa::path(get, path = "/{id}/events", tag = "tasks",
+    summary = "Server-Sent Events: one `task` event per change; resumable with Last-Event-ID",
+    params(TaskId),
+    responses(
+        (status = 200, description = "text/event-stream", content_type = "text/event-stream", body = String),
+        (status = 404, description = "No such task", body = ErrorBody),
+        Unauthorized, StoreDown, TooManyWaiters, OutOfScope, TooLarge))]
 pub async fn events(
     State(state): State<AppState>,
     principal: Principal,

@@ -16,6 +16,12 @@ use jobs::{
 use serde_json::json;
 use sha2::Sha256;
 
+use crate::openapi::{
+    params::PhonePath,
+    replies::{WebhookReceipt, WhatsappSession},
+    responses::*,
+    schemas::StorableObject,
+};
 use crate::{auth::Principal, error::ApiError, payload_too_large, request_id, AppState};
 
 /// The requester of webhook tasks (they are not any client's).
@@ -108,6 +114,15 @@ async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<
 /// nothing acknowledged is lost; if the database is down the provider gets a 503 and
 /// retries. A redelivered call (the same provider events) answers 200 with the first call's
 /// task instead of creating another.
+#[utoipa::path(post, path = "/wa/webhook", tag = "deliveries",
+    summary = "360dialog webhook (X-Webhook-Secret when WA_WEBHOOK_SECRET is set)",
+    security(("metaSignature" = []), ("webhookSecret" = []), ()),
+    request_body = StorableObject,
+    responses(
+        (status = 200, description = "Stored as a `wa_inbound` task", body = WebhookReceipt),
+        Invalid,
+        (status = 401, description = "Bad secret", body = ErrorBody),
+        PostgresDown, TooLarge))]
 pub async fn webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -155,6 +170,12 @@ pub async fn webhook(
 }
 
 /// `GET /wa/session/{phone}` → `{phone, open, lastInboundAt, expiresAt, requestId}`.
+#[utoipa::path(get, path = "/wa/session/{phone}", tag = "deliveries",
+    summary = "The guest's 24 h WhatsApp window",
+    params(PhonePath),
+    responses(
+        (status = 200, description = "`{phone, open, lastInboundAt, expiresAt}`", body = WhatsappSession),
+        Invalid, Unauthorized, StoreDown, OutOfScope, TooLarge))]
 pub async fn session(
     State(state): State<AppState>,
     Path(raw): Path<String>,
