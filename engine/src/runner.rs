@@ -447,19 +447,7 @@ impl<S: Send + Sync + 'static> Runner<S> {
         let after = UNKNOWN_KIND_RETRY + Duration::from_millis(jitter);
         let run_at = Utc::now() + chrono::Duration::from_std(after).unwrap_or_default();
         let stage = format!("waiting for a worker that knows kind {:?}", c.kind);
-        let stage = &stage;
-        let deferred = with_retries("defer", || async move {
-            let mut tx = self.shared.pool.begin().await?;
-            let status = store::defer(&mut *tx, c.id, c.attempt, run_at, stage).await?;
-            let error = serde_json::json!({ "code": "cancelled", "message": "cancelled on request while waiting" });
-            self.hooks
-                .after_transition(&mut tx, &c.kind, c.id, status, Some(error))
-                .await?;
-            tx.commit().await?;
-            Ok(status)
-        })
-        .await;
-        match deferred {
+        match self.defer(c, run_at, &stage).await {
             Ok(_) => tracing::warn!(task.id = %c.id, task.kind = %c.kind, %run_at,
                 "no handler for this kind in this worker; left for a worker that has one"),
             Err(e) => {
@@ -469,23 +457,34 @@ impl<S: Send + Sync + 'static> Runner<S> {
         self.shared.notifier.changed(&[c.id]);
     }
 
+    /// Gives the attempt back until `run_at` ([`store::defer`]); a task whose cancellation
+    /// was requested meanwhile ends `cancelled` instead, with its kind's hook.
+    async fn defer(
+        &self,
+        c: &Claimed,
+        run_at: chrono::DateTime<Utc>,
+        stage: &str,
+    ) -> Result<Option<TaskStatus>, sqlx::Error> {
+        with_retries("defer", || async move {
+            let mut tx = self.shared.pool.begin().await?;
+            let status = store::defer(&mut *tx, c.id, c.attempt, run_at, stage).await?;
+            let error = serde_json::json!({
+                "code": "cancelled", "message": "cancelled on request while waiting"
+            });
+            self.hooks
+                .after_transition(&mut tx, &c.kind, c.id, status, Some(error))
+                .await?;
+            tx.commit().await?;
+            Ok(status)
+        })
+        .await
+    }
+
     async fn record_failure(&self, c: &Claimed, spec: Option<&KindSpec<S>>, err: JobError) {
         let (code, message, disposition) = match err {
             JobError::Waiting { reason, after } => {
                 let run_at = Utc::now() + chrono::Duration::from_std(after).unwrap_or_default();
-                let reason = &reason;
-                let deferred = with_retries("defer", || async move {
-                    let mut tx = self.shared.pool.begin().await?;
-                    let status = store::defer(&mut *tx, c.id, c.attempt, run_at, reason).await?;
-                    let error = serde_json::json!({ "code": "cancelled", "message": "cancelled on request while waiting" });
-                    self.hooks
-                        .after_transition(&mut tx, &c.kind, c.id, status, Some(error))
-                        .await?;
-                    tx.commit().await?;
-                    Ok(status)
-                })
-                .await;
-                match deferred {
+                match self.defer(c, run_at, &reason).await {
                     Ok(Some(TaskStatus::Cancelled)) => {
                         tracing::info!("cancelled on request while waiting")
                     }

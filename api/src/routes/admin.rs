@@ -377,13 +377,11 @@ pub async fn ping(
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     require_admin(&principal)?;
-    let params = json!({ "trigger": "api" });
-    super::enqueue(
+    super::enqueue_on_request(
         &state,
         &principal,
         &headers,
         crate::enqueue_table::PING.kind,
-        params,
     )
     .await
 }

@@ -102,6 +102,17 @@ pub(crate) fn accepted_with(rec: &TaskRecord, replayed: bool, extra: Value) -> R
     resp
 }
 
+/// Creates a task of a kind that takes no input (a maintenance run an operator asks for):
+/// its params only say where it came from.
+pub async fn enqueue_on_request(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    kind: KindInfo,
+) -> Result<Response, ApiError> {
+    enqueue(state, principal, headers, kind, json!({ "trigger": "api" })).await
+}
+
 /// Creates a task of `kind` with already validated `params` and answers 202.
 pub async fn enqueue(
     state: &AppState,

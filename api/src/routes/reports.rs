@@ -408,13 +408,11 @@ pub async fn refresh_kpis(
             "an admin token is required",
         ));
     }
-    let params = json!({ "trigger": "api" });
-    super::enqueue(
+    super::enqueue_on_request(
         &state,
         &principal,
         &headers,
         crate::enqueue_table::KPI_REFRESH.kind,
-        params,
     )
     .await
 }
