@@ -203,7 +203,7 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 }
 
 /// Every route with its operation: `routes!` registers a handler and its `#[utoipa::path]`
-/// together, so whatever is routed here is documented (`api/tests/openapi.rs` holds the
+/// together, so whatever is routed here is documented (`testkit/tests/openapi.rs` holds the
 /// router to that: no route is added any other way).
 pub fn documented_routes() -> OpenApiRouter<AppState> {
     use routes::{

@@ -4,7 +4,7 @@
 //! poisons the queue and the listings. Such a body is refused with a 400 naming the field
 //! before anything is written.
 //!
-//! Three things fail (checked against Postgres in `api/tests/poison_input.rs`):
+//! Three things fail (checked against Postgres in `testkit/tests/poison_input.rs`):
 //! * `\u0000` in a string or a key: Postgres refuses it in `jsonb` (and in `text`).
 //! * Numbers near the `f64` limit: Postgres stores `1.7976931348623157e308` as a 309-digit
 //!   `numeric` and writes it back without an exponent; serde_json reads such a long integer

@@ -1,5 +1,5 @@
 //! `GET /openapi.json`: the HTTP surface as an OpenAPI 3.1 document, derived from the code
-//! (`crate::openapi`) when the router is built and served as built. `api/tests/openapi.rs`
+//! (`crate::openapi`) when the router is built and served as built. `testkit/tests/openapi.rs`
 //! checks that every documented route is routed and every routed one documented.
 
 use axum::{
