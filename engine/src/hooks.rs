@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use futures::future::BoxFuture;
 use serde_json::Value;
-use sqlx::PgConnection;
+use sqlx::{Acquire, PgConnection, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::task::{Ended, TaskStatus};
@@ -41,10 +41,12 @@ impl KindHooks {
         kind: &str,
         ended: &Ended,
     ) -> Result<(), sqlx::Error> {
-        match self.0.get(kind) {
-            Some(h) => (h.on_terminal_failure)(conn, ended).await,
-            None => Ok(()),
-        }
+        let Some(h) = self.0.get(kind) else {
+            return Ok(());
+        };
+        let mut savepoint = conn.begin().await?;
+        let outcome = (h.on_terminal_failure)(&mut savepoint, ended).await;
+        settle(savepoint, outcome, kind, "on_terminal_failure", &[ended.id]).await
     }
 
     /// After a transition that left task `id` in `status` (`None`: it changed nothing): the
@@ -73,9 +75,35 @@ impl KindHooks {
         kind: &str,
         ids: &[Uuid],
     ) -> Result<(), sqlx::Error> {
-        match self.0.get(kind) {
-            Some(h) if !ids.is_empty() => (h.on_redrive)(conn, ids).await,
-            _ => Ok(()),
+        let Some(h) = self.0.get(kind).filter(|_| !ids.is_empty()) else {
+            return Ok(());
+        };
+        let mut savepoint = conn.begin().await?;
+        let outcome = (h.on_redrive)(&mut savepoint, ids).await;
+        settle(savepoint, outcome, kind, "on_redrive", ids).await
+    }
+}
+
+/// A hook runs in a savepoint of the transition's transaction. A transient failure (a
+/// deadlock, a lost connection) fails the transition, which its caller retries. Any other
+/// failure is a bug in the kind: the hook's writes are rolled back and logged, and the
+/// transition still commits — one kind's broken hook must not leave its tasks unable to end
+/// (or block the relay's whole batch).
+async fn settle(
+    savepoint: Transaction<'_, Postgres>,
+    outcome: Result<(), sqlx::Error>,
+    kind: &str,
+    hook: &str,
+    ids: &[Uuid],
+) -> Result<(), sqlx::Error> {
+    match outcome {
+        Ok(()) => savepoint.commit().await,
+        Err(e) if crate::db::is_transient(&e) => Err(e),
+        Err(e) => {
+            savepoint.rollback().await?;
+            tracing::error!(task.kind = kind, hook, tasks = ?ids, error = %e,
+                "a kind's hook failed; its writes are rolled back and the task's transition stands");
+            Ok(())
         }
     }
 }
