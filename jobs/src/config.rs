@@ -89,6 +89,7 @@ pub struct Config {
     pub task_cleanup_interval: Duration,
     pub deliveries: DeliveryConfig,
     pub exports: ExportConfig,
+    pub payments: crate::payments::config::PaymentsConfig,
 }
 
 pub const DEFAULT_WHATSAPP_API_URL: &str = "https://waba-v2.360dialog.io";
@@ -278,6 +279,7 @@ impl Config {
             ),
             deliveries: DeliveryConfig::from_env()?,
             exports: ExportConfig::from_env()?,
+            payments: crate::payments::config::PaymentsConfig::from_env()?,
         })
     }
 }

@@ -9,6 +9,7 @@ pub mod deliveries;
 pub mod domain;
 pub mod exports;
 pub mod kinds;
+pub mod payments;
 pub mod queues;
 pub mod redis_keys;
 pub mod services;

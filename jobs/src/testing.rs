@@ -137,6 +137,11 @@ impl TestEnv {
                 url_secret: Some(format!("test-secret-{schema}")),
                 ..Default::default()
             },
+            // Mock payments, with a per-test webhook secret; provider tests set their own.
+            payments: crate::payments::config::PaymentsConfig {
+                mock_webhook_secret: Some(format!("mock-secret-{schema}")),
+                ..Default::default()
+            },
         };
         Self {
             keys: Keys::new(schema.clone()),

@@ -1,0 +1,178 @@
+//! Payments (seeds/001 "Pagos", issue 12): intents created at a provider, and the provider's
+//! webhooks, verified on the raw body and applied to the `payments` row exactly once.
+//!
+//! Each provider is a module with the same three functions, so the kinds and the api stay
+//! provider-agnostic:
+//! - `create_intent(&Http, &config, &IntentRequest) -> Result<CreatedIntent, ProviderError>`
+//! - `verify(&WebhookRequest, &config, now) -> Result<(), WebhookError>` (raw body, headers)
+//! - `parse_event(&[u8]) -> Result<ParsedEvent, WebhookError>` (after `verify` only)
+//!
+//! `mock` is the provider of development and of the seed's smoke call.
+
+pub mod config;
+pub mod mock;
+
+use std::{collections::HashMap, time::Duration};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// The providers a payment can go through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Stripe,
+    Conekta,
+    Wompi,
+    Mock,
+}
+
+impl Provider {
+    pub const ALL: [Provider; 4] = [Self::Stripe, Self::Conekta, Self::Wompi, Self::Mock];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stripe => "stripe",
+            Self::Conekta => "conekta",
+            Self::Wompi => "wompi",
+            Self::Mock => "mock",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+/// A payment's status. Webhooks arrive repeated and out of order, so a payment only moves
+/// forward in [`PaymentStatus::rank`]: a late `processing` never overwrites `succeeded`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    /// Created at the provider; the customer has not paid yet.
+    Pending,
+    /// The customer acted; the provider is confirming (a cash payment, a bank transfer).
+    Processing,
+    Succeeded,
+    Failed,
+    Canceled,
+    Refunded,
+}
+
+impl PaymentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Processing => "processing",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Canceled => "canceled",
+            Self::Refunded => "refunded",
+        }
+    }
+
+    /// Order of the forward-only moves: a status replaces another only when its rank is
+    /// higher. `failed` and `canceled` end a payment that did not succeed; `refunded` comes
+    /// only after `succeeded`.
+    pub fn rank(self) -> i16 {
+        match self {
+            Self::Pending => 0,
+            Self::Processing => 1,
+            Self::Failed | Self::Canceled => 2,
+            Self::Succeeded => 3,
+            Self::Refunded => 4,
+        }
+    }
+}
+
+/// What creating an intent needs. Amounts are in the currency's minor units.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IntentRequest {
+    /// Our payment id: also the provider-side reference (metadata) and the idempotency key
+    /// passed to providers that take one, so a retried task never creates a second intent.
+    pub payment_id: Uuid,
+    pub amount_cents: i64,
+    /// Upper-case ISO 4217.
+    pub currency: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub metadata: Value,
+}
+
+/// An intent as the provider created it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreatedIntent {
+    /// The provider's id of the intent/order/transaction (`pi_…`, `ord_…`).
+    pub provider_ref: String,
+    pub status: PaymentStatus,
+    /// What a client needs to pay (Stripe: `{clientSecret}`; Conekta/Wompi: checkout or
+    /// reference data; mock: `{checkoutUrl}`).
+    pub client: Value,
+    /// The provider's object as it answered.
+    pub raw: Value,
+}
+
+/// Why a provider call did not succeed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProviderError {
+    /// The provider refused the request (4xx): retrying the same request cannot help.
+    #[error("{code}: {message}")]
+    Refused { code: String, message: String },
+    /// Not now (network, 5xx, 429, 409, `Stripe-Should-Retry: true`); `retry_after` is the
+    /// provider's own hint when it sent one.
+    #[error("{code}: {message}")]
+    Unavailable {
+        code: String,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+/// A webhook delivery as received: the exact body bytes and the headers (names lower-case).
+#[derive(Debug, Clone)]
+pub struct WebhookRequest<'a> {
+    pub body: &'a [u8],
+    pub headers: &'a HashMap<String, String>,
+}
+
+impl WebhookRequest<'_> {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+}
+
+/// Why a webhook delivery is refused (always before anything is parsed or stored).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookError {
+    #[error("the {0} header is missing")]
+    MissingSignature(&'static str),
+    #[error("the signature does not match")]
+    BadSignature,
+    #[error("the signature's timestamp is outside the accepted window")]
+    Stale,
+    /// The provider's webhook secret is not configured: refused, never accepted unsigned.
+    #[error("webhooks of {0} are not configured on this server")]
+    NotConfigured(&'static str),
+    #[error("the event cannot be read: {0}")]
+    Malformed(String),
+}
+
+/// A verified event, reduced to what moves a payment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedEvent {
+    /// The provider's event id (`evt_…`); deliveries of the same event share it.
+    pub event_id: String,
+    /// The event's type as the provider names it (`payment_intent.succeeded`, `order.paid`).
+    pub kind: String,
+    /// The id of the intent/order/transaction the event is about (our `provider_ref`).
+    pub provider_ref: String,
+    /// The status the event reports; `None` for events that move no payment (a ping).
+    pub status: Option<PaymentStatus>,
+    pub amount_cents: Option<i64>,
+    pub raw: Value,
+}
