@@ -49,6 +49,9 @@ pub fn classify(method: &Method, route: &str) -> Option<Access> {
         "/healthz" | "/readyz" | "/openapi.json" | "/files/{}" | "/wa/webhook" | "/metrics" => {
             Access::Public
         }
+        // Providers sign their webhooks; the signature is checked on the raw body.
+        "/payments/webhook" | "/payments/webhook/{}" => Access::Public,
+        "/payments/intent" | "/payments/{}" => Access::Any,
         "/director/kpis/refresh" => Access::Admin,
         r if r.starts_with("/admin/") => {
             if write {

@@ -39,6 +39,7 @@ pub const MIN_TOKEN_LEN: usize = 8;
 pub const RESERVED_REQUESTERS: &[&str] = &[
     jobs::kinds::kpi_refresh::SYSTEM,
     crate::routes::whatsapp::WEBHOOK_REQUESTER,
+    crate::routes::payments::WEBHOOK_REQUESTER,
     // engine/src/cron.rs (scheduled ticks) and worker/src/main.rs (`worker run-once`).
     "cron",
     "cli",

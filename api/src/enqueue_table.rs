@@ -6,7 +6,8 @@
 use engine::KindInfo;
 use jobs::kinds::{
     assignment::Assignment, delivery::Delivery, delivery_bulk::DeliveryBulk,
-    kpi_refresh::KpiRefresh, payment::Payment, ping::Ping, report_export::ReportExport,
+    kpi_refresh::KpiRefresh, payment::Payment, payment_intent::PaymentIntent,
+    payment_webhook::PaymentWebhook, ping::Ping, report_export::ReportExport,
     wa_inbound::WaInbound,
 };
 
@@ -45,9 +46,16 @@ pub const DELIVERY_BULK: Trigger = trigger(
     "/events/{event_id}/deliveries",
 );
 pub const WA_INBOUND: Trigger = trigger(KindInfo::of::<WaInbound>(), "post", "/wa/webhook");
+pub const PAYMENT_INTENT: Trigger =
+    trigger(KindInfo::of::<PaymentIntent>(), "post", "/payments/intent");
+pub const PAYMENT_WEBHOOK: Trigger = trigger(
+    KindInfo::of::<PaymentWebhook>(),
+    "post",
+    "/payments/webhook/{provider}",
+);
 pub const PING: Trigger = trigger(KindInfo::of::<Ping>(), "post", "/admin/ping");
 
-pub const ALL: [Trigger; 8] = [
+pub const ALL: [Trigger; 10] = [
     ASSIGNMENT,
     PAYMENT,
     KPI_REFRESH,
@@ -55,5 +63,7 @@ pub const ALL: [Trigger; 8] = [
     DELIVERY,
     DELIVERY_BULK,
     WA_INBOUND,
+    PAYMENT_INTENT,
+    PAYMENT_WEBHOOK,
     PING,
 ];

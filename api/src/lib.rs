@@ -207,8 +207,8 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// router to that: no route is added any other way).
 pub fn documented_routes() -> OpenApiRouter<AppState> {
     use routes::{
-        admin, deliveries, director, exports, files, health, metrics, openapi, reports, tasks,
-        whatsapp,
+        admin, deliveries, director, exports, files, health, metrics, openapi, payments, reports,
+        tasks, whatsapp,
     };
     // Mounted at `/tasks` and, as the seed names them, `/director/reports/tasks`.
     let task_routes = || {
@@ -241,6 +241,10 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::delete))
         .routes(routes!(admin::retry_one))
         .routes(routes!(admin::ping))
+        .routes(routes!(payments::intent))
+        .routes(routes!(payments::webhook))
+        .routes(routes!(payments::webhook_of))
+        .routes(routes!(payments::get))
         .routes(routes!(deliveries::send))
         .routes(routes!(deliveries::bulk))
         .routes(routes!(whatsapp::webhook))

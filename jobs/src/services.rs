@@ -23,6 +23,8 @@ pub struct Services {
     /// Where exports are stored; an error (local directory not writable) fails only the
     /// tasks that need it, with the reason.
     pub storage: Result<Store, String>,
+    /// The HTTP client of payment providers (one connection pool; `PAYMENTS_PROVIDER_TIMEOUT_SECONDS`).
+    pub payments_http: reqwest::Client,
 }
 
 impl Services {
@@ -43,6 +45,10 @@ impl Services {
         Self {
             report_cache: ReportCache::new(redis.clone(), keys.clone()),
             providers: Arc::new(Providers::new(&config.deliveries, redis, keys)),
+            payments_http: reqwest::Client::builder()
+                .timeout(config.payments.provider_timeout)
+                .build()
+                .unwrap_or_default(),
             storage: Store::from_config(&config.exports).map_err(|e| {
                 tracing::error!(error = %e, "export storage unavailable");
                 e.to_string()

@@ -168,7 +168,24 @@ impl TestApp {
 
     /// `POST /wa/webhook` with a raw body and extra headers (signatures, secrets).
     pub async fn webhook(&self, headers: &[(&str, &str)], body: &str) -> Reply {
-        let mut req = Request::post("/wa/webhook").header("content-type", "application/json");
+        self.post_raw("/wa/webhook", headers, body).await
+    }
+
+    /// `POST /payments/intent` with `token`.
+    pub async fn payment_intent(&self, token: &str, body: Value) -> Reply {
+        self.call("POST", "/payments/intent", Some(token), Some(body))
+            .await
+    }
+
+    /// `GET /payments/{id}` with `token`.
+    pub async fn get_payment(&self, id: Uuid, token: &str) -> Reply {
+        self.call("GET", &format!("/payments/{id}"), Some(token), None)
+            .await
+    }
+
+    /// A raw JSON body POSTed to `path` with extra headers (signatures, secrets), no token.
+    pub async fn post_raw(&self, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+        let mut req = Request::post(path).header("content-type", "application/json");
         for (name, value) in headers {
             req = req.header(*name, *value);
         }

@@ -159,6 +159,7 @@ async fn documented_limits_are_the_enforced_ones() {
         "/director/reports/exports" => json!({"report": "ledger", "format": "csv"}),
         "/events/{eventId}/guests/{guestId}/send" => json!({"channel": "email"}),
         "/events/{eventId}/deliveries" => json!({"channel": "email", "all": true}),
+        "/payments/intent" => json!({"amount": 1, "currency": "MXN"}),
         other => panic!("no valid body for {other}: add one"),
     };
     // The required query parameters a probe of another one keeps.

@@ -380,3 +380,66 @@ mod tests {
         assert!(unknown.is_err());
     }
 }
+
+fn payment_provider() -> Schema {
+    or_null(one_of_names(&["stripe", "conekta", "wompi", "mock"]))
+}
+fn optional_id() -> Schema {
+    or_null(component("Id"))
+}
+fn description() -> Schema {
+    or_null(
+        super::shapes::string()
+            .min_length(Some(1))
+            .max_length(Some(crate::routes::payments::MAX_DESCRIPTION_CHARS)),
+    )
+}
+
+/// The fields of `POST /payments/intent` (`routes::payments::intent`); [`IntentRequest`]
+/// adds that exactly one amount is given.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IntentFields {
+    /// Major units with at most 2 decimals; refused for a currency without minor units
+    /// (JPY, CLP, …), whose amounts go in `amountCents` as whole units.
+    #[schema(schema_with = amount)]
+    pub amount: Option<f64>,
+    /// Minor units of the currency (whole units for a currency without them).
+    #[schema(schema_with = amount_cents)]
+    pub amount_cents: Option<i64>,
+    #[schema(schema_with = currency)]
+    pub currency: Option<String>,
+    /// Default `PAYMENTS_PROVIDER`; one this server cannot use is a 400.
+    #[schema(schema_with = payment_provider)]
+    pub provider: Option<String>,
+    #[schema(schema_with = optional_id)]
+    pub organizer_id: Option<String>,
+    #[schema(schema_with = description)]
+    pub description: Option<String>,
+    #[schema(schema_with = metadata)]
+    pub metadata: Option<Value>,
+}
+
+/// [`IntentFields`], exactly one of `amount` and `amountCents`.
+pub struct IntentRequest;
+
+impl PartialSchema for IntentRequest {
+    fn schema() -> RefOr<Schema> {
+        let mut schema = IntentFields::schema();
+        if let RefOr::T(Schema::Object(object)) = &mut schema {
+            object.description =
+                Some("exactly one of amount, amountCents (a null one counts as absent)".into());
+            let mut amount = given("amount", "number");
+            amount["not"] = not_given("amountCents");
+            let mut cents = given("amountCents", "integer");
+            cents["not"] = not_given("amount");
+            object
+                .extensions
+                .get_or_insert_with(Default::default)
+                .insert("oneOf".into(), json!([amount, cents]));
+        }
+        schema
+    }
+}
+
+impl ToSchema for IntentRequest {}

@@ -282,3 +282,20 @@ pub struct FileLink {
     /// hex HMAC-SHA256
     pub signature: Option<String>,
 }
+
+parameters! {
+    /// A payment of the caller, by id (the id of the `payment_intent` task that created it).
+    pub struct PaymentId in Path {
+        /// payment id (uuid)
+        id: String => "id", required, uuid_string();
+    }
+}
+
+parameters! {
+    /// The provider whose webhook this is.
+    pub struct PaymentProvider in Path {
+        /// stripe, conekta, wompi or mock
+        provider: String => "provider", required,
+            one_of_names(&["stripe", "conekta", "wompi", "mock"]);
+    }
+}

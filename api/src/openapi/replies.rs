@@ -224,3 +224,44 @@ pub struct WorkerList {
     pub data: Vec<WorkerView>,
     pub request_id: String,
 }
+
+/// `POST /payments/webhook[/{provider}]` (`routes::payments`).
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct PaymentEventReceipt {
+    pub received: bool,
+    pub provider: String,
+    pub event_id: String,
+    /// The `payment_webhook` task that applies it (the first delivery's, for a redelivery).
+    pub task_id: uuid::Uuid,
+    /// Whether this event was already stored by an earlier delivery.
+    pub duplicate: bool,
+    pub request_id: String,
+}
+
+/// `GET /payments/{id}` (`routes::payments::get`).
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct PaymentView {
+    pub id: uuid::Uuid,
+    pub provider: String,
+    pub provider_ref: String,
+    pub organizer_id: Option<String>,
+    pub amount_cents: i64,
+    pub currency: String,
+    /// pending, processing, succeeded, failed, canceled or refunded
+    pub status: String,
+    pub description: Option<String>,
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+    /// What a client needs to pay (client secret, checkout link).
+    #[schema(value_type = Object)]
+    pub client: serde_json::Value,
+    pub ledger_entry_id: Option<uuid::Uuid>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// The events applied to it, oldest first.
+    #[schema(value_type = Vec<Object>)]
+    pub history: Vec<serde_json::Value>,
+    pub request_id: String,
+}

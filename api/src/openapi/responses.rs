@@ -79,3 +79,9 @@ response!(
     "No such task for this requester",
     ErrorBody
 );
+response!(
+    NoSuchPayment,
+    404,
+    "No such payment for this requester",
+    ErrorBody
+);

@@ -8,6 +8,7 @@ pub mod files;
 pub mod health;
 pub mod metrics;
 pub mod openapi;
+pub mod payments;
 pub mod reports;
 pub mod tasks;
 pub mod whatsapp;

@@ -95,7 +95,11 @@ fn check_signature(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result
 }
 
 /// The body, read up to `API_BODY_LIMIT_BYTES` (JSON 413 above, like every route).
-async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, ApiError> {
     let limit = state.config.body_limit;
     let declared = headers
         .get(header::CONTENT_LENGTH)

@@ -8,6 +8,8 @@ pub mod delivery_bulk;
 pub mod kpi_refresh;
 pub mod noop;
 pub mod payment;
+pub mod payment_intent;
+pub mod payment_webhook;
 pub mod ping;
 pub mod report_export;
 pub mod task_cleanup;
@@ -26,6 +28,8 @@ pub fn registry() -> Result<Registry<Services>, DuplicateKind> {
         .with::<kpi_refresh::KpiRefresh>()?
         .with::<noop::Noop>()?
         .with::<payment::Payment>()?
+        .with::<payment_intent::PaymentIntent>()?
+        .with::<payment_webhook::PaymentWebhook>()?
         .with::<ping::Ping>()?
         .with::<report_export::ReportExport>()?
         .with::<task_cleanup::TaskCleanup>()?

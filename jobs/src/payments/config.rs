@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::Provider;
-use crate::config::{parsed, var, ConfigError};
+use engine::env::{parsed, var, ConfigError};
 
 pub const DEFAULT_STRIPE_API_URL: &str = "https://api.stripe.com";
 pub const DEFAULT_CONEKTA_API_URL: &str = "https://api.conekta.io";

@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod mock;
+pub mod store;
 
 use std::{collections::HashMap, time::Duration};
 
@@ -175,4 +176,71 @@ pub struct ParsedEvent {
     pub status: Option<PaymentStatus>,
     pub amount_cents: Option<i64>,
     pub raw: Value,
+}
+
+/// Currencies without minor units (Stripe's list): their amounts are whole units.
+pub const ZERO_DECIMAL_CURRENCIES: [&str; 16] = [
+    "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV",
+    "XAF", "XOF", "XPF",
+];
+
+/// Decimal places of `currency`'s minor unit (0 for the currencies without one, else 2).
+pub fn minor_unit_exponent(currency: &str) -> u32 {
+    if ZERO_DECIMAL_CURRENCIES
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(currency))
+    {
+        0
+    } else {
+        2
+    }
+}
+
+/// Providers this build can talk to. The others are refused by the api with a 400 naming
+/// `provider`, never silently turned into another provider.
+pub fn available(provider: Provider) -> bool {
+    matches!(provider, Provider::Mock)
+}
+
+/// Creates an intent at `provider`.
+pub async fn create_intent(
+    provider: Provider,
+    _http: &reqwest::Client,
+    _cfg: &config::PaymentsConfig,
+    req: &IntentRequest,
+) -> Result<CreatedIntent, ProviderError> {
+    match provider {
+        Provider::Mock => mock::create_intent(req),
+        other => Err(unavailable(other)),
+    }
+}
+
+fn unavailable(provider: Provider) -> ProviderError {
+    ProviderError::Refused {
+        code: "provider_unavailable".into(),
+        message: format!(
+            "provider {} is not available in this build",
+            provider.as_str()
+        ),
+    }
+}
+
+/// Verifies a webhook delivery of `provider` on its raw body.
+pub fn verify(
+    provider: Provider,
+    req: &WebhookRequest<'_>,
+    cfg: &config::PaymentsConfig,
+) -> Result<(), WebhookError> {
+    match provider {
+        Provider::Mock => mock::verify(req, cfg),
+        other => Err(WebhookError::NotConfigured(other.as_str())),
+    }
+}
+
+/// Reads a verified event of `provider`.
+pub fn parse_event(provider: Provider, body: &[u8]) -> Result<ParsedEvent, WebhookError> {
+    match provider {
+        Provider::Mock => mock::parse_event(body),
+        other => Err(WebhookError::NotConfigured(other.as_str())),
+    }
 }

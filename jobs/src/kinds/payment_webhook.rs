@@ -1,0 +1,133 @@
+//! `payment_webhook` (queue `webhooks`): applies one provider event, already verified and
+//! stored by the api (`payment_events`, unique per provider and event id), to its payment.
+//!
+//! A payment only moves forward ([`PaymentStatus::rank`]): events arrive repeated and out of
+//! order, and a late `processing` never overwrites `succeeded`. When an organizer's payment
+//! succeeds, its director ledger `payment` entry is written in the transaction that completes
+//! this task, so the debt, the ledger and the overview see it exactly once.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use engine::{retry::Backoff, Done, JobError, Kind};
+
+use super::kpi_refresh;
+use crate::{
+    domain::ledger::{self, EntryType, NewEntry},
+    payments::{self, store, PaymentStatus, Provider},
+    queues, Ctx, Services,
+};
+
+pub const NAME: &str = "payment_webhook";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookParams {
+    pub provider: Provider,
+    pub event_id: String,
+}
+
+/// The `payment_webhook` kind.
+pub struct PaymentWebhook;
+
+impl Kind for PaymentWebhook {
+    type State = Services;
+    const NAME: &'static str = NAME;
+    const QUEUE: &'static str = queues::WEBHOOKS;
+    // An event may arrive before the intent's row commits: a few retries cover that race.
+    const MAX_ATTEMPTS: i32 = 8;
+    const TIMEOUT: Duration = Duration::from_secs(30);
+    const BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
+
+    async fn run(ctx: Ctx) -> Result<Done, JobError> {
+        let p: WebhookParams = ctx.params()?;
+        let mut tx = ctx.pool().begin().await?;
+        let Some(body) = store::event_body(&mut tx, p.provider, &p.event_id).await? else {
+            return Err(JobError::permanent(
+                "event_not_found",
+                format!("no stored {} event {:?}", p.provider.as_str(), p.event_id),
+            ));
+        };
+        let event = payments::parse_event(p.provider, &body)
+            .map_err(|e| JobError::permanent("malformed_event", e.to_string()))?;
+        let Some(reported) = event.status else {
+            let result = json!({ "eventId": event.event_id, "kind": event.kind, "moved": false,
+                                 "reason": "the event moves no payment" });
+            return ctx.complete_in(tx, result).await;
+        };
+        let Some(payment) = store::lock_by_ref(&mut tx, p.provider, &event.provider_ref).await?
+        else {
+            return Err(JobError::retryable(
+                "payment_not_found",
+                format!(
+                    "no {} payment {:?} (yet): the event is retried",
+                    p.provider.as_str(),
+                    event.provider_ref
+                ),
+            ));
+        };
+        if event
+            .amount_cents
+            .is_some_and(|a| a != payment.amount_cents)
+        {
+            return Err(JobError::permanent(
+                "amount_mismatch",
+                format!(
+                    "the event reports {} minor units, the payment is of {}",
+                    event.amount_cents.unwrap_or_default(),
+                    payment.amount_cents
+                ),
+            ));
+        }
+        let current: PaymentStatus = serde_json::from_value(Value::String(payment.status.clone()))
+            .map_err(|e| JobError::permanent("invalid_payment_status", e.to_string()))?;
+        let moved = reported.rank() > current.rank();
+        let mut ledger_written = false;
+        if moved {
+            let entry_id = match (&payment.organizer_id, reported) {
+                (Some(organizer), PaymentStatus::Succeeded)
+                    if payment.ledger_entry_id.is_none() =>
+                {
+                    super::require_organizer(&mut tx, organizer).await?;
+                    let (entry, _) = ledger::record(
+                        &mut tx,
+                        &NewEntry {
+                            organizer_id: organizer.clone(),
+                            event_id: None,
+                            entry_type: EntryType::Payment,
+                            tickets: 0,
+                            tickets_equivalent: 0,
+                            amount_cents: payment.amount_cents,
+                            currency: payment.currency.clone(),
+                            metadata: json!({ "paymentId": payment.id,
+                                              "provider": payment.provider,
+                                              "providerRef": payment.provider_ref }),
+                            task_id: ctx.id,
+                        },
+                    )
+                    .await?;
+                    ledger_written = true;
+                    Some(entry.id)
+                }
+                _ => None,
+            };
+            store::set_status(&mut tx, payment.id, reported, &event.raw, entry_id).await?;
+        }
+        store::mark_applied(&mut tx, p.provider, &event.event_id, payment.id, moved).await?;
+        let result = json!({
+            "paymentId": payment.id,
+            "eventId": event.event_id,
+            "kind": event.kind,
+            "moved": moved,
+            "status": if moved { reported } else { current },
+            "ledgerEntryWritten": ledger_written,
+        });
+        let done = ctx.complete_in(tx, result).await?;
+        if ledger_written {
+            kpi_refresh::after_ledger_write(&ctx).await;
+        }
+        Ok(done)
+    }
+}

@@ -1,0 +1,234 @@
+//! Payments in mock mode, end to end: an intent, then provider events signed with an HMAC
+//! computed by an independent implementation (Python's `hmac`), applied once and forward
+//! only, with the organizer's ledger entry written exactly once.
+
+use std::process::{Command, Stdio};
+
+use axum::http::StatusCode;
+use engine::TaskStatus;
+use jobs::queues;
+use serde_json::{json, Value};
+use testkit::{Accepted, TestApp, ADMIN, DEMO, OTHER};
+use uuid::Uuid;
+
+/// Hex HMAC-SHA256 of `body` under `secret`, by Python (not the code under test).
+fn python_hmac(secret: &str, body: &str) -> String {
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            "import hmac, hashlib, sys; \
+             print(hmac.new(sys.argv[1].encode(), sys.stdin.buffer.read(), hashlib.sha256).hexdigest())",
+            secret,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn event(id: &str, provider_ref: &str, status: &str, amount_cents: i64) -> String {
+    json!({ "id": id, "type": format!("payment.{status}"),
+            "data": { "providerRef": provider_ref, "status": status, "amountCents": amount_cents } })
+    .to_string()
+}
+
+async fn created_payment(app: &TestApp, body: Value) -> Value {
+    let id = app.payment_intent(DEMO, body).await.task_id();
+    let rec = app.wait_for(id, TaskStatus::Completed).await;
+    rec.result.unwrap()
+}
+
+async fn ledger_payments(app: &TestApp, payment: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM director_ledger_entries WHERE entry_type = 'payment' \
+         AND metadata->>'paymentId' = $1",
+    )
+    .bind(payment)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_intent_then_its_signed_events_are_applied_once_and_forward_only() {
+    let app = TestApp::builder()
+        .seed_demo()
+        .workers(&[queues::WEBHOOKS, queues::MAINTENANCE])
+        .spawn()
+        .await;
+    let secret = app.config.payments.mock_webhook_secret.clone().unwrap();
+
+    // The seed's smoke call: mock mode, no credentials anywhere.
+    let smoke = created_payment(&app, json!({"amount": 1000, "currency": "mxn"})).await;
+    assert_eq!(smoke["provider"], "mock", "{smoke}");
+    assert_eq!(smoke["amountCents"], 100_000);
+    assert_eq!(smoke["currency"], "MXN");
+    assert!(smoke["client"]["checkoutUrl"]
+        .as_str()
+        .unwrap()
+        .starts_with("mock://checkout/"));
+
+    let result = created_payment(
+        &app,
+        json!({"amountCents": 150_000, "currency": "MXN", "organizerId": "org_demo",
+               "description": "pago de boletos"}),
+    )
+    .await;
+    let payment_id: Uuid = result["paymentId"].as_str().unwrap().parse().unwrap();
+    let provider_ref = result["providerRef"].as_str().unwrap().to_string();
+    let (status, view) = app.get_payment(payment_id, DEMO).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["status"], "pending");
+    assert_eq!(view["organizerId"], "org_demo");
+    let (status, _) = app.get_payment(payment_id, OTHER).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "another requester's payment is not found"
+    );
+
+    // A bad signature, a missing one, a wrong secret: 401 and nothing stored.
+    let succeeded = event("evt_1", &provider_ref, "succeeded", 150_000);
+    for headers in [
+        vec![("x-mock-signature", "00".repeat(32))],
+        vec![("x-mock-signature", python_hmac("wrong-secret", &succeeded))],
+        vec![],
+    ] {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, body) = app
+            .post_raw("/payments/webhook/mock", &headers, &succeeded)
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    }
+    let tampered_sig = python_hmac(&secret, &succeeded);
+    let tampered = succeeded.replace("150000", "150001");
+    let (status, _) = app
+        .post_raw(
+            "/payments/webhook/mock",
+            &[("x-mock-signature", &tampered_sig)],
+            &tampered,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM payment_events")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "nothing stored before the signature holds");
+
+    // The same event five times at once (both routes): stored once, one task, applied once.
+    let signature = python_hmac(&secret, &succeeded);
+    let deliveries = (0..5).map(|i| {
+        let path = if i % 2 == 0 {
+            "/payments/webhook/mock"
+        } else {
+            "/payments/webhook"
+        };
+        let (app, succeeded, signature) = (&app, succeeded.clone(), signature.clone());
+        async move {
+            app.post_raw(path, &[("x-mock-signature", &signature)], &succeeded)
+                .await
+        }
+    });
+    let replies = futures::future::join_all(deliveries).await;
+    let mut tasks = std::collections::BTreeSet::new();
+    for (status, body) in &replies {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        tasks.insert(body["taskId"].as_str().unwrap().to_string());
+    }
+    assert_eq!(tasks.len(), 1, "one task for one event: {replies:?}");
+    assert_eq!(
+        replies
+            .iter()
+            .filter(|(_, b)| b["duplicate"] == false)
+            .count(),
+        1
+    );
+    let task: Uuid = tasks.into_iter().next().unwrap().parse().unwrap();
+    let applied = app.wait_for(task, TaskStatus::Completed).await;
+    assert_eq!(applied.result.as_ref().unwrap()["moved"], true);
+    assert_eq!(ledger_payments(&app, &payment_id.to_string()).await, 1);
+
+    // A late `processing` (another event) does not move it back.
+    let late = event("evt_0", &provider_ref, "processing", 150_000);
+    let (status, body) = app
+        .post_raw(
+            "/payments/webhook/mock",
+            &[("x-mock-signature", &python_hmac(&secret, &late))],
+            &late,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let task: Uuid = body["taskId"].as_str().unwrap().parse().unwrap();
+    let rec = app.wait_for(task, TaskStatus::Completed).await;
+    assert_eq!(rec.result.as_ref().unwrap()["moved"], false);
+
+    let (_, view) = app.get_payment(payment_id, DEMO).await;
+    assert_eq!(view["status"], "succeeded", "{view}");
+    assert!(view["ledgerEntryId"].is_string(), "{view}");
+    let history = view["history"].as_array().unwrap();
+    assert_eq!(history.len(), 2, "{view}");
+    assert_eq!(
+        ledger_payments(&app, &payment_id.to_string()).await,
+        1,
+        "the ledger entry once"
+    );
+    let (status, _) = app.get_payment(payment_id, ADMIN).await;
+    assert_eq!(status, StatusCode::OK, "an admin sees every payment");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_intents_name_the_field() {
+    let app = TestApp::spawn().await;
+    for (body, field) in [
+        (json!({"currency": "MXN"}), "amount"),
+        (json!({"amount": 10, "amountCents": 1000}), "amount"),
+        (json!({"amount": 10.001}), "amount"),
+        (json!({"amount": 0}), "amount"),
+        (json!({"amountCents": 0}), "amountCents"),
+        (json!({"amount": 1000, "currency": "JPY"}), "amount"),
+        (json!({"amountCents": 1000, "currency": "mx"}), "currency"),
+        (
+            json!({"amountCents": 1000, "provider": "paypal"}),
+            "provider",
+        ),
+        (
+            json!({"amountCents": 1000, "provider": "stripe"}),
+            "provider",
+        ),
+        (
+            json!({"amountCents": 1000, "organizerId": "bad id"}),
+            "organizerId",
+        ),
+        (
+            json!({"amountCents": 1000, "description": ""}),
+            "description",
+        ),
+        (json!({"amountCents": 1000, "metadata": [1]}), "metadata"),
+        (json!({"amountCents": 1000, "extra": 1}), "extra"),
+    ] {
+        let (status, resp) = app.payment_intent(DEMO, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {resp}");
+        assert!(resp["error"]["fields"][field].is_string(), "{body}: {resp}");
+    }
+    // A zero-decimal currency takes whole units in amountCents.
+    let (status, resp) = app
+        .payment_intent(DEMO, json!({"amountCents": 1000, "currency": "JPY"}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{resp}");
+    let (status, resp) = app.post_raw("/payments/webhook/paypal", &[], "{}").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{resp}");
+    let (status, resp) = app.post_raw("/payments/webhook", &[], "{}").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{resp}");
+}
