@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod mock;
+pub mod stripe;
 
 use std::{collections::HashMap, time::Duration};
 
