@@ -204,8 +204,13 @@ async fn bad_intents_name_the_field() {
             "provider",
         ),
         (
-            json!({"amountCents": 1000, "provider": "stripe"}),
+            json!({"amountCents": 1000, "provider": "conekta"}),
             "provider",
+        ),
+        (json!({"amount": 10, "currency": "KWD"}), "amount"),
+        (
+            json!({"amountCents": 1005, "currency": "KWD"}),
+            "amountCents",
         ),
         (
             json!({"amountCents": 1000, "organizerId": "bad id"}),
@@ -231,4 +236,91 @@ async fn bad_intents_name_the_field() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{resp}");
     let (status, resp) = app.post_raw("/payments/webhook", &[], "{}").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{resp}");
+}
+
+/// `Stripe-Signature` for `body` at unix time `t`, by Python (not the code under test).
+fn python_stripe_signature(secret: &str, t: i64, body: &str) -> String {
+    format!("t={t},v1={}", python_hmac(secret, &format!("{t}.{body}")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stripe_intent_and_its_signed_webhook_through_the_routes() {
+    use wiremock::{
+        matchers::{header, method, path},
+        Mock, MockServer, ResponseTemplate,
+    };
+    let stripe = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/payment_intents"))
+        .and(header("authorization", "Bearer sk_test_taquilla"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "pi_3Taquilla", "object": "payment_intent", "amount": 150000,
+            "currency": "mxn", "status": "requires_payment_method",
+            "client_secret": "pi_3Taquilla_secret_abc"
+        })))
+        .expect(1)
+        .mount(&stripe)
+        .await;
+    let url = stripe.uri();
+    let app = TestApp::builder()
+        .seed_demo()
+        .core(move |c| {
+            c.payments.stripe_secret_key = Some("sk_test_taquilla".into());
+            c.payments.stripe_webhook_secret = Some("whsec_taquilla".into());
+            c.payments.stripe_api_url = url;
+        })
+        .workers(&[queues::WEBHOOKS, queues::MAINTENANCE])
+        .spawn()
+        .await;
+
+    let result = created_payment(
+        &app,
+        json!({"amountCents": 150_000, "currency": "MXN", "provider": "stripe",
+               "organizerId": "org_demo"}),
+    )
+    .await;
+    assert_eq!(result["providerRef"], "pi_3Taquilla", "{result}");
+    assert_eq!(result["client"]["clientSecret"], "pi_3Taquilla_secret_abc");
+    let payment_id = result["paymentId"].as_str().unwrap().to_string();
+    let sent = &stripe.received_requests().await.unwrap()[0];
+    assert_eq!(
+        sent.headers
+            .get("idempotency-key")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        payment_id,
+        "our payment id is Stripe's Idempotency-Key"
+    );
+
+    let body = json!({"id": "evt_1Taquilla", "object": "event", "type": "payment_intent.succeeded",
+        "data": {"object": {"id": "pi_3Taquilla", "object": "payment_intent", "amount": 150000,
+                            "currency": "mxn", "status": "succeeded"}}})
+    .to_string();
+    let now = chrono::Utc::now().timestamp();
+    let stale = python_stripe_signature("whsec_taquilla", now - 3600, &body);
+    let (status, reply) = app
+        .post_raw(
+            "/payments/webhook/stripe",
+            &[("stripe-signature", &stale)],
+            &body,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a stale signature: {reply}"
+    );
+    let good = python_stripe_signature("whsec_taquilla", now, &body);
+    let (status, reply) = app
+        .post_raw("/payments/webhook", &[("stripe-signature", &good)], &body)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["provider"], "stripe");
+    let task: Uuid = reply["taskId"].as_str().unwrap().parse().unwrap();
+    app.wait_for(task, TaskStatus::Completed).await;
+    let (_, view) = app.get_payment(payment_id.parse().unwrap(), DEMO).await;
+    assert_eq!(view["status"], "succeeded", "{view}");
+    assert_eq!(ledger_payments(&app, &payment_id).await, 1);
+    app.stop().await;
 }

@@ -69,13 +69,17 @@ pub async fn intent(
         .optional_str("currency", currency_problem)
         .map(|c| c.to_ascii_uppercase())
         .unwrap_or_else(|| state.config.core.default_currency.clone());
-    let whole_units = payments::minor_unit_exponent(&currency) == 0;
+    // `amount` is in major units with 2 decimals; a currency with another minor unit (none:
+    // JPY; thousandths: KWD) is never converted by guess: its amount goes in amountCents.
+    let exponent = payments::minor_unit_exponent(&currency);
     let cents = match (body.has("amount"), body.has("amountCents")) {
-        (true, false) if whole_units => {
+        (true, false) if exponent != 2 => {
             body.optional_value("amountCents");
             body.fail(
                 "amount",
-                format!("{currency} has no minor units: send the whole amount as amountCents"),
+                format!(
+                    "{currency} amounts have {exponent} decimals: send amountCents, in its minor units"
+                ),
             );
             None
         }
@@ -98,6 +102,13 @@ pub async fn intent(
     };
     if cents == Some(0) {
         body.fail("amount", "must be > 0");
+    }
+    let step = payments::minor_unit_step(&currency);
+    if cents.is_some_and(|c| c % step != 0) {
+        body.fail(
+            "amountCents",
+            format!("{currency} amounts must be a multiple of {step} minor units"),
+        );
     }
     let provider = match body.optional_str("provider", |p| {
         Provider::parse(p)

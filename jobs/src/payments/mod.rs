@@ -12,6 +12,7 @@
 pub mod config;
 pub mod mock;
 pub mod store;
+pub mod stripe;
 
 use std::{collections::HashMap, time::Duration};
 
@@ -178,40 +179,48 @@ pub struct ParsedEvent {
     pub raw: Value,
 }
 
-/// Currencies without minor units (Stripe's list): their amounts are whole units.
-pub const ZERO_DECIMAL_CURRENCIES: [&str; 16] = [
-    "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV",
-    "XAF", "XOF", "XPF",
-];
-
-/// Decimal places of `currency`'s minor unit (0 for the currencies without one, else 2).
-pub fn minor_unit_exponent(currency: &str) -> u32 {
-    if ZERO_DECIMAL_CURRENCIES
-        .iter()
-        .any(|c| c.eq_ignore_ascii_case(currency))
-    {
-        0
-    } else {
-        2
-    }
-}
+/// Decimal places of `currency`'s minor unit, and the step amounts in minor units must be a
+/// multiple of (Stripe's tables, the strictest of our providers).
+pub use stripe::{minor_unit_exponent, minor_unit_step};
 
 /// Providers this build can talk to. The others are refused by the api with a 400 naming
 /// `provider`, never silently turned into another provider.
 pub fn available(provider: Provider) -> bool {
-    matches!(provider, Provider::Mock)
+    matches!(provider, Provider::Mock | Provider::Stripe)
 }
 
-/// Creates an intent at `provider`.
+/// Creates an intent at `provider`. A provider without its API key runs in mock mode, said
+/// once per process in the logs (`payments_provider_mock_mode`).
 pub async fn create_intent(
     provider: Provider,
-    _http: &reqwest::Client,
-    _cfg: &config::PaymentsConfig,
+    http: &reqwest::Client,
+    cfg: &config::PaymentsConfig,
     req: &IntentRequest,
 ) -> Result<CreatedIntent, ProviderError> {
     match provider {
         Provider::Mock => mock::create_intent(req),
+        Provider::Stripe => match cfg.stripe_secret_key {
+            Some(_) => stripe::create_intent(http, cfg, req).await,
+            None => {
+                mock_mode(provider);
+                mock::create_intent(req)
+            }
+        },
         other => Err(unavailable(other)),
+    }
+}
+
+/// Logs once per provider that it runs in mock mode.
+fn mock_mode(provider: Provider) {
+    static SAID: std::sync::Mutex<Vec<Provider>> = std::sync::Mutex::new(Vec::new());
+    if let Ok(mut said) = SAID.lock() {
+        if !said.contains(&provider) {
+            said.push(provider);
+            tracing::warn!(
+                provider = provider.as_str(),
+                "payments_provider_mock_mode: no API key configured; intents are created in mock mode"
+            );
+        }
     }
 }
 
@@ -233,6 +242,7 @@ pub fn verify(
 ) -> Result<(), WebhookError> {
     match provider {
         Provider::Mock => mock::verify(req, cfg),
+        Provider::Stripe => stripe::verify(req, cfg, chrono::Utc::now()),
         other => Err(WebhookError::NotConfigured(other.as_str())),
     }
 }
@@ -241,6 +251,7 @@ pub fn verify(
 pub fn parse_event(provider: Provider, body: &[u8]) -> Result<ParsedEvent, WebhookError> {
     match provider {
         Provider::Mock => mock::parse_event(body),
+        Provider::Stripe => stripe::parse_event(body),
         other => Err(WebhookError::NotConfigured(other.as_str())),
     }
 }
