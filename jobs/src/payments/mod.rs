@@ -10,6 +10,7 @@
 //! `mock` is the provider of development and of the seed's smoke call.
 
 pub mod config;
+pub mod conekta;
 pub mod mock;
 pub mod store;
 pub mod stripe;
