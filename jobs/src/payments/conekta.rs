@@ -117,7 +117,10 @@ fn base(cfg: &PaymentsConfig) -> &str {
 
 /// Sends one call with Conekta's version header and the private key as bearer token, and
 /// reads the JSON answer or maps the error.
-async fn send(cfg: &PaymentsConfig, request: reqwest::RequestBuilder) -> Result<Value, ProviderError> {
+async fn send(
+    cfg: &PaymentsConfig,
+    request: reqwest::RequestBuilder,
+) -> Result<Value, ProviderError> {
     let response = request
         .bearer_auth(cfg.conekta_api_key.as_deref().unwrap_or_default())
         .header("Accept", ACCEPT)

@@ -9,8 +9,8 @@
 //!
 //! `mock` is the provider of development and of the seed's smoke call.
 
-pub mod config;
 pub mod conekta;
+pub mod config;
 pub mod mock;
 pub mod store;
 pub mod stripe;
