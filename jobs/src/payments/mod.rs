@@ -14,6 +14,7 @@ pub mod config;
 pub mod mock;
 pub mod store;
 pub mod stripe;
+pub mod wompi;
 
 use std::{collections::HashMap, time::Duration};
 
