@@ -243,11 +243,20 @@ async fn receive(
         body: &body,
         headers: &header_map,
     };
-    // Nothing is parsed or stored before the signature holds.
-    payments::verify(provider, &delivery, &state.config.core.payments).map_err(|e| match e {
-        WebhookError::Malformed(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_event", m),
-        other => ApiError::unauthorized(&other.to_string()),
-    })?;
+    // Nothing is parsed or stored before the signature holds. Conekta's is optional outside
+    // production: its events only count after the order is re-read from its API.
+    let cfg = &state.config.core.payments;
+    let unsigned_conekta = provider == Provider::Conekta
+        && cfg.conekta_webhook_public_key.is_none()
+        && !state.config.core.environment.is_production();
+    if !unsigned_conekta {
+        payments::verify(provider, &delivery, cfg).map_err(|e| match e {
+            WebhookError::Malformed(m) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_event", m)
+            }
+            other => ApiError::unauthorized(&other.to_string()),
+        })?;
+    }
     let event = payments::parse_event(provider, &body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_event", e.to_string()))?;
     let params = serde_json::to_value(WebhookParams {

@@ -16,8 +16,8 @@ use engine::{retry::Backoff, Done, JobError, Kind};
 use super::kpi_refresh;
 use crate::{
     domain::ledger::{self, EntryType, NewEntry},
-    payments::{self, store, PaymentStatus, Provider},
-    queues, Ctx, Services,
+    payments::{self, conekta, store, PaymentStatus, Provider},
+    queues, Ctx, Services, ServicesExt,
 };
 
 pub const NAME: &str = "payment_webhook";
@@ -43,15 +43,37 @@ impl Kind for PaymentWebhook {
 
     async fn run(ctx: Ctx) -> Result<Done, JobError> {
         let p: WebhookParams = ctx.params()?;
-        let mut tx = ctx.pool().begin().await?;
-        let Some(body) = store::event_body(&mut tx, p.provider, &p.event_id).await? else {
+        let body = {
+            let mut conn = ctx.pool().acquire().await?;
+            store::event_body(&mut conn, p.provider, &p.event_id).await?
+        };
+        let Some(body) = body else {
             return Err(JobError::permanent(
                 "event_not_found",
                 format!("no stored {} event {:?}", p.provider.as_str(), p.event_id),
             ));
         };
-        let event = payments::parse_event(p.provider, &body)
+        let mut event = payments::parse_event(p.provider, &body)
             .map_err(|e| JobError::permanent("malformed_event", e.to_string()))?;
+        if p.provider == Provider::Conekta && event.status.is_some() {
+            // A Conekta event is a hint: the order as Conekta's API shows it now decides (what
+            // Conekta's own plugin does), outside the transaction (a network call).
+            let cfg = &ctx.config().payments;
+            if cfg.conekta_api_key.is_none() {
+                return Err(JobError::permanent(
+                    "conekta_not_configured",
+                    "a Conekta event cannot be confirmed without CONEKTA_API_KEY",
+                ));
+            }
+            let (status, amount, raw) =
+                conekta::current_order(&ctx.state().payments_http, cfg, &event.provider_ref)
+                    .await
+                    .map_err(super::payment_intent::to_job_error)?;
+            event.status = Some(status);
+            event.amount_cents = Some(amount);
+            event.raw = raw;
+        }
+        let mut tx = ctx.pool().begin().await?;
         let Some(reported) = event.status else {
             let result = json!({ "eventId": event.event_id, "kind": event.kind, "moved": false,
                                  "reason": "the event moves no payment" });
