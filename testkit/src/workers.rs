@@ -60,3 +60,27 @@ impl Drop for RunningWorker {
         self.shutdown.cancel();
     }
 }
+
+/// A worker *process* (the release-like binary, not in-process) on `queues` of `app`, with a
+/// short lease so a killed one's tasks are taken over quickly; for crash tests.
+pub fn spawn_worker_process(
+    app: &crate::TestApp,
+    queues: &str,
+    lease_seconds: u32,
+) -> tokio::process::Child {
+    tokio::process::Command::new(crate::binary("worker"))
+        .env("DATABASE_URL", &app.config.database_url)
+        .env("REDIS_URL", &app.redis_url)
+        .env("REDIS_PREFIX", app.keys.prefix())
+        .env("WORKER_QUEUES", queues)
+        .env("TASK_LEASE_SECONDS", lease_seconds.to_string())
+        .env("QUEUE_REPUSH_AFTER_SECONDS", "1")
+        .env("RELAY_INTERVAL_MS", "100")
+        .env("WORKER_HEARTBEAT_SECONDS", "1")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("worker binary")
+}

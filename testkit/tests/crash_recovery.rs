@@ -1,28 +1,14 @@
 //! A worker process killed with SIGKILL in the middle of a task: another worker process
 //! finishes the task once its lease expires, and the ledger changes exactly once.
 
-use std::{process::Stdio, time::Duration};
+use std::time::Duration;
 
 use engine::TaskStatus;
 use testkit::{fixtures::*, *};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 fn spawn_worker(app: &TestApp) -> Child {
-    Command::new(testkit::binary("worker"))
-        .env("DATABASE_URL", &app.config.database_url)
-        .env("REDIS_URL", &app.redis_url)
-        .env("REDIS_PREFIX", app.keys.prefix())
-        .env("WORKER_QUEUES", "assignments")
-        .env("TASK_LEASE_SECONDS", "2")
-        .env("QUEUE_REPUSH_AFTER_SECONDS", "1")
-        .env("RELAY_INTERVAL_MS", "100")
-        .env("WORKER_HEARTBEAT_SECONDS", "1")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("worker binary")
+    spawn_worker_process(app, "assignments", 2)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -466,3 +466,72 @@ async fn wompi_and_conekta_through_the_routes() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_killed_while_applying_an_event_applies_it_once_after_recovery() {
+    let app = TestApp::builder().seed_demo().spawn().await;
+    let secret = app.config.payments.mock_webhook_secret.clone().unwrap();
+    let payment = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO payments (id, requester, provider, provider_ref, organizer_id, amount_cents, \
+             currency, status) VALUES ($1, 'demo', 'mock', 'mock_killed', 'org_demo', 90000, 'MXN', 'pending')",
+    )
+    .bind(payment)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    // Hold the payment row so the first attempt blocks inside its transaction.
+    let mut blocker = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM payments WHERE id = $1 FOR UPDATE")
+        .bind(payment)
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+
+    let mut first = testkit::spawn_worker_process(&app, "webhooks", 2);
+    let event = event("evt_killed", "mock_killed", "succeeded", 90_000);
+    let (status, reply) = app
+        .post_raw(
+            "/payments/webhook/mock",
+            &[("x-mock-signature", &python_hmac(&secret, &event))],
+            &event,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let task: Uuid = reply["taskId"].as_str().unwrap().parse().unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+             AND query LIKE '%FROM payments%' AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the attempt never reached the payment row"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    first.start_kill().unwrap(); // SIGKILL, mid-transaction
+    first.wait().await.unwrap();
+    blocker.rollback().await.unwrap();
+
+    let mut second = testkit::spawn_worker_process(&app, "webhooks", 2);
+    let rec = app
+        .wait_finished(task, std::time::Duration::from_secs(30))
+        .await;
+    second.start_kill().unwrap();
+    assert_eq!(rec.status, TaskStatus::Completed, "{:?}", rec.error);
+    assert_eq!(
+        rec.attempts, 2,
+        "the lost attempt counts, the second one applies"
+    );
+    assert_eq!(ledger_payments(&app, &payment.to_string()).await, 1);
+    let (_, view) = app.get_payment(payment, DEMO).await;
+    assert_eq!(view["status"], "succeeded", "{view}");
+}
