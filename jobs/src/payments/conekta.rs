@@ -5,8 +5,6 @@
 //! the order is looked up by it before creating one. A webhook is only a hint: the order is
 //! re-read with [`current_order`] before it counts (what Conekta's own WooCommerce plugin does).
 
-use std::time::Duration;
-
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use reqwest::{header::HeaderMap, StatusCode};
@@ -17,8 +15,8 @@ use rsa::{
 use serde_json::{json, Map, Value};
 
 use super::{
-    config::PaymentsConfig, CreatedIntent, IntentRequest, ParsedEvent, PaymentStatus,
-    ProviderError, WebhookError, WebhookRequest,
+    config::PaymentsConfig, retry_after, unavailable, CreatedIntent, IntentRequest, ParsedEvent,
+    PaymentStatus, ProviderError, WebhookError, WebhookRequest,
 };
 
 pub const SIGNATURE_HEADER: &str = "digest";
@@ -260,24 +258,6 @@ fn error_from(status: StatusCode, headers: &HeaderMap, raw: &Value) -> ProviderE
         unavailable(&code, message, retry_after(headers, Utc::now()))
     } else {
         ProviderError::Refused { code, message }
-    }
-}
-
-/// `Retry-After` as seconds or as an HTTP date.
-fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
-    let value = headers.get("retry-after")?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = DateTime::parse_from_rfc2822(value).ok()?;
-    Some((at.with_timezone(&Utc) - now).to_std().unwrap_or_default())
-}
-
-fn unavailable(code: &str, message: String, retry_after: Option<Duration>) -> ProviderError {
-    ProviderError::Unavailable {
-        code: code.to_string(),
-        message,
-        retry_after,
     }
 }
 

@@ -135,6 +135,36 @@ pub enum ProviderError {
     },
 }
 
+/// A provider's answer that says "not now".
+pub(crate) fn unavailable(
+    code: &str,
+    message: String,
+    retry_after: Option<Duration>,
+) -> ProviderError {
+    ProviderError::Unavailable {
+        code: code.to_string(),
+        message,
+        retry_after,
+    }
+}
+
+/// A provider's `Retry-After`, as seconds or as an HTTP date.
+pub(crate) fn retry_after(
+    headers: &reqwest::header::HeaderMap,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Duration> {
+    let value = headers.get("retry-after")?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some(
+        (at.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or_default(),
+    )
+}
+
 /// A webhook delivery as received: the exact body bytes and the headers (names lower-case).
 #[derive(Debug, Clone)]
 pub struct WebhookRequest<'a> {

@@ -2,8 +2,6 @@
 //! verified with the `Stripe-Signature` scheme (what stripe-node's `Webhooks.ts` and
 //! stripe-python's `_webhook.py` do, with the time check always on).
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use reqwest::{header::HeaderMap, StatusCode};
@@ -11,8 +9,8 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use super::{
-    config::PaymentsConfig, CreatedIntent, IntentRequest, ParsedEvent, PaymentStatus,
-    ProviderError, WebhookError, WebhookRequest,
+    config::PaymentsConfig, retry_after, unavailable, CreatedIntent, IntentRequest, ParsedEvent,
+    PaymentStatus, ProviderError, WebhookError, WebhookRequest,
 };
 
 pub const SIGNATURE_HEADER: &str = "stripe-signature";
@@ -173,24 +171,6 @@ fn error_from(status: StatusCode, headers: &HeaderMap, raw: &Value) -> ProviderE
         unavailable(&code, message, retry_after(headers, Utc::now()))
     } else {
         ProviderError::Refused { code, message }
-    }
-}
-
-/// `Retry-After` as seconds or as an HTTP date.
-fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
-    let value = headers.get("retry-after")?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = DateTime::parse_from_rfc2822(value).ok()?;
-    Some((at.with_timezone(&Utc) - now).to_std().unwrap_or_default())
-}
-
-fn unavailable(code: &str, message: String, retry_after: Option<Duration>) -> ProviderError {
-    ProviderError::Unavailable {
-        code: code.to_string(),
-        message,
-        retry_after,
     }
 }
 

@@ -16,8 +16,8 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::{
-    config::PaymentsConfig, CreatedIntent, IntentRequest, ParsedEvent, PaymentStatus,
-    ProviderError, WebhookError, WebhookRequest,
+    config::PaymentsConfig, retry_after, unavailable, CreatedIntent, IntentRequest, ParsedEvent,
+    PaymentStatus, ProviderError, WebhookError, WebhookRequest,
 };
 
 /// The header Wompi repeats the checksum in (lower-case: `WebhookRequest` keys are).
@@ -123,7 +123,7 @@ fn error_from(status: StatusCode, headers: &HeaderMap, raw: &Value) -> ProviderE
         .or_else(|| error["reason"].as_str().map(str::to_string))
         .unwrap_or_else(|| format!("Wompi answered {status}"));
     if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-        unavailable(&code, message, retry_after(headers))
+        unavailable(&code, message, retry_after(headers, Utc::now()))
     } else {
         ProviderError::Refused { code, message }
     }
@@ -164,20 +164,6 @@ fn text_of(v: &Value) -> Option<String> {
         Value::String(s) => Some(s.clone()),
         Value::Null => None,
         other => Some(other.to_string()),
-    }
-}
-
-/// `Retry-After` in seconds (the form a rate limiter sends).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get("retry-after")?.to_str().ok()?.trim();
-    value.parse::<u64>().ok().map(Duration::from_secs)
-}
-
-fn unavailable(code: &str, message: String, retry_after: Option<Duration>) -> ProviderError {
-    ProviderError::Unavailable {
-        code: code.to_string(),
-        message,
-        retry_after,
     }
 }
 
