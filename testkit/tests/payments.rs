@@ -11,29 +11,35 @@ use serde_json::{json, Value};
 use testkit::{Accepted, TestApp, ADMIN, DEMO, OTHER};
 use uuid::Uuid;
 
-/// Hex HMAC-SHA256 of `body` under `secret`, by Python (not the code under test).
-fn python_hmac(secret: &str, body: &str) -> String {
+/// What a Python `script` prints for `stdin`, with `arg` as `sys.argv[1]`: the tests'
+/// independent implementation of each provider's signature.
+fn python(script: &str, arg: &str, stdin: &str) -> String {
+    use std::io::Write;
     let mut child = Command::new("python3")
-        .args([
-            "-c",
-            "import hmac, hashlib, sys; \
-             print(hmac.new(sys.argv[1].encode(), sys.stdin.buffer.read(), hashlib.sha256).hexdigest())",
-            secret,
-        ])
+        .args(["-c", script, arg])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .expect("python3");
-    use std::io::Write;
     child
         .stdin
         .take()
         .unwrap()
-        .write_all(body.as_bytes())
+        .write_all(stdin.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
+    assert!(out.status.success(), "python3 failed");
     String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Hex HMAC-SHA256 of `body` under `secret`, by Python (not the code under test).
+fn python_hmac(secret: &str, body: &str) -> String {
+    python(
+        "import hmac, hashlib, sys; \
+         print(hmac.new(sys.argv[1].encode(), sys.stdin.buffer.read(), hashlib.sha256).hexdigest())",
+        secret,
+        body,
+    )
 }
 
 fn event(id: &str, provider_ref: &str, status: &str, amount_cents: i64) -> String {
@@ -333,21 +339,7 @@ fn python_wompi_checksum(secret: &str, event: &Value) -> String {
                   \x20   s += str(v)\n\
                   s += str(ev['timestamp']) + sys.argv[1]\n\
                   print(hashlib.sha256(s.encode()).hexdigest())";
-    let mut child = Command::new("python3")
-        .args(["-c", script, secret])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(event.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    python(script, secret, &event.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

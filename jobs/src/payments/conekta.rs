@@ -15,7 +15,7 @@ use rsa::{
 use serde_json::{json, Map, Value};
 
 use super::{
-    config::PaymentsConfig, retry_after, unavailable, CreatedIntent, IntentRequest, ParsedEvent,
+    config::PaymentsConfig, provider_error, unavailable, CreatedIntent, IntentRequest, ParsedEvent,
     PaymentStatus, ProviderError, WebhookError, WebhookRequest,
 };
 
@@ -254,11 +254,8 @@ fn error_from(status: StatusCode, headers: &HeaderMap, raw: &Value) -> ProviderE
         .or_else(|| raw["message"].as_str())
         .map(str::to_string)
         .unwrap_or_else(|| format!("Conekta answered {status}"));
-    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-        unavailable(&code, message, retry_after(headers, Utc::now()))
-    } else {
-        ProviderError::Refused { code, message }
-    }
+    let retry = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+    provider_error(retry, code, message, headers)
 }
 
 /// Checks the `DIGEST` header: an RSA PKCS#1 v1.5 signature of SHA-256(body) by the private

@@ -135,6 +135,21 @@ pub enum ProviderError {
     },
 }
 
+/// A provider's error answer: "not now" (with its `Retry-After`) when `retry`, else a
+/// refusal that retrying cannot change.
+pub(crate) fn provider_error(
+    retry: bool,
+    code: String,
+    message: String,
+    headers: &reqwest::header::HeaderMap,
+) -> ProviderError {
+    if retry {
+        unavailable(&code, message, retry_after(headers, chrono::Utc::now()))
+    } else {
+        ProviderError::Refused { code, message }
+    }
+}
+
 /// A provider's answer that says "not now".
 pub(crate) fn unavailable(
     code: &str,

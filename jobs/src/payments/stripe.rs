@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use super::{
-    config::PaymentsConfig, retry_after, unavailable, CreatedIntent, IntentRequest, ParsedEvent,
+    config::PaymentsConfig, provider_error, unavailable, CreatedIntent, IntentRequest, ParsedEvent,
     PaymentStatus, ProviderError, WebhookError, WebhookRequest,
 };
 
@@ -167,11 +167,7 @@ fn error_from(status: StatusCode, headers: &HeaderMap, raw: &Value) -> ProviderE
                 || status.is_server_error()
         }
     };
-    if retry {
-        unavailable(&code, message, retry_after(headers, Utc::now()))
-    } else {
-        ProviderError::Refused { code, message }
-    }
+    provider_error(retry, code, message, headers)
 }
 
 /// Checks `Stripe-Signature: t=…,v1=…[,v1=…]` against the raw body: any `v1` may match (secret

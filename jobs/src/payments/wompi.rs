@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::{
-    config::PaymentsConfig, retry_after, unavailable, CreatedIntent, IntentRequest, ParsedEvent,
+    config::PaymentsConfig, provider_error, unavailable, CreatedIntent, IntentRequest, ParsedEvent,
     PaymentStatus, ProviderError, WebhookError, WebhookRequest,
 };
 
@@ -122,11 +122,8 @@ fn error_from(status: StatusCode, headers: &HeaderMap, raw: &Value) -> ProviderE
     let message = error_messages(&error["messages"])
         .or_else(|| error["reason"].as_str().map(str::to_string))
         .unwrap_or_else(|| format!("Wompi answered {status}"));
-    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-        unavailable(&code, message, retry_after(headers, Utc::now()))
-    } else {
-        ProviderError::Refused { code, message }
-    }
+    let retry = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+    provider_error(retry, code, message, headers)
 }
 
 /// `"messages": {"amount_in_cents": ["Debe ser mayor a 0"], …}` → `amount_in_cents: Debe ser

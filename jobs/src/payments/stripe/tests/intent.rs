@@ -370,7 +370,7 @@ fn stripe_minor_units_follow_stripes_currency_list() {
 fn stripe_retry_after_reads_seconds_and_http_dates() {
     use reqwest::header::{HeaderMap, HeaderValue};
 
-    use crate::payments::stripe::retry_after;
+    use crate::payments::retry_after;
 
     let now = chrono::DateTime::parse_from_rfc2822("Tue, 01 Dec 2026 04:00:00 GMT")
         .unwrap()
