@@ -131,25 +131,29 @@ fn not_given(name: &str) -> Value {
     json!({"required": [name], "properties": {name: {"not": {"type": "null"}}}})
 }
 
+/// `schema` with "exactly one of `amount` and `amountCents`" (a body's two ways to give a sum).
+fn exactly_one_amount(mut schema: RefOr<Schema>) -> RefOr<Schema> {
+    if let RefOr::T(Schema::Object(object)) = &mut schema {
+        object.description =
+            Some("exactly one of amount, amountCents (a null one counts as absent)".into());
+        let mut amount = given("amount", "number");
+        amount["not"] = not_given("amountCents");
+        let mut cents = given("amountCents", "integer");
+        cents["not"] = not_given("amount");
+        object
+            .extensions
+            .get_or_insert_with(Default::default)
+            .insert("oneOf".into(), json!([amount, cents]));
+    }
+    schema
+}
+
 /// [`PaymentFields`], exactly one of `amount` and `amountCents`.
 pub struct PaymentRequest;
 
 impl PartialSchema for PaymentRequest {
     fn schema() -> RefOr<Schema> {
-        let mut schema = PaymentFields::schema();
-        if let RefOr::T(Schema::Object(object)) = &mut schema {
-            object.description =
-                Some("exactly one of amount, amountCents (a null one counts as absent)".into());
-            let mut amount = given("amount", "number");
-            amount["not"] = not_given("amountCents");
-            let mut cents = given("amountCents", "integer");
-            cents["not"] = not_given("amount");
-            object
-                .extensions
-                .get_or_insert_with(Default::default)
-                .insert("oneOf".into(), json!([amount, cents]));
-        }
-        schema
+        exactly_one_amount(PaymentFields::schema())
     }
 }
 
@@ -431,20 +435,7 @@ pub struct IntentRequest;
 
 impl PartialSchema for IntentRequest {
     fn schema() -> RefOr<Schema> {
-        let mut schema = IntentFields::schema();
-        if let RefOr::T(Schema::Object(object)) = &mut schema {
-            object.description =
-                Some("exactly one of amount, amountCents (a null one counts as absent)".into());
-            let mut amount = given("amount", "number");
-            amount["not"] = not_given("amountCents");
-            let mut cents = given("amountCents", "integer");
-            cents["not"] = not_given("amount");
-            object
-                .extensions
-                .get_or_insert_with(Default::default)
-                .insert("oneOf".into(), json!([amount, cents]));
-        }
-        schema
+        exactly_one_amount(IntentFields::schema())
     }
 }
 
