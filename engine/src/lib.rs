@@ -9,7 +9,8 @@
 //!   periodic ticks; [`actions`]: cancel and re-drive, with the kinds' [`hooks`];
 //! - [`runner`]: claim → handler → outcome, with leases, timeouts and batching;
 //!   [`context`]: what a handler sees ([`TaskContext`]); [`outcome`]: how an attempt ends
-//!   ([`Done`], [`JobError`]); [`retry`], [`progress`], [`metrics`].
+//!   ([`Done`], [`JobError`]); [`retry`], [`progress`], [`metrics`];
+//! - [`queue_metrics`]: the periodic per-queue log event of every worker.
 //!
 //! Modules depend downwards only (`tests/layering.rs` checks it): task, outcome, retry,
 //! env, db, redis_conn, stored_json → store, hooks, progress, metrics → transport → enqueue →
@@ -30,6 +31,7 @@ pub mod kind;
 pub mod metrics;
 pub mod outcome;
 pub mod progress;
+pub mod queue_metrics;
 pub mod redis_conn;
 pub mod retry;
 pub mod runner;

@@ -142,6 +142,8 @@ impl TestEnv {
                 mock_webhook_secret: Some(format!("mock-secret-{schema}")),
                 ..Default::default()
             },
+            landing: crate::landing::LandingConfig::default(),
+            redemption_audit_retention_days: 90,
         };
         Self {
             keys: Keys::new(schema.clone()),

@@ -1,6 +1,6 @@
 //! The worker process: one consumer per served queue (an apalis worker under a supervisor
 //! that restarts it with backoff), plus the relay (Postgres → Redis), the wake listener, the
-//! janitor and the periodic ticks. Every task a message points at is run by the engine's
+//! janitor, the periodic ticks and the `queue_metrics` log. Every task a message points at is run by the engine's
 //! [`engine::runner::Runner`], with the product's [`jobs::Services`].
 
 pub mod config;
@@ -99,6 +99,21 @@ pub async fn run(
         core.task_cleanup_interval,
         background.clone(),
     ));
+    tasks.spawn(
+        engine::queue_metrics::QueueMetricsLog {
+            pool: pool.clone(),
+            transport: MessageQueue::new(conn.clone(), keys.clone(), core.queue_max_ready),
+            redis: conn.clone(),
+            keys: keys.clone(),
+            metrics: shared.metrics.clone(),
+            queues: queues.clone(),
+            interval: cfg.queue_metrics_interval,
+            // apalis re-queues the messages of a worker silent for three heartbeats.
+            alive_within: cfg.heartbeat * 3,
+            worker: instance.clone(),
+        }
+        .run(background.clone()),
+    );
     let signals: HashMap<String, Arc<WakeSignal>> = queues
         .iter()
         .map(|q| (q.clone(), Arc::new(WakeSignal::default())))

@@ -6,12 +6,15 @@ pub mod assignment;
 pub mod delivery;
 pub mod delivery_bulk;
 pub mod kpi_refresh;
+pub mod landing_ttl;
 pub mod noop;
 pub mod payment;
 pub mod payment_intent;
 pub mod payment_webhook;
 pub mod ping;
 pub mod report_export;
+pub mod reservation_release;
+pub mod sql_maintenance;
 pub mod task_cleanup;
 pub mod wa_inbound;
 
@@ -26,20 +29,30 @@ pub fn registry() -> Result<Registry<Services>, DuplicateKind> {
         .with::<delivery::Delivery>()?
         .with::<delivery_bulk::DeliveryBulk>()?
         .with::<kpi_refresh::KpiRefresh>()?
+        .with::<landing_ttl::LandingTtl>()?
         .with::<noop::Noop>()?
         .with::<payment::Payment>()?
         .with::<payment_intent::PaymentIntent>()?
         .with::<payment_webhook::PaymentWebhook>()?
         .with::<ping::Ping>()?
         .with::<report_export::ReportExport>()?
+        .with::<reservation_release::ReservationRelease>()?
+        .with::<sql_maintenance::SqlMaintenance>()?
         .with::<task_cleanup::TaskCleanup>()?
         .with::<wa_inbound::WaInbound>()
 }
 
-/// Kinds no route creates: `task_cleanup` comes from the worker's periodic ticks, `noop` from
-/// benchmarks and tests. Every other registered kind must have a route in the api's enqueue
-/// table (a test holds the two together).
-pub const NOT_FROM_HTTP: [&str; 2] = [noop::NAME, task_cleanup::NAME];
+/// Kinds no route creates: `task_cleanup` and the seeds' periodic jobs (`landing_ttl`,
+/// `reservation_release`, `sql_maintenance`) come from schedules and `worker run-once`,
+/// `noop` from benchmarks and tests. Every other registered kind must have a route in the
+/// api's enqueue table (a test holds the two together).
+pub const NOT_FROM_HTTP: [&str; 5] = [
+    noop::NAME,
+    task_cleanup::NAME,
+    landing_ttl::NAME,
+    reservation_release::NAME,
+    sql_maintenance::NAME,
+];
 
 /// The policy shared by kinds that write the director ledger: the assignments queue, several
 /// attempts with a short backoff (the write and the completion commit together).
