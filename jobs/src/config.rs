@@ -267,11 +267,7 @@ impl Config {
         if !bounds.contains(&retention) {
             return Err(ConfigError {
                 name: "REDEMPTION_AUDIT_RETENTION_DAYS".into(),
-                message: format!(
-                    "must be between {} and {}",
-                    bounds.start(),
-                    bounds.end()
-                ),
+                message: format!("must be between {} and {}", bounds.start(), bounds.end()),
             });
         }
         Ok(Self {

@@ -93,7 +93,9 @@ async fn run(ctx: Ctx) -> Result<Done, JobError> {
         .map_err(|e| JobError::retryable("redis_unavailable", format!("lock not taken: {e}")))?;
     if lock.is_none() && !params.force {
         tracing::info!(lock = %lock_key, "landing_ttl skipped: another run holds the lock");
-        return Ok(Done::Result(json!({ "skipped": "locked", "lock": lock_key })));
+        return Ok(Done::Result(
+            json!({ "skipped": "locked", "lock": lock_key }),
+        ));
     }
     let lock_state = if lock.is_some() { "held" } else { "forced" };
 

@@ -71,7 +71,11 @@ impl Kind for ReservationRelease {
             }
         }
         if released > 0 {
-            tracing::info!(released, units_freed = freed, "expired reservation holds released");
+            tracing::info!(
+                released,
+                units_freed = freed,
+                "expired reservation holds released"
+            );
         }
         Ok(Done::Result(
             json!({ "released": released, "unitsFreed": freed }),

@@ -76,18 +76,29 @@ pub fn validate(params: &Value) -> Result<Call, FieldError> {
         Some(Value::String(name)) => Function::from_name(name).ok_or_else(|| {
             bad(
                 "function",
-                format!("{name:?} is not an allowed maintenance function (allowed: {})", allowed()),
+                format!(
+                    "{name:?} is not an allowed maintenance function (allowed: {})",
+                    allowed()
+                ),
             )
         })?,
         Some(_) => return Err(bad("function", "must be a string".into())),
-        None => return Err(bad("function", format!("is required (one of: {})", allowed()))),
+        None => {
+            return Err(bad(
+                "function",
+                format!("is required (one of: {})", allowed()),
+            ))
+        }
     };
     let retention_days = match params.get("retentionDays") {
         None | Some(Value::Null) => None,
         Some(_) if function != Function::CleanupRedemptionAuditLog => {
             return Err(bad(
                 "retentionDays",
-                format!("only applies to {}", Function::CleanupRedemptionAuditLog.name()),
+                format!(
+                    "only applies to {}",
+                    Function::CleanupRedemptionAuditLog.name()
+                ),
             ))
         }
         Some(v) => match v.as_i64().filter(|d| RETENTION_DAYS.contains(d)) {
@@ -123,7 +134,8 @@ impl Kind for SqlMaintenance {
 
     async fn run(ctx: Ctx) -> Result<Done, JobError> {
         let raw: Value = ctx.params()?;
-        let call = validate(&raw).map_err(|e| JobError::permanent("invalid_params", e.to_string()))?;
+        let call =
+            validate(&raw).map_err(|e| JobError::permanent("invalid_params", e.to_string()))?;
         let rows: i32 = match call.function {
             Function::ExpireOldRedemptions => {
                 sqlx::query_scalar("SELECT expire_old_redemptions()")
@@ -140,7 +152,11 @@ impl Kind for SqlMaintenance {
                     .await?
             }
         };
-        tracing::info!(function = call.function.name(), rows, "maintenance function done");
+        tracing::info!(
+            function = call.function.name(),
+            rows,
+            "maintenance function done"
+        );
         Ok(Done::Result(
             json!({ "function": call.function.name(), "rows": rows }),
         ))
@@ -168,7 +184,8 @@ mod tests {
 
     #[test]
     fn retention_is_bounded_and_only_for_the_audit_cleanup() {
-        let call = validate(&json!({"function": "cleanup_redemption_audit_log", "retentionDays": 30}));
+        let call =
+            validate(&json!({"function": "cleanup_redemption_audit_log", "retentionDays": 30}));
         assert_eq!(call.unwrap().retention_days, Some(30));
         for bad in [
             json!({"function": "cleanup_redemption_audit_log", "retentionDays": 0}),

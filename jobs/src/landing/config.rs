@@ -53,7 +53,10 @@ impl LandingConfig {
         }
         let days: i64 = parsed("LANDING_TTL_DEFAULT_DAYS", i64::from(d.default_ttl_days))?;
         let lock_key = var("LANDING_TTL_LOCK_KEY").map(|k| k.trim().to_string());
-        if lock_key.as_ref().is_some_and(|k| k.contains(char::is_whitespace)) {
+        if lock_key
+            .as_ref()
+            .is_some_and(|k| k.contains(char::is_whitespace))
+        {
             return Err(ConfigError {
                 name: "LANDING_TTL_LOCK_KEY".into(),
                 message: "must not contain whitespace".into(),

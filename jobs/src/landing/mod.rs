@@ -141,7 +141,10 @@ pub async fn invalidate_caches(
             .await?;
         let doomed: Vec<&String> = keys.iter().filter(|k| k.as_str() != keep).collect();
         if !doomed.is_empty() {
-            let n: u64 = redis::cmd("UNLINK").arg(&doomed).query_async(&mut c).await?;
+            let n: u64 = redis::cmd("UNLINK")
+                .arg(&doomed)
+                .query_async(&mut c)
+                .await?;
             deleted += n;
         }
         if next == 0 {
