@@ -55,6 +55,9 @@ impl Environment {
     }
 }
 
+/// Bounds of `REDEMPTION_AUDIT_RETENTION_DAYS` and of `sql_maintenance`'s `retentionDays`.
+pub const REDEMPTION_AUDIT_RETENTION_DAYS: std::ops::RangeInclusive<i64> = 1..=3650;
+
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/taquilla";
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
@@ -263,7 +266,7 @@ impl Config {
             });
         }
         let retention: i64 = parsed("REDEMPTION_AUDIT_RETENTION_DAYS", 90)?;
-        let bounds = crate::kinds::sql_maintenance::RETENTION_DAYS;
+        let bounds = REDEMPTION_AUDIT_RETENTION_DAYS;
         if !bounds.contains(&retention) {
             return Err(ConfigError {
                 name: "REDEMPTION_AUDIT_RETENTION_DAYS".into(),

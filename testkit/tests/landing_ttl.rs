@@ -180,6 +180,22 @@ async fn a_dry_run_reports_the_changes_and_makes_none() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flag_that_is_not_a_boolean_fails_the_task_naming_it_and_changes_nothing() {
+    let app = app_with_fixture().await;
+    let before = statuses(&app).await;
+    let id = enqueue(&app, &spec(), json!({ "dryRun": "yes" })).await;
+    let rec = app.wait_for(id, TaskStatus::Failed).await;
+    let error = rec.error.unwrap().to_string();
+    assert!(
+        error.contains("invalid_params") && error.contains("dryRun"),
+        "{error}"
+    );
+    assert_eq!(rec.attempts, 1);
+    assert_eq!(statuses(&app).await, before);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lock_keeps_a_second_run_out_and_force_enters() {
     let app = app_with_fixture().await;
     let lock = lock_key(&app);

@@ -16,7 +16,6 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use serde::Deserialize;
 use serde_json::json;
 
 use engine::{retry::Backoff, Done, JobError, Kind};
@@ -40,13 +39,32 @@ const LOCK_TTL: Duration = Duration::from_secs(30);
 /// Event ids listed by a dry run.
 const DRY_RUN_SAMPLE: i64 = 50;
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Params {
-    #[serde(default)]
     pub dry_run: bool,
-    #[serde(default)]
     pub force: bool,
+}
+
+impl Params {
+    /// Reads a task's params, naming the field that does not decode.
+    pub fn parse(params: &serde_json::Value) -> Result<Self, super::FieldError> {
+        for field in ["dryRun", "force"] {
+            match params.get(field) {
+                None | Some(serde_json::Value::Bool(_)) | Some(serde_json::Value::Null) => {}
+                Some(_) => {
+                    return Err(super::FieldError {
+                        field,
+                        message: "must be true or false".into(),
+                    })
+                }
+            }
+        }
+        let flag = |f: &str| params.get(f).and_then(serde_json::Value::as_bool) == Some(true);
+        Ok(Self {
+            dry_run: flag("dryRun"),
+            force: flag("force"),
+        })
+    }
 }
 
 /// The `landing_ttl` kind.
@@ -66,7 +84,9 @@ impl Kind for LandingTtl {
 }
 
 async fn run(ctx: Ctx) -> Result<Done, JobError> {
-    let params: Params = ctx.params()?;
+    let raw: serde_json::Value = ctx.params()?;
+    let params =
+        Params::parse(&raw).map_err(|e| JobError::permanent("invalid_params", e.to_string()))?;
     let cfg = &ctx.config().landing;
     let default_ttl = cfg.default_ttl_days;
     // One reference time for the whole run: every batch agrees on what is due.

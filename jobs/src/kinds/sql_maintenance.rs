@@ -15,12 +15,14 @@ use serde_json::{json, Value};
 
 use engine::{retry::Backoff, Done, JobError, Kind};
 
+use super::FieldError;
 use crate::{queues, Ctx, Services, ServicesExt};
 
 pub const NAME: &str = "sql_maintenance";
 
-/// Bounds of `retentionDays` and `REDEMPTION_AUDIT_RETENTION_DAYS`.
-pub const RETENTION_DAYS: std::ops::RangeInclusive<i64> = 1..=3650;
+/// Bounds of `retentionDays` (those of `REDEMPTION_AUDIT_RETENTION_DAYS`).
+pub const RETENTION_DAYS: std::ops::RangeInclusive<i64> =
+    crate::config::REDEMPTION_AUDIT_RETENTION_DAYS;
 
 /// The allow-list: every database function this kind may call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,14 +54,6 @@ pub struct Call {
     pub function: Function,
     /// `retentionDays` of the audit cleanup when given (else the configured default).
     pub retention_days: Option<i32>,
-}
-
-/// A bad params object: the field and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {message}")]
-pub struct FieldError {
-    pub field: &'static str,
-    pub message: String,
 }
 
 /// Checks a task's params (extra fields, such as a schedule's `trigger`, are ignored).

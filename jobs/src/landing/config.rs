@@ -2,7 +2,7 @@
 //! `LANDING_JOB_MINUTE` (when the schedule runs it), `LANDING_TTL_DEFAULT_DAYS` and
 //! `LANDING_TTL_LOCK_KEY`.
 
-use crate::config::{parsed, var, ConfigError};
+use engine::env::{parsed, var, ConfigError};
 
 /// The seed's clamp of `LANDING_TTL_DEFAULT_DAYS` (and of an event's own TTL, by a CHECK).
 pub const TTL_DAYS_MIN: i32 = 30;
