@@ -351,3 +351,145 @@ async fn bad_landing_settings_stop_the_worker_naming_the_variable() {
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("landing-ttl only"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lock_is_renewed_while_held_released_by_its_holder_only_and_noticed_when_lost() {
+    use jobs::redis_lock::HeldLock;
+    let app = TestApp::spawn().await;
+    let key = format!("{}:lock:test", app.keys.prefix());
+    let ttl = Duration::from_millis(300);
+
+    let lock = HeldLock::acquire(&app.redis, &key, "run-a", ttl)
+        .await
+        .unwrap()
+        .expect("a free lock is taken");
+    assert!(
+        HeldLock::acquire(&app.redis, &key, "run-b", ttl)
+            .await
+            .unwrap()
+            .is_none(),
+        "a second holder is refused"
+    );
+    // Three TTLs later the renewal has kept it.
+    tokio::time::sleep(ttl * 3).await;
+    assert_eq!(redis_get(&app, &key).await.as_deref(), Some("run-a"));
+    assert!(!lock.is_lost());
+    assert!(lock.release().await.unwrap());
+    assert!(redis_get(&app, &key).await.is_none());
+
+    // Taken by someone else while held: noticed at the next renewal, and not deleted.
+    let lock = HeldLock::acquire(&app.redis, &key, "run-a", ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    redis_set(&app, &key, "run-b").await;
+    tokio::time::sleep(ttl).await;
+    assert!(lock.is_lost());
+    assert!(!lock.release().await.unwrap());
+    assert_eq!(redis_get(&app, &key).await.as_deref(), Some("run-b"));
+}
+
+/// The advisory lock the crash test's trigger waits for (unlike any other test's).
+const GATE: i64 = 1_330_013;
+
+/// A worker process SIGKILLed while its run is inside the second batch (held there by a
+/// test trigger): the first batch stays, the second rolls back, and the task's next attempt,
+/// on another process, takes the dead run's lock over and moves exactly what is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_killed_mid_run_loses_nothing_and_the_next_attempt_finishes_the_rest() {
+    let app = TestApp::spawn().await;
+    let events = 2 * landing_ttl::BATCH + 200;
+    sqlx::query(
+        "INSERT INTO events (id, name, ends_at) \
+         SELECT 'bulk_' || lpad(i::text, 5, '0'), 'bulk', now() - interval '40 days' \
+         FROM generate_series(1, $1) i",
+    )
+    .bind(events)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    // Any update after the first batch waits for the advisory lock GATE, which the test holds.
+    sqlx::raw_sql(
+        &"CREATE FUNCTION hold_second_batch() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF (SELECT count(*) FROM events WHERE landing_status = 'archived') > 500 THEN
+                 PERFORM pg_advisory_xact_lock(GATE_KEY);
+             END IF;
+             RETURN NULL;
+         END $$;
+         CREATE TRIGGER hold_second_batch AFTER UPDATE ON events
+             FOR EACH STATEMENT EXECUTE FUNCTION hold_second_batch();"
+            .replace("GATE_KEY", &GATE.to_string()),
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let mut gate = app.pool.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(GATE)
+        .execute(&mut *gate)
+        .await
+        .unwrap();
+
+    let mut first = testkit::spawn_worker_process(&app, "maintenance", 2);
+    let id = enqueue(&app, &spec(), json!({})).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        // Other tests' migrations wait on sqlx's advisory lock too: match ours exactly.
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+             AND classid = 0 AND objid = $1 AND objsubid = 1 \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .bind(GATE)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the run never reached its second batch"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.start_kill().unwrap(); // SIGKILL
+    first.wait().await.unwrap();
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(GATE)
+        .execute(&mut *gate)
+        .await
+        .unwrap();
+    drop(gate);
+    sqlx::raw_sql("DROP TRIGGER hold_second_batch ON events")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    // The dead process's lock is still there (its TTL has not run out).
+    assert_eq!(redis_get(&app, &lock_key(&app)).await, Some(id.to_string()));
+
+    let mut second = testkit::spawn_worker_process(&app, "maintenance", 2);
+    let rec = app.wait_finished(id, Duration::from_secs(40)).await;
+    second.start_kill().unwrap();
+    let _ = second.wait().await;
+    assert_eq!(rec.status(), TaskStatus::Completed, "{:?}", rec.error);
+    assert_eq!(
+        rec.attempts, 2,
+        "the killed attempt counts, the second completes"
+    );
+    let result = rec.result.unwrap();
+    assert_eq!(result["lock"], "held", "{result}");
+    assert_eq!(
+        result["transitions"]["activeToArchived"].as_i64(),
+        Some(events - landing_ttl::BATCH),
+        "the committed first batch is not moved again: {result}"
+    );
+    let archived: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE landing_status = 'archived'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(archived, events);
+    assert!(redis_get(&app, &lock_key(&app)).await.is_none(), "released");
+}
