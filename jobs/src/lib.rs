@@ -12,6 +12,7 @@ pub mod kinds;
 pub mod payments;
 pub mod queues;
 pub mod redis_keys;
+pub mod schedules;
 pub mod services;
 pub mod storage;
 pub mod telemetry;

@@ -299,3 +299,10 @@ parameters! {
             one_of_names(&["stripe", "conekta", "wompi", "mock"]);
     }
 }
+
+parameters! {
+    pub struct ScheduleId in Path {
+        /// schedule id (e.g. `kpi_refresh`)
+        id: String => "id", required, string().max_length(Some(64));
+    }
+}

@@ -265,3 +265,52 @@ pub struct PaymentView {
     pub history: Vec<serde_json::Value>,
     pub request_id: String,
 }
+
+/// The task a schedule created last.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct ScheduleLastRun {
+    pub task_id: Option<uuid::Uuid>,
+    /// The tick it stands for; `null` for a "run now".
+    pub tick: Option<DateTime<Utc>>,
+    pub at: Option<DateTime<Utc>>,
+    /// The task's status now; `null` once it expired.
+    pub status: Option<String>,
+}
+
+/// A schedule (`routes::schedules`): a cron expression (in `timeZone`) or an interval.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct ScheduleView {
+    pub id: String,
+    pub kind: String,
+    pub params: Value,
+    pub cron: Option<String>,
+    pub interval_seconds: Option<i64>,
+    pub time_zone: String,
+    #[schema(schema_with = catch_up_policy)]
+    pub catch_up: String,
+    pub max_catch_up: i64,
+    pub paused: bool,
+    pub next_run_at: DateTime<Utc>,
+    pub last_run: ScheduleLastRun,
+    #[schema(schema_with = schedule_source)]
+    pub source: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+fn catch_up_policy() -> ObjectBuilder {
+    one_of_names(&["skip", "all"])
+}
+fn schedule_source() -> ObjectBuilder {
+    one_of_names(&["config", "operator"])
+}
+
+/// `GET /admin/schedules`.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct ScheduleList {
+    pub data: Vec<ScheduleView>,
+    pub request_id: String,
+}

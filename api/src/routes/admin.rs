@@ -21,7 +21,7 @@ use crate::openapi::{
 };
 use crate::{auth::Principal, error::ApiError, request_id, AppState};
 
-fn require_admin(p: &Principal) -> Result<(), ApiError> {
+pub(crate) fn require_admin(p: &Principal) -> Result<(), ApiError> {
     if p.admin {
         Ok(())
     } else {
@@ -35,7 +35,7 @@ fn require_admin(p: &Principal) -> Result<(), ApiError> {
 
 /// The read-only views: an operator token is enough (`auth::authorize` already checked
 /// this; the handler keeps its own guard).
-fn require_observer(p: &Principal) -> Result<(), ApiError> {
+pub(crate) fn require_observer(p: &Principal) -> Result<(), ApiError> {
     if p.can_observe() {
         Ok(())
     } else {
