@@ -258,6 +258,8 @@ pub struct PaymentView {
     #[schema(value_type = Object)]
     pub client: serde_json::Value,
     pub ledger_entry_id: Option<uuid::Uuid>,
+    /// The ledger entry that reversed it, once a recorded payment was refunded.
+    pub refund_entry_id: Option<uuid::Uuid>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
     /// The events applied to it, oldest first.
