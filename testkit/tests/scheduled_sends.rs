@@ -62,20 +62,25 @@ async fn pushed(app: &TestApp, id: Uuid) -> bool {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_send_at_waits_for_its_time_then_goes() {
-    let server = MockServer::start().await;
-    let app = app_with_whatsapp(&server).await;
+/// A WhatsApp reminder to g1 with `sendAt` `seconds` from now: accepted as `scheduled`.
+async fn reminder_in(app: &TestApp, seconds: i64) -> Uuid {
     let (status, reply) = app
         .send(
             "ev_demo",
             "g1",
-            json!({"channel": "whatsapp", "kind": "reminder", "sendAt": in_seconds(3)}),
+            json!({"channel": "whatsapp", "kind": "reminder", "sendAt": in_seconds(seconds)}),
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
     assert_eq!(reply["status"], "scheduled");
-    let id: Uuid = reply["taskId"].as_str().unwrap().parse().unwrap();
+    reply["taskId"].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_send_at_waits_for_its_time_then_goes() {
+    let server = MockServer::start().await;
+    let app = app_with_whatsapp(&server).await;
+    let id = reminder_in(&app, 3).await;
     let (_, task) = app.get_task(id, DEMO).await;
     assert_eq!(task["status"], "scheduled", "{task}");
 
@@ -102,15 +107,7 @@ async fn a_send_at_waits_for_its_time_then_goes() {
 async fn a_scheduled_send_is_cancellable_until_it_starts() {
     let server = MockServer::start().await;
     let app = app_with_whatsapp(&server).await;
-    let (status, reply) = app
-        .send(
-            "ev_demo",
-            "g1",
-            json!({"channel": "whatsapp", "sendAt": in_seconds(30)}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
-    let id: Uuid = reply["taskId"].as_str().unwrap().parse().unwrap();
+    let id = reminder_in(&app, 30).await;
     let (status, cancelled) = app.cancel(id, DEMO).await;
     assert_eq!(status, StatusCode::OK, "{cancelled}");
     assert_eq!(cancelled["status"], "cancelled");
