@@ -248,6 +248,8 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::delete))
         .routes(routes!(admin::retry_one))
         .routes(routes!(admin::ping))
+        .routes(routes!(admin::pause_queue))
+        .routes(routes!(admin::resume_queue))
         .routes(routes!(schedules::list))
         .routes(routes!(schedules::update))
         .routes(routes!(schedules::run_now))

@@ -23,6 +23,7 @@ pub fn worker_config(env: &TestEnv, queues: &[&str]) -> WorkerConfig {
         relay_interval: Duration::from_millis(100),
         relay_batch: 500,
         schedule_interval: Duration::from_millis(200),
+        pause_poll_interval: Duration::from_millis(200),
         statement_timeout: engine::db::WORKER_STATEMENT_TIMEOUT,
     }
 }

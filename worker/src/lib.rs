@@ -13,6 +13,7 @@ use engine::{
     runner::Runner,
     schedule::Ticker,
     transport::{
+        pause::{self, PausedQueues},
         relay::Relay,
         wake::{self, WakeSignal},
         MessageQueue,
@@ -70,6 +71,20 @@ pub async fn run(
     tracing::info!(worker = %instance, queues = ?queues, "worker starting");
     let background = CancellationToken::new();
     let mut tasks = JoinSet::new();
+    let signals: HashMap<String, Arc<WakeSignal>> = queues
+        .iter()
+        .map(|q| (q.clone(), Arc::new(WakeSignal::default())))
+        .collect();
+    // Paused queues are known before any consumer starts fetching.
+    let paused = Arc::new(PausedQueues::default());
+    pause::refresh(&pool, &paused, &signals).await?;
+    tasks.spawn(pause::watch(
+        pool.clone(),
+        paused.clone(),
+        signals.clone(),
+        cfg.pause_poll_interval,
+        background.clone(),
+    ));
     let relay = Relay {
         pool: pool.clone(),
         queue,
@@ -80,6 +95,7 @@ pub async fn run(
         interval: cfg.relay_interval,
         batch: cfg.relay_batch.max(1),
         task_ttl: core.task_ttl,
+        paused,
     };
     tasks.spawn(relay.run(relay_wake, background.clone()));
     tasks.spawn(engine::transport::janitor::run(
@@ -96,10 +112,6 @@ pub async fn run(
         background.clone(),
     ));
     tasks.spawn(ticker.run(cfg.schedule_interval, background.clone()));
-    let signals: HashMap<String, Arc<WakeSignal>> = queues
-        .iter()
-        .map(|q| (q.clone(), Arc::new(WakeSignal::default())))
-        .collect();
     tasks.spawn(wake::listen(
         core.redis_url.clone(),
         keys.clone(),

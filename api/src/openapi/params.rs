@@ -306,3 +306,10 @@ parameters! {
         id: String => "id", required, string().max_length(Some(64));
     }
 }
+
+parameters! {
+    pub struct QueueName in Path {
+        /// queue name (`assignments`, `reports`, `deliveries`, `webhooks`, `maintenance`)
+        queue: String => "queue", required, string().max_length(Some(64));
+    }
+}

@@ -177,6 +177,21 @@ pub struct QueueDepth {
     pub oldest_pending_age_seconds: Option<f64>,
     /// Messages waiting in Redis; null when Redis does not answer.
     pub in_redis: Option<i64>,
+    /// Paused: accepting tasks, none started until resumed.
+    pub paused: bool,
+    pub paused_at: Option<DateTime<Utc>>,
+    pub paused_by: Option<String>,
+}
+
+/// `POST /admin/queues/{queue}/pause` and `/resume`.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct QueuePaused {
+    pub queue: String,
+    pub paused: bool,
+    /// False when the queue was already in that state.
+    pub changed: bool,
+    pub request_id: String,
 }
 
 /// `GET /admin/queues` (`routes::admin::queues`).
