@@ -12,9 +12,15 @@ use axum::{
     extract::{FromRequest, Request},
     http::{header, StatusCode},
 };
+use chrono::{DateTime, Utc};
 use serde_json::{value::RawValue, Value};
 
 use crate::{error::ApiError, AppState};
+
+/// The delay field every enqueue body accepts ([`JsonObject::optional_start`]).
+pub const DELAY_SECONDS: &str = "delaySeconds";
+/// The furthest ahead a task may be scheduled: a year.
+pub const MAX_DELAY_SECONDS: i64 = 366 * 86_400;
 
 /// The fields of a JSON object body, checked one by one; errors accumulate so one reply
 /// names every field at fault.
@@ -192,6 +198,16 @@ impl JsonObject {
     /// A required string among `allowed`.
     pub fn required_enum(&mut self, name: &str, allowed: &[&str]) -> Option<String> {
         let raw = self.required_raw(name)?;
+        self.one_of(name, raw, allowed)
+    }
+
+    /// An optional string among `allowed`.
+    pub fn optional_enum(&mut self, name: &str, allowed: &[&str]) -> Option<String> {
+        let raw = self.raw(name)?;
+        self.one_of(name, raw, allowed)
+    }
+
+    fn one_of(&mut self, name: &str, raw: String, allowed: &[&str]) -> Option<String> {
         let s = self.as_string(name, raw)?;
         if allowed.contains(&s.as_str()) {
             Some(s)
@@ -204,6 +220,16 @@ impl JsonObject {
     /// A required whole number within `min..=max`.
     pub fn required_int(&mut self, name: &str, min: i64, max: i64) -> Option<i64> {
         let raw = self.required_raw(name)?;
+        self.int_within(name, raw, min, max)
+    }
+
+    /// An optional whole number within `min..=max`.
+    pub fn optional_int(&mut self, name: &str, min: i64, max: i64) -> Option<i64> {
+        let raw = self.raw(name)?;
+        self.int_within(name, raw, min, max)
+    }
+
+    fn int_within(&mut self, name: &str, raw: String, min: i64, max: i64) -> Option<i64> {
         let range = format!("must be a whole number from {min} to {max}");
         // JSON Schema's `integer` (the OpenAPI document) includes whole numbers written as decimals
         // (`4824.0`, `1e2`); read exactly, never through a float.
@@ -345,6 +371,41 @@ impl JsonObject {
             }
         }
         Some(out)
+    }
+
+    /// When the task may start: `at_field` (`runAt`, or `sendAt` for a send; RFC 3339 with
+    /// an offset) or `delaySeconds`, not both, at most [`MAX_DELAY_SECONDS`] ahead. `None`
+    /// (neither given, or a time already past) = now.
+    pub fn optional_start(&mut self, at_field: &str) -> Option<DateTime<Utc>> {
+        let at = self.optional_str(at_field, |_| None);
+        let delay = self.optional_int(DELAY_SECONDS, 0, MAX_DELAY_SECONDS);
+        let now = Utc::now();
+        let latest = now + chrono::Duration::seconds(MAX_DELAY_SECONDS);
+        match (at, delay) {
+            (Some(_), Some(_)) => {
+                self.fail(
+                    at_field,
+                    format!("give {at_field} or {DELAY_SECONDS}, not both"),
+                );
+                None
+            }
+            (Some(text), None) => match DateTime::parse_from_rfc3339(&text) {
+                Ok(t) if t.with_timezone(&Utc) > latest => {
+                    self.fail(at_field, "must be at most a year ahead");
+                    None
+                }
+                Ok(t) => Some(t.with_timezone(&Utc)).filter(|t| *t > now),
+                Err(_) => {
+                    self.fail(
+                        at_field,
+                        "must be an RFC 3339 date-time with an offset, e.g. 2026-12-24T09:00:00-06:00",
+                    );
+                    None
+                }
+            },
+            (None, Some(seconds)) if seconds > 0 => Some(now + chrono::Duration::seconds(seconds)),
+            _ => None,
+        }
     }
 
     /// Ends the checks: unknown fields and every problem found become one 400.

@@ -53,6 +53,8 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     /// Every kind's hooks: a cancel or a re-drive here keeps the kind's rows in step.
     pub hooks: KindHooks,
+    /// Creates schedule runs for `POST /admin/schedules/{id}/run`.
+    pub schedules: engine::schedule::Ticker,
     /// The per-queue task counts of `/metrics`, reused for `METRICS_CACHE_SECONDS`.
     pub queue_stats: Arc<routes::metrics::QueueStatsCache>,
     /// The local-disk export store whose signed links `GET /files/...` serves; `None` when
@@ -66,16 +68,21 @@ impl AppState {
         let core = &config.core;
         let keys = Keys::new(core.redis_prefix.clone());
         let queue = MessageQueue::new(redis.clone(), keys.clone(), core.queue_max_ready);
+        // `connect` (the binary's path) refuses duplicate kind names before this.
+        let registry = jobs::kinds::registry().expect("every kind has its own name");
+        let enqueuer = Enqueuer::new(pool.clone(), queue, core.task_ttl);
         Self {
-            enqueuer: Enqueuer::new(pool.clone(), queue, core.task_ttl),
+            schedules: engine::schedule::Ticker::new(
+                pool.clone(),
+                enqueuer.clone(),
+                registry.iter().map(|k| k.info()),
+            ),
+            enqueuer,
             progress: ProgressStore::new(redis.clone(), keys.clone(), core.task_ttl),
             notifier: Notifier::new(redis.clone(), keys.clone()),
             hub: events::EventHub::start(core.redis_url.clone(), keys.clone()),
             tokens: config.tokens.clone(),
-            // `connect` (the binary's path) refuses duplicate kind names before this.
-            hooks: jobs::kinds::registry()
-                .expect("every kind has its own name")
-                .hooks(),
+            hooks: registry.hooks(),
             local_files: match Store::from_config(&core.exports) {
                 Ok(Store::Local(local)) => Some(local),
                 Ok(Store::S3(_)) => None,
@@ -208,7 +215,7 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 pub fn documented_routes() -> OpenApiRouter<AppState> {
     use routes::{
         admin, deliveries, director, exports, files, health, metrics, openapi, payments, reports,
-        tasks, whatsapp,
+        schedules, tasks, whatsapp,
     };
     // Mounted at `/tasks` and, as the seed names them, `/director/reports/tasks`.
     let task_routes = || {
@@ -241,6 +248,11 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::delete))
         .routes(routes!(admin::retry_one))
         .routes(routes!(admin::ping))
+        .routes(routes!(admin::pause_queue))
+        .routes(routes!(admin::resume_queue))
+        .routes(routes!(schedules::list))
+        .routes(routes!(schedules::update))
+        .routes(routes!(schedules::run_now))
         .routes(routes!(payments::intent))
         .routes(routes!(payments::webhook))
         .routes(routes!(payments::webhook_of))

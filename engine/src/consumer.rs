@@ -63,7 +63,15 @@ impl<S: Send + Sync + 'static> QueueConsumer<S> {
     pub async fn supervise(self, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
         let mut run = 0u64;
+        let mut paused = self.signal.paused();
         loop {
+            // A paused queue fetches nothing: wait here until it is resumed.
+            while *paused.borrow_and_update() {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = paused.changed() => {}
+                }
+            }
             if shutdown.is_cancelled() {
                 return;
             }
@@ -88,12 +96,17 @@ impl<S: Send + Sync + 'static> QueueConsumer<S> {
                 .build(on_message::<S>);
             let started = Instant::now();
             let stop = shutdown.clone();
+            let pause = self.signal.paused();
             tracing::info!(queue = %self.queue, worker = %name, concurrency = self.concurrency, "queue worker starting");
             let result = worker
                 .run_with_ctx(move |ctx| {
                     let stop = stop.clone();
+                    let mut pause = pause.clone();
                     async move {
-                        stop.cancelled().await;
+                        tokio::select! {
+                            _ = stop.cancelled() => {}
+                            _ = pause.wait_for(|paused| *paused) => {}
+                        }
                         // Stops fetching, lets running handlers finish and puts messages
                         // fetched but not started back on the queue.
                         let _ = ctx.stop();
@@ -104,6 +117,10 @@ impl<S: Send + Sync + 'static> QueueConsumer<S> {
             if shutdown.is_cancelled() {
                 tracing::info!(queue = %self.queue, worker = %name, "queue worker stopped");
                 return;
+            }
+            if *paused.borrow() {
+                tracing::info!(queue = %self.queue, worker = %name, "queue paused: worker stopped until it is resumed");
+                continue;
             }
             match result {
                 Ok(()) => {

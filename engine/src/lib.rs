@@ -5,8 +5,9 @@
 //!   transition, one conditional statement each (the transition table is in its docs);
 //! - [`kind`]: the [`Kind`] trait a product implements per job kind, and the [`Registry`];
 //! - [`enqueue`]: creating tasks; [`transport`]: the messages, the relay that pushes due
-//!   tasks, wake-ups and the janitor; [`consumer`]: a queue's apalis worker; [`cron`]:
-//!   periodic ticks; [`actions`]: cancel and re-drive, with the kinds' [`hooks`];
+//!   tasks, wake-ups and the janitor; [`consumer`]: a queue's apalis worker; [`schedule`]:
+//!   durable schedules (cron or interval, catch-up, no leader); [`actions`]: cancel and
+//!   re-drive, with the kinds' [`hooks`];
 //! - [`runner`]: claim → handler → outcome, with leases, timeouts and batching;
 //!   [`context`]: what a handler sees ([`TaskContext`]); [`outcome`]: how an attempt ends
 //!   ([`Done`], [`JobError`]); [`retry`], [`progress`], [`metrics`];
@@ -14,7 +15,7 @@
 //!
 //! Modules depend downwards only (`tests/layering.rs` checks it): task, outcome, retry,
 //! env, db, redis_conn, stored_json → store, hooks, progress, metrics → transport → enqueue →
-//! context → kind → runner, actions → consumer, cron.
+//! context → kind → runner, actions, schedule → consumer.
 //!
 //! The product's own state (its integrations, its configuration) travels as the type
 //! parameter `S` of [`Runtime`], [`TaskContext`] and [`Registry`]: the engine never names it.
@@ -22,7 +23,6 @@
 pub mod actions;
 pub mod consumer;
 pub mod context;
-pub mod cron;
 pub mod db;
 pub mod enqueue;
 pub mod env;
@@ -35,6 +35,7 @@ pub mod queue_metrics;
 pub mod redis_conn;
 pub mod retry;
 pub mod runner;
+pub mod schedule;
 pub mod store;
 pub mod stored_json;
 pub mod task;

@@ -14,6 +14,7 @@ pub mod payments;
 pub mod queues;
 pub mod redis_keys;
 pub mod redis_lock;
+pub mod schedules;
 pub mod services;
 pub mod storage;
 pub mod telemetry;

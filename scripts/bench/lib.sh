@@ -7,6 +7,8 @@
 # BENCH_PG_ADMIN_URL, BENCH_DB, BENCH_REDIS_HOST/PORT, BENCH_PORT, BENCH_LOG_DIR.
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# The wrk scripts dofile() their shared parts from here.
+export BENCH_DIR
 ROOT=$(cd "$BENCH_DIR/../.." && pwd)
 
 BIN_DIR=${TAQUILLA_BIN_DIR:-$HOME/.cache/taquilla/target/release}

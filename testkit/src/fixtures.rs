@@ -90,3 +90,46 @@ pub async fn director_fixture(env: &TestEnv) {
     .await
     .unwrap();
 }
+
+/// Every roll-up table (migrations 6 and 8), compared with a recomputation from the ledger
+/// (`director_rollups_rebuild`, `director_kpi_day_rebuild`): rows that differ, per table.
+pub async fn rollup_drift(pool: &sqlx::PgPool) -> Vec<(String, i64)> {
+    // Temporary tables live in one session: everything on one connection.
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::raw_sql(
+        "CREATE TEMP TABLE s_org AS SELECT * FROM director_kpi_org_total;
+         CREATE TEMP TABLE s_org_day AS SELECT * FROM director_kpi_org_day;
+         CREATE TEMP TABLE s_org_month AS SELECT * FROM director_kpi_org_month;
+         CREATE TEMP TABLE s_ev_day AS SELECT * FROM director_kpi_event_day;
+         CREATE TEMP TABLE s_ev AS SELECT * FROM director_kpi_event_total;
+         CREATE TEMP TABLE s_debt AS SELECT * FROM director_debt_day WHERE unpaid_cents <> 0 OR unpaid_count <> 0;
+         CREATE TEMP TABLE s_kday AS SELECT * FROM director_kpi_day;",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    sqlx::query("SELECT director_rollups_rebuild(), director_kpi_day_rebuild()")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let mut drift = Vec::new();
+    for (table, snapshot) in [
+        ("director_kpi_org_total", "s_org"),
+        ("director_kpi_org_day", "s_org_day"),
+        ("director_kpi_org_month", "s_org_month"),
+        ("director_kpi_event_day", "s_ev_day"),
+        ("director_kpi_event_total", "s_ev"),
+        ("director_debt_day", "s_debt"),
+        ("director_kpi_day", "s_kday"),
+    ] {
+        let n: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM ((SELECT * FROM {snapshot} EXCEPT SELECT * FROM {table}) \
+             UNION ALL (SELECT * FROM {table} EXCEPT SELECT * FROM {snapshot})) d"
+        ))
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+        drift.push((table.to_string(), n));
+    }
+    drift
+}

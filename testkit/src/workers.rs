@@ -22,6 +22,8 @@ pub fn worker_config(env: &TestEnv, queues: &[&str]) -> WorkerConfig {
         heartbeat: Duration::from_secs(1),
         relay_interval: Duration::from_millis(100),
         relay_batch: 500,
+        schedule_interval: Duration::from_millis(200),
+        pause_poll_interval: Duration::from_millis(200),
         statement_timeout: engine::db::WORKER_STATEMENT_TIMEOUT,
         queue_metrics_interval: Duration::from_secs(30),
     }

@@ -207,6 +207,7 @@ fn relay(app: &TestApp) -> engine::transport::relay::Relay {
         interval: Duration::from_millis(100),
         batch: 100,
         task_ttl: app.config.task_ttl,
+        paused: Default::default(),
     }
 }
 

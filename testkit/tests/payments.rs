@@ -527,3 +527,113 @@ async fn a_worker_killed_while_applying_an_event_applies_it_once_after_recovery(
     let (_, view) = app.get_payment(payment, DEMO).await;
     assert_eq!(view["status"], "succeeded", "{view}");
 }
+
+/// Posts a mock event signed by Python's hmac and waits for its `payment_webhook` task.
+async fn applied(app: &TestApp, secret: &str, body: &str) -> Value {
+    let (status, reply) = app
+        .post_raw(
+            "/payments/webhook/mock",
+            &[("x-mock-signature", &python_hmac(secret, body))],
+            body,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let task: Uuid = reply["taskId"].as_str().unwrap().parse().unwrap();
+    app.wait_for(task, TaskStatus::Completed)
+        .await
+        .result
+        .unwrap()
+}
+
+/// What org_demo owes in MXN: its roll-up and the FIFO remainders of its assignments.
+async fn owed(app: &TestApp) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT (SELECT assigned_cents - paid_cents FROM director_kpi_org_total \
+                 WHERE organizer_id = 'org_demo' AND currency = 'MXN'), \
+                (SELECT COALESCE(sum(unpaid_cents), 0)::bigint FROM director_debt_day \
+                 WHERE currency = 'MXN')",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refund_reverses_the_ledger_payment_once_and_the_debt_comes_back() {
+    let app = TestApp::builder()
+        .seed_demo()
+        .workers(&[queues::WEBHOOKS, queues::ASSIGNMENTS, queues::MAINTENANCE])
+        .spawn()
+        .await;
+    let secret = app.config.payments.mock_webhook_secret.clone().unwrap();
+    for _ in 0..2 {
+        let id = app
+            .assign(
+                json!({"organizerId": "org_demo", "eventId": "ev_demo", "type": "loan",
+                           "tickets": 1, "price": 100}),
+            )
+            .await
+            .task_id();
+        app.wait_for(id, TaskStatus::Completed).await;
+    }
+    assert_eq!(owed(&app).await, (20_000, 20_000));
+    let result = created_payment(
+        &app,
+        json!({"amountCents": 15_000, "currency": "MXN", "organizerId": "org_demo"}),
+    )
+    .await;
+    let payment_id = result["paymentId"].as_str().unwrap().to_string();
+    let provider_ref = result["providerRef"].as_str().unwrap().to_string();
+
+    applied(
+        &app,
+        &secret,
+        &event("evt_paid", &provider_ref, "succeeded", 15_000),
+    )
+    .await;
+    assert_eq!(
+        owed(&app).await,
+        (5_000, 5_000),
+        "the payment settles the oldest first"
+    );
+    // The refund, delivered twice under two event ids (a refund and its charge's event).
+    let first = applied(
+        &app,
+        &secret,
+        &event("evt_refund_1", &provider_ref, "refunded", 15_000),
+    )
+    .await;
+    let second = applied(
+        &app,
+        &secret,
+        &event("evt_refund_2", &provider_ref, "refunded", 15_000),
+    )
+    .await;
+    assert_eq!(
+        (
+            first["ledgerEntryWritten"].as_bool(),
+            second["ledgerEntryWritten"].as_bool()
+        ),
+        (Some(true), Some(false)),
+        "{first} {second}"
+    );
+    assert_eq!(owed(&app).await, (20_000, 20_000), "owed again in full");
+    let amounts: Vec<i64> = sqlx::query_scalar(
+        "SELECT amount_cents FROM director_ledger_entries WHERE entry_type = 'payment' \
+         AND metadata->>'paymentId' = $1 ORDER BY created_at",
+    )
+    .bind(&payment_id)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(amounts, vec![15_000, -15_000]);
+    let (_, view) = app.get_payment(payment_id.parse().unwrap(), DEMO).await;
+    assert_eq!(view["status"], "refunded", "{view}");
+    assert!(view["refundEntryId"].is_string(), "{view}");
+    let drift = testkit::fixtures::rollup_drift(&app.pool).await;
+    assert!(
+        drift.iter().all(|(_, n)| *n == 0),
+        "the roll-ups equal a recomputation: {drift:?}"
+    );
+    app.stop().await;
+}

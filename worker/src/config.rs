@@ -1,7 +1,7 @@
 //! Worker settings, from the environment (see `.env.example`):
 //! `WORKER_QUEUES`, `WORKER_CONCURRENCY`, `WORKER_CONCURRENCY_<QUEUE>`,
 //! `WORKER_SHUTDOWN_TIMEOUT_SECONDS`, `WORKER_POLL_INTERVAL_MS`, `WORKER_HEARTBEAT_SECONDS`,
-//! `RELAY_INTERVAL_MS`, `RELAY_BATCH`, `WORKER_STATEMENT_TIMEOUT_MS`,
+//! `RELAY_INTERVAL_MS`, `RELAY_BATCH`, `SCHEDULE_POLL_MS`, `QUEUE_PAUSE_POLL_MS`, `WORKER_STATEMENT_TIMEOUT_MS`,
 //! `QUEUE_METRICS_INTERVAL_SECONDS`.
 
 use std::{collections::BTreeMap, time::Duration};
@@ -20,6 +20,10 @@ pub struct WorkerConfig {
     pub heartbeat: Duration,
     pub relay_interval: Duration,
     pub relay_batch: usize,
+    /// How often the schedule ticker looks for due schedules (`SCHEDULE_POLL_MS`).
+    pub schedule_interval: Duration,
+    /// How often a worker reads which queues are paused (`QUEUE_PAUSE_POLL_MS`).
+    pub pause_poll_interval: Duration,
     /// `statement_timeout` of the worker's pool (exports set their own on their connection).
     pub statement_timeout: Duration,
     /// How often the process logs one `queue_metrics` event per served queue
@@ -86,6 +90,8 @@ impl WorkerConfig {
             });
         }
         let relay_ms: u64 = parsed("RELAY_INTERVAL_MS", 250)?;
+        let schedule_ms: u64 = parsed("SCHEDULE_POLL_MS", 1000)?;
+        let pause_ms: u64 = parsed("QUEUE_PAUSE_POLL_MS", 1000)?;
         Ok(Self {
             core,
             queues,
@@ -94,6 +100,8 @@ impl WorkerConfig {
             heartbeat: seconds("WORKER_HEARTBEAT_SECONDS", 5)?,
             relay_interval: Duration::from_millis(relay_ms.max(10)),
             relay_batch: parsed("RELAY_BATCH", 200)?,
+            schedule_interval: Duration::from_millis(schedule_ms.clamp(50, 60_000)),
+            pause_poll_interval: Duration::from_millis(pause_ms.clamp(50, 60_000)),
             statement_timeout: engine::db::statement_timeout_from_env(
                 "WORKER_STATEMENT_TIMEOUT_MS",
                 engine::db::WORKER_STATEMENT_TIMEOUT,

@@ -1,6 +1,6 @@
 //! The worker process: one consumer per served queue (an apalis worker under a supervisor
 //! that restarts it with backoff), plus the relay (Postgres → Redis), the wake listener, the
-//! janitor, the periodic ticks and the `queue_metrics` log. Every task a message points at is run by the engine's
+//! janitor, the schedule ticker and the `queue_metrics` log. Every task a message points at is run by the engine's
 //! [`engine::runner::Runner`], with the product's [`jobs::Services`].
 
 pub mod config;
@@ -11,17 +11,16 @@ use engine::{
     consumer::{instance_name, QueueConsumer},
     redis_conn::Keys,
     runner::Runner,
+    schedule::Ticker,
     transport::{
+        pause::{self, PausedQueues},
         relay::Relay,
         wake::{self, WakeSignal},
         MessageQueue,
     },
-    KindInfo, Registry,
+    Registry,
 };
-use jobs::{
-    kinds::{kpi_refresh::KpiRefresh, task_cleanup::TaskCleanup},
-    Services,
-};
+use jobs::Services;
 use tokio::{sync::Notify, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -48,6 +47,15 @@ pub async fn run(
     let queue = MessageQueue::new(conn.clone(), keys.clone(), core.queue_max_ready);
     let shared = Arc::new(Services::runtime(pool.clone(), core.clone(), conn.clone()));
     let hooks = registry.hooks();
+    // The configured schedules reach the table before this replica ticks (see
+    // `engine::schedule::store::upsert_config` for why an older replica cannot undo them).
+    let specs = jobs::schedules::builtin(&core)?;
+    engine::schedule::store::upsert_config(&pool, &specs, chrono::Utc::now()).await?;
+    let ticker = Ticker::new(
+        pool.clone(),
+        shared.enqueuer.clone(),
+        registry.iter().map(|k| k.info()),
+    );
     let notifier = shared.notifier.clone();
     let instance = instance_name();
     let relay_wake = Arc::new(Notify::new());
@@ -57,11 +65,26 @@ pub async fn run(
         instance.clone(),
         relay_wake.clone(),
     );
+    let ticker = ticker.wake_relay(relay_wake.clone());
 
     let queues: Vec<String> = cfg.queues.keys().cloned().collect();
     tracing::info!(worker = %instance, queues = ?queues, "worker starting");
     let background = CancellationToken::new();
     let mut tasks = JoinSet::new();
+    let signals: HashMap<String, Arc<WakeSignal>> = queues
+        .iter()
+        .map(|q| (q.clone(), Arc::new(WakeSignal::default())))
+        .collect();
+    // Paused queues are known before any consumer starts fetching.
+    let paused = Arc::new(PausedQueues::default());
+    pause::refresh(&pool, &paused, &signals).await?;
+    tasks.spawn(pause::watch(
+        pool.clone(),
+        paused.clone(),
+        signals.clone(),
+        cfg.pause_poll_interval,
+        background.clone(),
+    ));
     let relay = Relay {
         pool: pool.clone(),
         queue,
@@ -72,6 +95,7 @@ pub async fn run(
         interval: cfg.relay_interval,
         batch: cfg.relay_batch.max(1),
         task_ttl: core.task_ttl,
+        paused,
     };
     tasks.spawn(relay.run(relay_wake, background.clone()));
     tasks.spawn(engine::transport::janitor::run(
@@ -81,24 +105,13 @@ pub async fn run(
         Duration::from_secs(5),
         background.clone(),
     ));
-    tasks.spawn(engine::cron::run(
-        shared.enqueuer.clone(),
-        KindInfo::of::<KpiRefresh>(),
-        core.kpi_refresh_interval,
-        background.clone(),
-    ));
     tasks.spawn(shared.metrics.clone().run_flusher(
         conn.clone(),
         keys.clone(),
         Duration::from_secs(1),
         background.clone(),
     ));
-    tasks.spawn(engine::cron::run(
-        shared.enqueuer.clone(),
-        KindInfo::of::<TaskCleanup>(),
-        core.task_cleanup_interval,
-        background.clone(),
-    ));
+    tasks.spawn(ticker.run(cfg.schedule_interval, background.clone()));
     tasks.spawn(
         engine::queue_metrics::QueueMetricsLog {
             pool: pool.clone(),
@@ -114,10 +127,6 @@ pub async fn run(
         }
         .run(background.clone()),
     );
-    let signals: HashMap<String, Arc<WakeSignal>> = queues
-        .iter()
-        .map(|q| (q.clone(), Arc::new(WakeSignal::default())))
-        .collect();
     tasks.spawn(wake::listen(
         core.redis_url.clone(),
         keys.clone(),

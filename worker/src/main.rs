@@ -39,6 +39,24 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// List, run, pause or resume the durable schedules (like `/admin/schedules`).
+    Schedules {
+        #[command(subcommand)]
+        action: ScheduleAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ScheduleAction {
+    /// Every schedule with its next and last runs, as JSON lines.
+    List,
+    /// Create one task of the schedule now (its cadence is unchanged); print it.
+    Run { id: String },
+    /// Stop the schedule's ticks (kept across restarts until the configuration changes).
+    Pause { id: String },
+    /// Start the schedule's ticks again, from its next tick (ticks missed while paused are
+    /// not run).
+    Resume { id: String },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -57,28 +75,14 @@ async fn run_once(
     params: serde_json::Value,
 ) -> anyhow::Result<bool> {
     use engine::{
-        enqueue::{Enqueued, Enqueuer, Request},
-        redis_conn::Keys,
-        store,
-        transport::MessageQueue,
-        KindInfo,
+        enqueue::{Enqueued, Request},
+        store, KindInfo,
     };
     let kind = match job {
         OnceJob::KpiRefresh => KindInfo::of::<jobs::kinds::kpi_refresh::KpiRefresh>(),
         OnceJob::LandingTtl => KindInfo::of::<jobs::kinds::landing_ttl::LandingTtl>(),
     };
-    let core = &cfg.core;
-    let pool = engine::db::connect(&core.database_url, 2, cfg.statement_timeout).await?;
-    jobs::db::migrate(&pool).await?;
-    let redis =
-        engine::redis_conn::connect_with_retry(&core.redis_url, std::time::Duration::from_secs(10))
-            .await?;
-    let transport = MessageQueue::new(
-        redis,
-        Keys::new(core.redis_prefix.clone()),
-        core.queue_max_ready,
-    );
-    let enqueuer = Enqueuer::new(pool.clone(), transport, core.task_ttl);
+    let (pool, enqueuer) = connect(cfg).await?;
     let rec = match enqueuer
         .enqueue(Request {
             kind,
@@ -114,6 +118,87 @@ async fn run_once(
             return Ok(false);
         }
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+/// A small pool (migrated) and an enqueuer, for the one-shot commands.
+async fn connect(
+    cfg: &worker::WorkerConfig,
+) -> anyhow::Result<(sqlx::PgPool, engine::enqueue::Enqueuer)> {
+    let core = &cfg.core;
+    let pool = engine::db::connect(&core.database_url, 2, cfg.statement_timeout).await?;
+    jobs::db::migrate(&pool).await?;
+    let redis =
+        engine::redis_conn::connect_with_retry(&core.redis_url, std::time::Duration::from_secs(10))
+            .await?;
+    let transport = engine::transport::MessageQueue::new(
+        redis,
+        engine::redis_conn::Keys::new(core.redis_prefix.clone()),
+        core.queue_max_ready,
+    );
+    let enqueuer = engine::enqueue::Enqueuer::new(pool.clone(), transport, core.task_ttl);
+    Ok((pool, enqueuer))
+}
+
+/// `worker schedules …`: exit 0 when done, 1 when the schedule does not exist.
+async fn schedules(cfg: &worker::WorkerConfig, action: ScheduleAction) -> anyhow::Result<bool> {
+    use engine::schedule::{store, SchedulePatch, Ticker};
+    let (pool, enqueuer) = connect(cfg).await?;
+    // The configured schedules exist even before a worker ever started.
+    store::upsert_config(
+        &pool,
+        &jobs::schedules::builtin(&cfg.core)?,
+        chrono::Utc::now(),
+    )
+    .await?;
+    let pause = |paused| SchedulePatch {
+        paused: Some(paused),
+        ..Default::default()
+    };
+    let (id, patch) = match action {
+        ScheduleAction::List => {
+            for schedule in store::list(&pool).await? {
+                println!("{}", serde_json::to_string(&schedule)?);
+            }
+            return Ok(true);
+        }
+        ScheduleAction::Run { id } => {
+            let kinds = jobs::kinds::registry()?;
+            let ticker = Ticker::new(pool, enqueuer, kinds.iter().map(|k| k.info()));
+            return match ticker.run_now(&id, "cli", None, None).await? {
+                None => {
+                    eprintln!("no schedule {id:?}");
+                    Ok(false)
+                }
+                Some(Err(e)) => {
+                    eprintln!("{e}");
+                    Ok(false)
+                }
+                Some(Ok(outcome)) => {
+                    let (engine::enqueue::Enqueued::Created(rec)
+                    | engine::enqueue::Enqueued::Replayed(rec)
+                    | engine::enqueue::Enqueued::Conflict(rec)) = outcome;
+                    println!(
+                        "{}",
+                        serde_json::json!({ "taskId": rec.id, "kind": rec.kind, "status": rec.status })
+                    );
+                    Ok(true)
+                }
+            };
+        }
+        ScheduleAction::Pause { id } => (id, pause(true)),
+        ScheduleAction::Resume { id } => (id, pause(false)),
+    };
+    match store::update(&pool, &id, &patch, chrono::Utc::now()).await {
+        Ok(schedule) => {
+            println!("{}", serde_json::to_string(&schedule)?);
+            Ok(true)
+        }
+        Err(store::PatchError::NotFound(_)) => {
+            eprintln!("no schedule {id:?}");
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -162,6 +247,10 @@ async fn main() -> anyhow::Result<()> {
                 Ok(())
             }
         },
+        Command::Schedules { action } => {
+            let ok = schedules(&cfg, action).await?;
+            std::process::exit(if ok { 0 } else { 1 });
+        }
         Command::RunOnce {
             job,
             timeout,

@@ -27,7 +27,9 @@ use super::{
     params::{
         calendar_date, dir, event_type, limit, page, page_size, report_statuses, sort, status_list,
     },
-    shapes::{array_of, component, integer, money, null, one_of_names, or_empty_or_null, or_null},
+    shapes::{
+        array_of, component, integer, money, null, one_of_names, or_empty_or_null, or_null, string,
+    },
 };
 use crate::routes::{director::MAX_METADATA_BYTES, exports::MAX_NOTIFY};
 
@@ -91,6 +93,13 @@ pub struct AssignRequest {
     pub currency: Option<String>,
     #[schema(schema_with = metadata)]
     pub metadata: Option<Value>,
+    /// Start no sooner than this (RFC 3339); the task is `scheduled` until then. Not with
+    /// `delaySeconds`.
+    #[schema(schema_with = start_at)]
+    pub run_at: Option<String>,
+    /// Start this many seconds from now. Not with `runAt`.
+    #[schema(schema_with = delay_seconds)]
+    pub delay_seconds: Option<i64>,
 }
 
 fn amount() -> Schema {
@@ -119,6 +128,13 @@ pub struct PaymentFields {
     pub currency: Option<String>,
     #[schema(schema_with = metadata)]
     pub metadata: Option<Value>,
+    /// Start no sooner than this (RFC 3339); the task is `scheduled` until then. Not with
+    /// `delaySeconds`.
+    #[schema(schema_with = start_at)]
+    pub run_at: Option<String>,
+    /// Start this many seconds from now. Not with `runAt`.
+    #[schema(schema_with = delay_seconds)]
+    pub delay_seconds: Option<i64>,
 }
 
 /// "`name` is given": present and not null (a null counts as absent).
@@ -286,6 +302,13 @@ pub struct ExportRequest {
     pub page: Option<i64>,
     #[schema(schema_with = filter_page_size)]
     pub page_size: Option<i64>,
+    /// Start no sooner than this (RFC 3339); the task is `scheduled` until then. Not with
+    /// `delaySeconds`.
+    #[schema(schema_with = start_at)]
+    pub run_at: Option<String>,
+    /// Start this many seconds from now. Not with `runAt`.
+    #[schema(schema_with = delay_seconds)]
+    pub delay_seconds: Option<i64>,
 }
 
 /// `POST /events/{eventId}/guests/{guestId}/send` (`routes::deliveries::send`).
@@ -298,6 +321,13 @@ pub struct SendRequest {
     pub kind: Option<String>,
     #[schema(schema_with = template)]
     pub template: Option<String>,
+    /// Start no sooner than this (RFC 3339); the task is `scheduled` until then. Not with
+    /// `delaySeconds`.
+    #[schema(schema_with = start_at)]
+    pub send_at: Option<String>,
+    /// Start this many seconds from now. Not with `sendAt`.
+    #[schema(schema_with = delay_seconds)]
+    pub delay_seconds: Option<i64>,
 }
 
 fn guest_ids() -> Schema {
@@ -322,6 +352,13 @@ pub struct BulkFields {
     pub guest_ids: Option<Vec<String>>,
     #[schema(schema_with = all)]
     pub all: Option<bool>,
+    /// Start no sooner than this (RFC 3339); the task is `scheduled` until then. Not with
+    /// `delaySeconds`.
+    #[schema(schema_with = start_at)]
+    pub run_at: Option<String>,
+    /// Start this many seconds from now. Not with `runAt`.
+    #[schema(schema_with = delay_seconds)]
+    pub delay_seconds: Option<i64>,
 }
 
 /// [`BulkFields`], exactly one of `guestIds` (a list) and `all: true`.
@@ -428,6 +465,13 @@ pub struct IntentFields {
     pub description: Option<String>,
     #[schema(schema_with = metadata)]
     pub metadata: Option<Value>,
+    /// Start no sooner than this (RFC 3339); the task is `scheduled` until then. Not with
+    /// `delaySeconds`.
+    #[schema(schema_with = start_at)]
+    pub run_at: Option<String>,
+    /// Start this many seconds from now. Not with `runAt`.
+    #[schema(schema_with = delay_seconds)]
+    pub delay_seconds: Option<i64>,
 }
 
 /// [`IntentFields`], exactly one of `amount` and `amountCents`.
@@ -440,3 +484,60 @@ impl PartialSchema for IntentRequest {
 }
 
 impl ToSchema for IntentRequest {}
+
+fn cron_expr() -> Schema {
+    or_null(string().min_length(Some(1)).max_length(Some(200)))
+}
+fn interval_seconds() -> Schema {
+    or_null(integer(1, engine::schedule::cadence::MAX_INTERVAL_SECONDS))
+}
+fn time_zone() -> Schema {
+    or_null(string().min_length(Some(1)).max_length(Some(64)))
+}
+fn catch_up() -> Schema {
+    or_null(one_of_names(&["skip", "all"]))
+}
+fn max_catch_up() -> Schema {
+    or_null(integer(1, 1000))
+}
+fn paused() -> Schema {
+    or_null(ObjectBuilder::new().schema_type(Type::Boolean))
+}
+
+/// `PATCH /admin/schedules/{id}` (`routes::schedules::update`): every field optional; `cron`
+/// and `intervalSeconds` exclusive; `timeZone` (IANA) only with a cron expression.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SchedulePatchRequest {
+    #[schema(schema_with = paused)]
+    pub paused: Option<bool>,
+    #[schema(schema_with = cron_expr)]
+    pub cron: Option<String>,
+    #[schema(schema_with = interval_seconds)]
+    pub interval_seconds: Option<i64>,
+    #[schema(schema_with = time_zone)]
+    pub time_zone: Option<String>,
+    #[schema(schema_with = catch_up)]
+    pub catch_up: Option<String>,
+    #[schema(schema_with = max_catch_up)]
+    pub max_catch_up: Option<i64>,
+}
+
+fn start_at() -> Schema {
+    or_null(
+        string().format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+            utoipa::openapi::KnownFormat::DateTime,
+        ))),
+    )
+}
+fn delay_seconds() -> Schema {
+    or_null(integer(0, crate::body::MAX_DELAY_SECONDS))
+}
+
+/// The rule of [`crate::body::JsonObject::optional_start`] a property list cannot state:
+/// `at_field` (`runAt` or `sendAt`) and `delaySeconds` are not both given (non-null).
+pub fn not_both_starts(at_field: &str) -> Value {
+    json!({"required": [at_field, crate::body::DELAY_SECONDS], "properties": {
+        at_field: {"not": {"type": "null"}},
+        crate::body::DELAY_SECONDS: {"not": {"type": "null"}}}})
+}

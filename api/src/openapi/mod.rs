@@ -164,6 +164,27 @@ pub fn build(mut doc: OpenApi, limits: Limits) -> OpenApi {
             }
         }
     }
+    // Every body with a start time: its two ways to give one are exclusive.
+    for schema in doc
+        .components
+        .iter_mut()
+        .flat_map(|c| c.schemas.values_mut())
+    {
+        if let RefOr::T(Schema::Object(object)) = schema {
+            let at = ["runAt", "sendAt"]
+                .into_iter()
+                .find(|f| object.properties.contains_key(*f));
+            if let (Some(at), true) = (
+                at,
+                object.properties.contains_key(crate::body::DELAY_SECONDS),
+            ) {
+                object
+                    .extensions
+                    .get_or_insert_with(Default::default)
+                    .insert("not".into(), bodies::not_both_starts(at));
+            }
+        }
+    }
     if let Some(description) = doc.info.description.as_mut() {
         description.push_str(&format!(
             " Request bodies: at most {} bytes (API_BODY_LIMIT_BYTES), larger ones are a 413 \

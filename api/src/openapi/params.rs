@@ -299,3 +299,17 @@ parameters! {
             one_of_names(&["stripe", "conekta", "wompi", "mock"]);
     }
 }
+
+parameters! {
+    pub struct ScheduleId in Path {
+        /// schedule id (e.g. `kpi_refresh`)
+        id: String => "id", required, string().max_length(Some(64));
+    }
+}
+
+parameters! {
+    pub struct QueueName in Path {
+        /// queue name (`assignments`, `reports`, `deliveries`, `webhooks`, `maintenance`)
+        queue: String => "queue", required, string().max_length(Some(64));
+    }
+}

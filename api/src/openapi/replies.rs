@@ -177,6 +177,21 @@ pub struct QueueDepth {
     pub oldest_pending_age_seconds: Option<f64>,
     /// Messages waiting in Redis; null when Redis does not answer.
     pub in_redis: Option<i64>,
+    /// Paused: accepting tasks, none started until resumed.
+    pub paused: bool,
+    pub paused_at: Option<DateTime<Utc>>,
+    pub paused_by: Option<String>,
+}
+
+/// `POST /admin/queues/{queue}/pause` and `/resume`.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct QueuePaused {
+    pub queue: String,
+    pub paused: bool,
+    /// False when the queue was already in that state.
+    pub changed: bool,
+    pub request_id: String,
 }
 
 /// `GET /admin/queues` (`routes::admin::queues`).
@@ -258,10 +273,61 @@ pub struct PaymentView {
     #[schema(value_type = Object)]
     pub client: serde_json::Value,
     pub ledger_entry_id: Option<uuid::Uuid>,
+    /// The ledger entry that reversed it, once a recorded payment was refunded.
+    pub refund_entry_id: Option<uuid::Uuid>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
     /// The events applied to it, oldest first.
     #[schema(value_type = Vec<Object>)]
     pub history: Vec<serde_json::Value>,
+    pub request_id: String,
+}
+
+/// The task a schedule created last.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct ScheduleLastRun {
+    pub task_id: Option<uuid::Uuid>,
+    /// The tick it stands for; `null` for a "run now".
+    pub tick: Option<DateTime<Utc>>,
+    pub at: Option<DateTime<Utc>>,
+    /// The task's status now; `null` once it expired.
+    pub status: Option<String>,
+}
+
+/// A schedule (`routes::schedules`): a cron expression (in `timeZone`) or an interval.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct ScheduleView {
+    pub id: String,
+    pub kind: String,
+    pub params: Value,
+    pub cron: Option<String>,
+    pub interval_seconds: Option<i64>,
+    pub time_zone: String,
+    #[schema(schema_with = catch_up_policy)]
+    pub catch_up: String,
+    pub max_catch_up: i64,
+    pub paused: bool,
+    pub next_run_at: DateTime<Utc>,
+    pub last_run: ScheduleLastRun,
+    #[schema(schema_with = schedule_source)]
+    pub source: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+fn catch_up_policy() -> ObjectBuilder {
+    one_of_names(&["skip", "all"])
+}
+fn schedule_source() -> ObjectBuilder {
+    one_of_names(&["config", "operator"])
+}
+
+/// `GET /admin/schedules`.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct ScheduleList {
+    pub data: Vec<ScheduleView>,
     pub request_id: String,
 }

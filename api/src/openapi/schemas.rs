@@ -195,8 +195,13 @@ fn task_errors() -> ArrayBuilder {
     ))
 }
 
+/// The engine's statuses, and `scheduled` (`routes::tasks::shown_status`).
 fn task_status() -> ObjectBuilder {
-    super::shapes::one_of_names(&engine::TaskStatus::ALL.map(engine::TaskStatus::as_str))
+    let mut names = engine::TaskStatus::ALL
+        .map(engine::TaskStatus::as_str)
+        .to_vec();
+    names.push(crate::routes::tasks::SCHEDULED);
+    super::shapes::one_of_names(&names)
 }
 
 fn percent() -> ObjectBuilder {

@@ -14,14 +14,14 @@ use serde_json::json;
 
 use super::tasks::view;
 use crate::openapi::{
-    params::{AdminTaskList, AnyTaskId, IdempotencyKey, RedriveFilter},
-    replies::{AdminTaskPage, QueueList, Redriven, WorkerList},
+    params::{AdminTaskList, AnyTaskId, IdempotencyKey, QueueName, RedriveFilter},
+    replies::{AdminTaskPage, QueueList, QueuePaused, Redriven, WorkerList},
     responses::*,
     schemas::Task,
 };
 use crate::{auth::Principal, error::ApiError, request_id, AppState};
 
-fn require_admin(p: &Principal) -> Result<(), ApiError> {
+pub(crate) fn require_admin(p: &Principal) -> Result<(), ApiError> {
     if p.admin {
         Ok(())
     } else {
@@ -35,7 +35,7 @@ fn require_admin(p: &Principal) -> Result<(), ApiError> {
 
 /// The read-only views: an operator token is enough (`auth::authorize` already checked
 /// this; the handler keeps its own guard).
-fn require_observer(p: &Principal) -> Result<(), ApiError> {
+pub(crate) fn require_observer(p: &Principal) -> Result<(), ApiError> {
     if p.can_observe() {
         Ok(())
     } else {
@@ -99,10 +99,15 @@ pub async fn queues(
         engine::redis_conn::Keys::new(state.config.core.redis_prefix.clone()),
         state.config.core.queue_max_ready,
     );
+    let pauses = engine::transport::pause::list(&state.pool).await?;
     let mut out = Vec::new();
     for s in &stats {
         let mut v = json!(s);
         v["inRedis"] = json!(transport.depth(&s.queue).await.ok());
+        let pause = pauses.iter().find(|p| p.queue == s.queue);
+        v["paused"] = json!(pause.is_some());
+        v["pausedAt"] = json!(pause.map(|p| p.paused_at));
+        v["pausedBy"] = json!(pause.map(|p| &p.paused_by));
         out.push(v);
     }
     Ok(Json(json!({ "data": out, "requestId": request_id::current() })).into_response())
@@ -384,4 +389,64 @@ pub async fn ping(
         crate::enqueue_table::PING.kind,
     )
     .await
+}
+
+fn known_queue(queue: &str) -> Result<(), ApiError> {
+    if jobs::queues::ALL.contains(&queue) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!(
+            "no queue {queue:?} (known: {})",
+            jobs::queues::ALL.join(", ")
+        )))
+    }
+}
+
+/// `POST /admin/queues/{queue}/pause`: the queue keeps accepting tasks; workers neither
+/// relay nor fetch its work until it is resumed (within `QUEUE_PAUSE_POLL_MS`). The state
+/// survives restarts.
+#[utoipa::path(post, path = "/admin/queues/{queue}/pause", tag = "operators",
+    summary = "Pause a queue: it accepts tasks, none starts (admin)",
+    params(QueueName),
+    responses((status = 200, description = "`{queue, paused: true, changed}`", body = inline(QueuePaused)),
+        (status = 404, description = "No such queue", body = ErrorBody),
+        Unauthorized, NotAdmin, PostgresDown, TooLarge))]
+pub async fn pause_queue(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(queue): Path<String>,
+) -> Result<Response, ApiError> {
+    require_admin(&principal)?;
+    known_queue(&queue)?;
+    let changed =
+        engine::transport::pause::pause(&state.pool, &queue, &principal.requester).await?;
+    tracing::info!(queue = %queue, operator = %principal.requester, changed, "queue paused");
+    Ok(
+        Json(json!({ "queue": queue, "paused": true, "changed": changed,
+                    "requestId": request_id::current() }))
+        .into_response(),
+    )
+}
+
+/// `POST /admin/queues/{queue}/resume`.
+#[utoipa::path(post, path = "/admin/queues/{queue}/resume", tag = "operators",
+    summary = "Resume a paused queue (admin)",
+    params(QueueName),
+    responses((status = 200, description = "`{queue, paused: false, changed}`", body = inline(QueuePaused)),
+        (status = 404, description = "No such queue", body = ErrorBody),
+        Unauthorized, NotAdmin, PostgresDown, TooLarge))]
+pub async fn resume_queue(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(queue): Path<String>,
+) -> Result<Response, ApiError> {
+    require_admin(&principal)?;
+    known_queue(&queue)?;
+    let changed = engine::transport::pause::resume(&state.pool, &queue).await?;
+    tracing::info!(queue = %queue, operator = %principal.requester, changed, "queue resumed");
+    Ok(
+        Json(json!({ "queue": queue, "paused": false, "changed": changed,
+                    "requestId": request_id::current() }))
+        .into_response(),
+    )
 }

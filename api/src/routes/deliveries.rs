@@ -83,6 +83,8 @@ pub async fn send(
     mut body: JsonObject,
 ) -> Result<Response, ApiError> {
     let (channel, kind, template) = message_fields(&mut body);
+    // A reminder the day before the event: not sent before `sendAt`, cancellable until then.
+    let run_at = body.optional_start("sendAt");
     body.finish()?;
     let Some(channel) = channel else {
         return Err(ApiError::validation(Default::default()));
@@ -141,7 +143,7 @@ pub async fn send(
                 requester: &principal.requester,
                 idempotency_key: key.as_deref(),
                 request_id: Some(&request_id),
-                run_at: None,
+                run_at,
             },
         )
         .await?;
@@ -210,6 +212,7 @@ pub async fn bulk(
         (&guest_ids, all),
         (Some(_), None | Some(false)) | (None, Some(true))
     );
+    let run_at = body.optional_start("runAt");
     body.finish()?;
     if !choice_ok {
         return Err(ApiError::field(
@@ -238,6 +241,7 @@ pub async fn bulk(
         &headers,
         crate::enqueue_table::DELIVERY_BULK.kind,
         params,
+        run_at,
     )
     .await
 }

@@ -37,6 +37,7 @@ pub async fn assign(
     let price_cents = body.required_money("price", MAX_PRICE_CENTS);
     let currency = body.optional_str("currency", currency_problem);
     let metadata = body.optional_object("metadata", MAX_METADATA_BYTES);
+    let run_at = body.optional_start("runAt");
     body.finish()?;
     let (Some(organizer_id), Some(event_id), Some(kind), Some(tickets), Some(price_cents)) =
         (organizer_id, event_id, kind, tickets, price_cents)
@@ -62,6 +63,7 @@ pub async fn assign(
         &headers,
         crate::enqueue_table::ASSIGNMENT.kind,
         params,
+        run_at,
     )
     .await
 }
@@ -108,6 +110,7 @@ pub async fn payment(
     }
     let currency = body.optional_str("currency", currency_problem);
     let metadata = body.optional_object("metadata", MAX_METADATA_BYTES);
+    let run_at = body.optional_start("runAt");
     body.finish()?;
     let (Some(organizer_id), Some(amount_cents)) = (organizer_id, cents) else {
         return Err(ApiError::validation(Default::default()));
@@ -127,6 +130,7 @@ pub async fn payment(
         &headers,
         crate::enqueue_table::PAYMENT.kind,
         params,
+        run_at,
     )
     .await
 }

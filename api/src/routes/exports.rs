@@ -119,6 +119,7 @@ pub async fn create(
             _ => body.fail("filters", "must be an object"),
         }
     }
+    let run_at = body.optional_start("runAt");
     body.finish()?;
     let q = parse_query(&params, &state.config.core.default_currency)?;
     let (Some(report), Some(format)) = (
@@ -141,6 +142,7 @@ pub async fn create(
         &headers,
         crate::enqueue_table::REPORT_EXPORT.kind,
         params,
+        run_at,
     )
     .await
 }

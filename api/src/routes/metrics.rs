@@ -173,6 +173,21 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         }
     }
 
+    match engine::transport::pause::list(&state.pool).await {
+        Ok(pauses) => {
+            let _ = writeln!(
+                out,
+                "# HELP taquilla_queue_paused 1 while the queue is paused (accepting, not run)."
+            );
+            let _ = writeln!(out, "# TYPE taquilla_queue_paused gauge");
+            for q in jobs::queues::ALL {
+                let paused = pauses.iter().any(|p| p.queue == q) as u8;
+                let _ = writeln!(out, "taquilla_queue_paused{{queue=\"{q}\"}} {paused}");
+            }
+        }
+        Err(_) => errors += 1,
+    }
+
     let mut redis = state.redis.clone();
     match redis::cmd("HGETALL")
         .arg(keys.metrics())

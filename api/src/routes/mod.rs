@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod payments;
 pub mod reports;
+pub mod schedules;
 pub mod tasks;
 pub mod whatsapp;
 
@@ -85,7 +86,7 @@ fn accepted(rec: &TaskRecord, replayed: bool) -> Response {
 pub(crate) fn accepted_with(rec: &TaskRecord, replayed: bool, extra: Value) -> Response {
     let mut body = json!({
         "taskId": rec.id,
-        "status": rec.status,
+        "status": tasks::shown_status(rec),
         "requestId": request_id::current(),
         "links": links(rec.id),
     });
@@ -111,7 +112,15 @@ pub async fn enqueue_on_request(
     headers: &HeaderMap,
     kind: KindInfo,
 ) -> Result<Response, ApiError> {
-    enqueue(state, principal, headers, kind, json!({ "trigger": "api" })).await
+    enqueue(
+        state,
+        principal,
+        headers,
+        kind,
+        json!({ "trigger": "api" }),
+        None,
+    )
+    .await
 }
 
 /// Creates a task of `kind` with already validated `params` and answers 202.
@@ -121,6 +130,7 @@ pub async fn enqueue(
     headers: &HeaderMap,
     kind: KindInfo,
     params: Value,
+    run_at: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(headers)?;
     let request_id = request_id::current();
@@ -132,9 +142,17 @@ pub async fn enqueue(
             requester: &principal.requester,
             idempotency_key: key.as_deref(),
             request_id: Some(&request_id),
-            run_at: None,
+            run_at,
         })
         .await?;
+    answer_enqueued(outcome, principal)
+}
+
+/// The answer to an enqueue: 202 for a new task or a replay, 409 for a reused key.
+pub(crate) fn answer_enqueued(
+    outcome: Enqueued,
+    principal: &Principal,
+) -> Result<Response, ApiError> {
     match outcome {
         Enqueued::Created(rec) => {
             tracing::info!(task.id = %rec.id, task.kind = %rec.kind, requester = %principal.requester, "task accepted");

@@ -127,6 +127,7 @@ pub async fn intent(
             .then_some("must be 1 to 500 characters")
     });
     let metadata = body.optional_object("metadata", MAX_METADATA_BYTES);
+    let run_at = body.optional_start("runAt");
     body.finish()?;
     let (Some(amount_cents), Some(provider)) = (cents, provider) else {
         return Err(ApiError::validation(Default::default()));
@@ -146,6 +147,7 @@ pub async fn intent(
         &headers,
         crate::enqueue_table::PAYMENT_INTENT.kind,
         params,
+        run_at,
     )
     .await
 }

@@ -64,6 +64,21 @@ fn admit(state: &AppState, principal: &Principal) -> Result<crate::events::Permi
 }
 
 /// The JSON view of a task; running tasks show the live percent from Redis when fresher.
+/// The status a client sees: a task not yet due (created with `runAt`, `delaySeconds` or
+/// `sendAt`) is `scheduled` until its time — Postgres keeps it `pending` with its `run_at`,
+/// and Redis never holds it.
+pub fn shown_status(rec: &TaskRecord) -> &'static str {
+    let status = rec.status();
+    if status == TaskStatus::Pending && rec.attempts == 0 && rec.run_at > chrono::Utc::now() {
+        SCHEDULED
+    } else {
+        status.as_str()
+    }
+}
+
+/// See [`shown_status`].
+pub const SCHEDULED: &str = "scheduled";
+
 pub fn view(rec: &TaskRecord, live: Option<&LiveProgress>) -> Value {
     let status = rec.status();
     let (progress, stage, message) = match live {
@@ -78,7 +93,7 @@ pub fn view(rec: &TaskRecord, live: Option<&LiveProgress>) -> Value {
         "taskId": rec.id,
         "kind": rec.kind,
         "queue": rec.queue,
-        "status": status,
+        "status": shown_status(rec),
         "progress": progress,
         "stage": stage,
         "attempts": rec.attempts,

@@ -1,13 +1,14 @@
 //! The transport: the tiny envelopes apalis-redis carries, pushing them ([`MessageQueue`]),
 //! waking idle consumers ([`wake`]; the consumer itself is [`crate::consumer`]), handing due
-//! tasks over from Postgres ([`relay`]) and sweeping acknowledged messages ([`janitor`])
-//! (DESIGN §1, §4).
+//! tasks over from Postgres ([`relay`]), sweeping acknowledged messages ([`janitor`]) and
+//! pausing queues ([`pause`]) (DESIGN §1, §4).
 //!
 //! A message only says "task X of kind K is due"; the task row is the truth. Losing a
 //! message loses nothing (the relay pushes again), and a duplicate runs nothing twice (the
 //! claim is conditional).
 
 pub mod janitor;
+pub mod pause;
 pub mod relay;
 pub mod wake;
 

@@ -12,7 +12,7 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{Envelope, MessageQueue};
+use super::{pause::PausedQueues, Envelope, MessageQueue};
 use crate::{hooks::KindHooks, progress::Notifier, store, task::Ended};
 
 #[derive(Clone)]
@@ -27,6 +27,8 @@ pub struct Relay {
     pub interval: Duration,
     pub batch: usize,
     pub task_ttl: Duration,
+    /// A paused queue is skipped: its due tasks wait in Postgres.
+    pub paused: Arc<PausedQueues>,
 }
 
 impl Relay {
@@ -73,6 +75,9 @@ impl Relay {
 
     /// One pass over one queue; returns how many messages were pushed.
     pub async fn relay_queue(&self, queue: &str) -> anyhow::Result<usize> {
+        if self.paused.is_paused(queue) {
+            return Ok(0);
+        }
         let room = self.queue.room(queue).await?;
         if room == 0 {
             return Ok(0);

@@ -27,17 +27,39 @@ use futures::{task::AtomicWaker, StreamExt};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
-/// Set by the listener, consumed by the queue's strategy.
-#[derive(Default)]
+/// Set by the listener, consumed by the queue's strategy; also carries whether the queue is
+/// paused, which its consumer watches (see `super::pause`).
 pub struct WakeSignal {
     pending: AtomicBool,
     waker: AtomicWaker,
+    paused: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for WakeSignal {
+    fn default() -> Self {
+        Self {
+            pending: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+            paused: tokio::sync::watch::Sender::new(false),
+        }
+    }
 }
 
 impl WakeSignal {
     pub fn wake(&self) {
         self.pending.store(true, Ordering::Release);
         self.waker.wake();
+    }
+
+    /// Marks the queue paused or not; the consumer stops its apalis worker while paused.
+    pub fn set_paused(&self, paused: bool) {
+        self.paused
+            .send_if_modified(|p| std::mem::replace(p, paused) != paused);
+    }
+
+    /// Follows the paused flag.
+    pub fn paused(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.paused.subscribe()
     }
 }
 

@@ -4,7 +4,8 @@
 //! A payment only moves forward ([`PaymentStatus::rank`]): events arrive repeated and out of
 //! order, and a late `processing` never overwrites `succeeded`. When an organizer's payment
 //! succeeds, its director ledger `payment` entry is written in the transaction that completes
-//! this task, so the debt, the ledger and the overview see it exactly once.
+//! this task, so the debt, the ledger and the overview see it exactly once; when a recorded
+//! payment is refunded, the entry that reverses it is written the same way.
 
 use std::time::Duration;
 
@@ -108,34 +109,37 @@ impl Kind for PaymentWebhook {
         let moved = reported.rank() > current.rank();
         let mut ledger_written = false;
         if moved {
-            let entry_id = match (&payment.organizer_id, reported) {
-                (Some(organizer), PaymentStatus::Succeeded)
-                    if payment.ledger_entry_id.is_none() =>
-                {
+            let effect = match ledger_move(&payment, reported) {
+                Some(LedgerMove {
+                    organizer,
+                    amount_cents,
+                    effect,
+                }) => {
                     super::require_organizer(&mut tx, organizer).await?;
                     let (entry, _) = ledger::record(
                         &mut tx,
                         &NewEntry {
-                            organizer_id: organizer.clone(),
+                            organizer_id: organizer.to_string(),
                             event_id: None,
                             entry_type: EntryType::Payment,
                             tickets: 0,
                             tickets_equivalent: 0,
-                            amount_cents: payment.amount_cents,
+                            amount_cents,
                             currency: payment.currency.clone(),
                             metadata: json!({ "paymentId": payment.id,
                                               "provider": payment.provider,
-                                              "providerRef": payment.provider_ref }),
+                                              "providerRef": payment.provider_ref,
+                                              "reverses": payment.ledger_entry_id }),
                             task_id: ctx.id,
                         },
                     )
                     .await?;
                     ledger_written = true;
-                    Some(entry.id)
+                    Some(effect(entry.id))
                 }
-                _ => None,
+                None => None,
             };
-            store::set_status(&mut tx, payment.id, reported, &event.raw, entry_id).await?;
+            store::set_status(&mut tx, payment.id, reported, &event.raw, effect).await?;
         }
         store::mark_applied(&mut tx, p.provider, &event.event_id, payment.id, moved).await?;
         let result = json!({
@@ -151,5 +155,35 @@ impl Kind for PaymentWebhook {
             kpi_refresh::after_ledger_write(&ctx).await;
         }
         Ok(done)
+    }
+}
+
+struct LedgerMove<'a> {
+    organizer: &'a str,
+    amount_cents: i64,
+    effect: fn(uuid::Uuid) -> store::LedgerEffect,
+}
+
+/// The director ledger entry a move of `payment` to `reported` writes, if any: the organizer's
+/// payment when it succeeds, and its reversal (the opposite amount) when a payment that was
+/// recorded is refunded. Each happens once: a payment only moves forward, under its row lock.
+fn ledger_move(payment: &store::Payment, reported: PaymentStatus) -> Option<LedgerMove<'_>> {
+    let organizer = payment.organizer_id.as_deref()?;
+    match reported {
+        PaymentStatus::Succeeded if payment.ledger_entry_id.is_none() => Some(LedgerMove {
+            organizer,
+            amount_cents: payment.amount_cents,
+            effect: store::LedgerEffect::Paid,
+        }),
+        PaymentStatus::Refunded
+            if payment.ledger_entry_id.is_some() && payment.refund_entry_id.is_none() =>
+        {
+            Some(LedgerMove {
+                organizer,
+                amount_cents: -payment.amount_cents,
+                effect: store::LedgerEffect::Reversed,
+            })
+        }
+        _ => None,
     }
 }

@@ -25,13 +25,15 @@ pub struct Payment {
     pub metadata: Value,
     pub client: Value,
     pub ledger_entry_id: Option<Uuid>,
+    /// The ledger entry that reversed `ledger_entry_id` when the payment was refunded.
+    pub refund_entry_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 const COLUMNS: &str =
     "id, requester, provider, provider_ref, organizer_id, amount_cents, currency, \
-    status, description, metadata, client, ledger_entry_id, created_at, updated_at";
+    status, description, metadata, client, ledger_entry_id, refund_entry_id, created_at, updated_at";
 
 pub struct NewPayment<'a> {
     pub id: Uuid,
@@ -167,21 +169,37 @@ pub async fn lock_by_ref(
 }
 
 /// Moves a payment to `status` (the caller checked the rank), keeping the event's object.
+/// The director ledger entry a payment's move wrote.
+#[derive(Debug, Clone, Copy)]
+pub enum LedgerEffect {
+    /// It succeeded: the organizer's payment.
+    Paid(Uuid),
+    /// It was refunded after succeeding: the entry that reverses the payment.
+    Reversed(Uuid),
+}
+
 pub async fn set_status(
     conn: &mut PgConnection,
     id: Uuid,
     status: PaymentStatus,
     raw: &Value,
-    ledger_entry_id: Option<Uuid>,
+    entry: Option<LedgerEffect>,
 ) -> Result<(), sqlx::Error> {
+    let (paid, refunded) = match entry {
+        Some(LedgerEffect::Paid(id)) => (Some(id), None),
+        Some(LedgerEffect::Reversed(id)) => (None, Some(id)),
+        None => (None, None),
+    };
     sqlx::query(
         "UPDATE payments SET status = $2, raw = $3, \
-             ledger_entry_id = COALESCE(ledger_entry_id, $4), updated_at = now() WHERE id = $1",
+             ledger_entry_id = COALESCE(ledger_entry_id, $4), \
+             refund_entry_id = COALESCE(refund_entry_id, $5), updated_at = now() WHERE id = $1",
     )
     .bind(id)
     .bind(status.as_str())
     .bind(raw)
-    .bind(ledger_entry_id)
+    .bind(paid)
+    .bind(refunded)
     .execute(&mut *conn)
     .await?;
     Ok(())

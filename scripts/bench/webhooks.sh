@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Issue 12's payment webhook figures: (a) accept rate of POST /payments/webhook/stripe — the
+# Stripe-Signature verified on the raw body, the event stored, its `payment_webhook` task
+# committed — by the api alone (release, no worker); then (b) `payment_webhook` processing by
+# one worker process: the events just accepted applied to their payments, each succeeded
+# payment writing its organizer's ledger entry in the task's completing transaction.
+#
+#   scripts/bench/webhooks.sh [CONNECTIONS]          default 64
+#
+# Every request is a different event, signed beforehand by Python's hmac (the signatures are
+# not computed by the code under test), one payment per event, pre-inserted as `pending`
+# with the demo organizer. Targets: accept >= 3,000/s with p99 <= 20 ms; processing >=
+# 1,000/s per worker process.
+# Env: DURATION (s, default 15), WARMUP (s, default 3), THREADS (default 2), EVENTS (signed
+# events written, default 150000), WORKER_CONCURRENCY (default 64).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+need wrk psql redis-cli curl python3
+check_binaries
+
+C=${1:-64}
+DURATION=${DURATION:-15}
+WARMUP=${WARMUP:-3}
+THREADS=${THREADS:-2}
+EVENTS=${EVENTS:-150000}
+SECRET=whsec_bench_taquilla
+EVENTS_FILE=$LOG_DIR/webhook-events.tsv
+export WRK_THREADS=$THREADS WEBHOOK_EVENTS=$EVENTS_FILE
+
+machine_info
+say "webhooks: fresh database, $EVENTS pending payments, $EVENTS signed events"
+reset_db
+reset_redis
+load_demo_data
+psql_bench -c "INSERT INTO payments (id, requester, provider, provider_ref, organizer_id,
+    amount_cents, currency, status)
+  SELECT gen_random_uuid(), 'bench', 'stripe', 'pi_bench_' || i, 'org_demo', 1000, 'MXN', 'pending'
+  FROM generate_series(0, $EVENTS - 1) AS i; ANALYZE payments;" >/dev/null
+# Signed now: Stripe's tolerance (raised to 15 min here) counts from these timestamps.
+python3 - "$SECRET" "$EVENTS" "$EVENTS_FILE" <<'PY'
+import hashlib, hmac, json, sys, time
+secret, n, out = sys.argv[1].encode(), int(sys.argv[2]), sys.argv[3]
+t = int(time.time())
+with open(out, "w") as f:
+    for i in range(n):
+        body = json.dumps({"id": f"evt_bench_{i}", "object": "event",
+                           "type": "payment_intent.succeeded",
+                           "data": {"object": {"id": f"pi_bench_{i}", "object": "payment_intent",
+                                               "amount": 1000, "currency": "mxn",
+                                               "status": "succeeded"}}},
+                          separators=(",", ":"))
+        sig = hmac.new(secret, f"{t}.{body}".encode(), hashlib.sha256).hexdigest()
+        f.write(f"t={t},v1={sig}\t{body}\n")
+PY
+start_api STRIPE_WEBHOOK_SECRET=$SECRET STRIPE_WEBHOOK_TOLERANCE_SECONDS=900
+
+say "(a) accept: wrk -t$THREADS -c$C, ${WARMUP}s warm-up then ${DURATION}s"
+wrk -t"$THREADS" -c"$C" -d"${WARMUP}s" -s "$BENCH_DIR/webhook.lua" "$API_URL" >/dev/null
+before=$(psql_bench -Atc "SELECT count(*) FROM payment_events")
+python3 "$BENCH_DIR/cpu_by_process.py" snap "$LOG_DIR/webhooks.cpu.json"
+out=$(timeout $((DURATION + 30)) wrk -t"$THREADS" -c"$C" -d"${DURATION}s" --timeout 5s --latency \
+  -s "$BENCH_DIR/webhook.lua" "$API_URL")
+echo "$out"
+python3 "$BENCH_DIR/cpu_by_process.py" diff "$LOG_DIR/webhooks.cpu.json" "$DURATION"
+stored=$(psql_bench -Atc "SELECT count(*) FROM payment_events")
+tasks=$(psql_bench -Atc "SELECT count(*) FROM tasks WHERE kind = 'payment_webhook'")
+result=$(grep '^RESULT' <<<"$out")
+requests=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$result")
+echo "WEBHOOK_ACCEPT c=$C ${result#RESULT } events_stored_in_run=$((stored - before)) duplicates_in_run=$((requests - (stored - before))) events_stored_total=$stored tasks_total=$tasks"
+[ "$stored" = "$tasks" ] || die "$stored events stored but $tasks payment_webhook tasks"
+stop_started "$API_PID"
+
+say "(b) processing: one worker (queue webhooks, concurrency ${WORKER_CONCURRENCY:-64}) applies $tasks events"
+python3 "$BENCH_DIR/cpu_by_process.py" snap "$LOG_DIR/webhooks-worker.cpu.json"
+t0=$(date +%s.%N)
+start_worker WORKER_QUEUES=webhooks WORKER_CONCURRENCY="${WORKER_CONCURRENCY:-64}"
+for ((i = 0; i < 600; i++)); do
+  left=$(psql_bench -Atc "SELECT count(*) FROM tasks WHERE kind = 'payment_webhook'
+                          AND status NOT IN ('completed', 'failed', 'dead', 'cancelled')")
+  [ "$left" = 0 ] && break
+  kill -0 "$WORKER_PID" 2>/dev/null || die "worker exited (see $LOG_DIR)"
+  sleep 0.5
+done
+[ "$left" = 0 ] || die "$left payment_webhook tasks still unfinished after 300 s"
+python3 "$BENCH_DIR/cpu_by_process.py" diff "$LOG_DIR/webhooks-worker.cpu.json" \
+  "$(python3 -c "import time; print(time.time() - $t0)")"
+psql_bench -Atc "
+  SELECT 'WEBHOOK_PROCESS tasks=' || count(*)
+      || ' completed=' || count(*) FILTER (WHERE status = 'completed')
+      || ' seconds=' || round(extract(epoch FROM max(finished_at) - min(started_at))::numeric, 2)
+      || ' rate_per_s=' || round((count(*) / nullif(extract(epoch FROM max(finished_at) - min(started_at)), 0))::numeric, 0)
+  FROM tasks WHERE kind = 'payment_webhook'"
+psql_bench -Atc "
+  SELECT 'WEBHOOK_EFFECTS payments_succeeded=' || (SELECT count(*) FROM payments WHERE status = 'succeeded')
+      || ' ledger_payment_entries=' || (SELECT count(*) FROM director_ledger_entries WHERE entry_type = 'payment')
+      || ' events_applied=' || (SELECT count(*) FROM payment_events WHERE applied_at IS NOT NULL)"
