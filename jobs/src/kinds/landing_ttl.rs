@@ -29,7 +29,8 @@ use crate::{
 
 pub const NAME: &str = "landing_ttl";
 
-/// Events moved per transaction: short transactions, and progress between them.
+/// Events moved per transaction: short transactions, each committed on its own, so a crash
+/// loses at most the batch in flight.
 pub const BATCH: i64 = 500;
 
 /// The lock's TTL; renewed every third of it while the run lasts, so a crashed run frees
@@ -177,8 +178,6 @@ async fn apply(
             return Ok((total, batches));
         }
         batches += 1;
-        total.active_to_archived += moved.active_to_archived;
-        total.archived_to_expired += moved.archived_to_expired;
-        total.active_to_expired += moved.active_to_expired;
+        total += moved;
     }
 }

@@ -26,6 +26,14 @@ pub struct Transitions {
     pub active_to_expired: u64,
 }
 
+impl std::ops::AddAssign for Transitions {
+    fn add_assign(&mut self, other: Self) {
+        self.active_to_archived += other.active_to_archived;
+        self.archived_to_expired += other.archived_to_expired;
+        self.active_to_expired += other.active_to_expired;
+    }
+}
+
 impl Transitions {
     pub fn total(&self) -> u64 {
         self.active_to_archived + self.archived_to_expired + self.active_to_expired
