@@ -54,6 +54,8 @@ pub struct QueueSnapshot {
     pub workers_alive: i64,
     /// Seconds since the previous event (the window of the counts above).
     pub window_seconds: f64,
+    /// The queue is paused (accepting, nothing started) as this process last saw it.
+    pub paused: bool,
 }
 
 impl QueueSnapshot {
@@ -76,6 +78,7 @@ impl QueueSnapshot {
             dead = self.dead,
             workers_alive = self.workers_alive,
             window_seconds = self.window_seconds,
+            paused = self.paused,
             "queue_metrics"
         );
     }
@@ -110,6 +113,8 @@ pub struct QueueMetricsLog {
     pub alive_within: Duration,
     /// This process's name, in every event.
     pub worker: String,
+    /// The queues this process sees paused (`crate::transport::pause`).
+    pub paused: std::sync::Arc<crate::transport::pause::PausedQueues>,
 }
 
 impl QueueMetricsLog {
@@ -133,6 +138,7 @@ impl QueueMetricsLog {
                         s.window_seconds = window;
                         s.redis_ready = self.redis_ready(&s.queue).await;
                         s.workers_alive = self.workers_alive(&s.queue).await;
+                        s.paused = self.paused.is_paused(&s.queue);
                         s.log(&self.worker);
                     }
                 }

@@ -96,6 +96,9 @@ pub struct Config {
     pub payments: crate::payments::config::PaymentsConfig,
     /// The nightly `landing_ttl` job (`LANDING_*`).
     pub landing: crate::landing::LandingConfig,
+    /// The IANA time zone the built-in cron schedules are read in (`SCHEDULE_TIME_ZONE`,
+    /// default UTC): the nightly landing TTL at `LANDING_JOB_HOUR`:`LANDING_JOB_MINUTE` there.
+    pub schedule_time_zone: String,
     /// Days of redemption audit log kept by `sql_maintenance`'s audit cleanup
     /// (`REDEMPTION_AUDIT_RETENTION_DAYS`, 1–3650, default 90 as seeds/004).
     pub redemption_audit_retention_days: i32,
@@ -298,6 +301,7 @@ impl Config {
             exports: ExportConfig::from_env()?,
             payments: crate::payments::config::PaymentsConfig::from_env()?,
             landing: crate::landing::LandingConfig::from_env()?,
+            schedule_time_zone: var("SCHEDULE_TIME_ZONE").unwrap_or_else(|| "UTC".into()),
             redemption_audit_retention_days: retention as i32,
         })
     }

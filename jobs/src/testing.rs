@@ -143,6 +143,7 @@ impl TestEnv {
                 ..Default::default()
             },
             landing: crate::landing::LandingConfig::default(),
+            schedule_time_zone: "UTC".into(),
             redemption_audit_retention_days: 90,
         };
         Self {

@@ -95,7 +95,7 @@ pub async fn run(
         interval: cfg.relay_interval,
         batch: cfg.relay_batch.max(1),
         task_ttl: core.task_ttl,
-        paused,
+        paused: paused.clone(),
     };
     tasks.spawn(relay.run(relay_wake, background.clone()));
     tasks.spawn(engine::transport::janitor::run(
@@ -124,6 +124,7 @@ pub async fn run(
             // apalis re-queues the messages of a worker silent for three heartbeats.
             alive_within: cfg.heartbeat * 3,
             worker: instance.clone(),
+            paused: paused.clone(),
         }
         .run(background.clone()),
     );
