@@ -1,9 +1,10 @@
 //! Worker settings, from the environment (see `.env.example`):
 //! `WORKER_QUEUES`, `WORKER_CONCURRENCY`, `WORKER_CONCURRENCY_<QUEUE>`,
 //! `WORKER_SHUTDOWN_TIMEOUT_SECONDS`, `WORKER_POLL_INTERVAL_MS`, `WORKER_HEARTBEAT_SECONDS`,
-//! `RELAY_INTERVAL_MS`, `RELAY_BATCH`, `SCHEDULE_POLL_MS`, `QUEUE_PAUSE_POLL_MS`, `WORKER_STATEMENT_TIMEOUT_MS`.
+//! `RELAY_INTERVAL_MS`, `RELAY_BATCH`, `SCHEDULE_POLL_MS`, `QUEUE_PAUSE_POLL_MS`, `WORKER_STATEMENT_TIMEOUT_MS`,
+//! `WORKER_HEALTH_FILE`.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use jobs::config::{parsed, seconds, var, ConfigError};
 
@@ -25,6 +26,9 @@ pub struct WorkerConfig {
     pub pause_poll_interval: Duration,
     /// `statement_timeout` of the worker's pool (exports set their own on their connection).
     pub statement_timeout: Duration,
+    /// `WORKER_HEALTH_FILE`: rewritten every heartbeat for `worker health` (container probes);
+    /// unset = none.
+    pub health_file: Option<PathBuf>,
 }
 
 impl WorkerConfig {
@@ -95,6 +99,7 @@ impl WorkerConfig {
                 "WORKER_STATEMENT_TIMEOUT_MS",
                 engine::db::WORKER_STATEMENT_TIMEOUT,
             )?,
+            health_file: var("WORKER_HEALTH_FILE").map(PathBuf::from),
         })
     }
 }

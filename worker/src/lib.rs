@@ -4,6 +4,7 @@
 //! [`engine::runner::Runner`], with the product's [`jobs::Services`].
 
 pub mod config;
+pub mod health;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -112,6 +113,15 @@ pub async fn run(
         background.clone(),
     ));
     tasks.spawn(ticker.run(cfg.schedule_interval, background.clone()));
+    if let Some(path) = cfg.health_file.clone() {
+        tasks.spawn(health::beat(
+            path,
+            pool.clone(),
+            conn.clone(),
+            cfg.heartbeat,
+            background.clone(),
+        ));
+    }
     tasks.spawn(wake::listen(
         core.redis_url.clone(),
         keys.clone(),
