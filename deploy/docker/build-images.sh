@@ -123,6 +123,9 @@ for b in api worker; do [ -x "$bin/$b" ] || die "$bin/$b is missing"; done
 
 ctx=$(mktemp -d "${TMPDIR:-/tmp}/taquilla-app.XXXXXX")
 cp deploy/docker/app/Dockerfile deploy/docker/app/setup.sh "$bin/api" "$bin/worker" "$ctx/"
+# The release profile keeps debug info (for profiling, BENCHMARKS.md): ~150 MB per binary.
+# The image keeps the symbols (backtraces) without it.
+if command -v strip >/dev/null 2>&1; then strip --strip-debug "$ctx/api" "$ctx/worker"; fi
 log "building taquilla:local from $bin"
 docker build -q --network host --build-arg "BASE=$BASE_IMAGE" -t taquilla:local "$ctx" >/dev/null ||
   { rm -rf "$ctx"; die "docker build of taquilla:local failed"; }
