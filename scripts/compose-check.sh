@@ -76,7 +76,10 @@ cleanup() {
       down -v --remove-orphans >/dev/null 2>&1 || echo "warning: down failed" >&2
   fi
   rm -rf "$WORK"
-  [ -n "${WATCHDOG:-}" ] && kill "$WATCHDOG" 2>/dev/null
+  if [ -n "${WATCHDOG:-}" ]; then # the watchdog subshell and its sleep
+    pkill -P "$WATCHDOG" 2>/dev/null || true
+    kill "$WATCHDOG" 2>/dev/null || true
+  fi
   printf '\ncompose-check: %s after %ss\n' "$([ "$rc" = 0 ] && echo passed || echo FAILED)" \
     "$(($(date +%s) - T0))"
   exit "$rc"
@@ -200,7 +203,7 @@ redis_info() { # prints "<cpu seconds> <commands processed>"
 read -r CPU0 CMD0 <<<"$(redis_info)"
 sleep 10
 read -r CPU1 CMD1 <<<"$(redis_info)"
-note "Redis, 3 idle workers + api, over 10 s: $(((CMD1 - CMD0) / 10)) commands/s, $(python3 -c "print(round(($CPU1 - $CPU0) * 100, 2))") % of one core"
+note "Redis, 3 idle workers + api, over 10 s: $(((CMD1 - CMD0) / 10)) commands/s, $(python3 -c "print(round(($CPU1 - $CPU0) / 10 * 100, 2))") % of one core"
 
 # --- 3. the seed flows ---------------------------------------------------------------------
 step "flows: tokens from the environment"
