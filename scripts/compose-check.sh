@@ -51,7 +51,7 @@ fi
 for tool in docker curl python3; do
   command -v "$tool" >/dev/null 2>&1 || fail "$tool is not installed"
 done
-docker info >/dev/null 2>&1 || fail "no Docker engine answers (README, 'Running past one machine')"
+docker info >/dev/null 2>&1 || fail "no Docker engine answers (README, 'Docker')"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/taquilla-compose-check.XXXXXX")
 ENV_FILE=$WORK/stack.env

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks and tests the workspace the way CI does: Postgres and Redis (installed from the OS
-# packages and started when missing), then cargo fmt --check, clippy with warnings denied,
-# cargo-machete (no unused dependency), the Kubernetes manifests (scripts/k8s-validate.sh),
+# packages and started when missing), the Kubernetes manifests (scripts/k8s-validate.sh),
+# then cargo fmt --check, clippy with warnings denied, cargo-machete (no unused dependency),
 # the tests (cargo nextest when installed, else cargo test), then schemathesis against the
 # served OpenAPI document (scripts/fuzz-api.sh). Stops at the first failure.
 #

@@ -24,7 +24,7 @@ die() {
   exit 1
 }
 
-docker info >/dev/null 2>&1 || die "no Docker engine answers (start dockerd, see README 'Running past one machine')"
+docker info >/dev/null 2>&1 || die "no Docker engine answers (start dockerd, see README 'Docker')"
 # The classic builder: it uses local images as they are (BuildKit may try a registry for
 # them) and needs no buildx plugin.
 export DOCKER_BUILDKIT=0
