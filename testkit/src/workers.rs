@@ -25,6 +25,7 @@ pub fn worker_config(env: &TestEnv, queues: &[&str]) -> WorkerConfig {
         schedule_interval: Duration::from_millis(200),
         pause_poll_interval: Duration::from_millis(200),
         statement_timeout: engine::db::WORKER_STATEMENT_TIMEOUT,
+        health_file: None,
     }
 }
 
