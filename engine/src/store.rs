@@ -41,7 +41,7 @@ use crate::task::{AttemptError, KindInfo, TaskRecord, TaskStatus};
 /// How many attempt errors a task keeps (the newest ones).
 pub const ERROR_HISTORY: i32 = 10;
 
-const RECORD_COLUMNS: &str = "id, kind, queue, status, params, result, error, errors, attempts, \
+pub(crate) const RECORD_COLUMNS: &str = "id, kind, queue, status, params, result, error, errors, attempts, \
     max_attempts, progress, stage, requester, idempotency_key, run_at, created_at, updated_at, \
     started_at, finished_at, expires_at, cancel_requested";
 
