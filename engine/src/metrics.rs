@@ -5,9 +5,9 @@
 //! many replicas keeps them valid.
 //!
 //! Next to the histograms, every finished attempt also adds one to a per-minute counter
-//! (`kind`, minute, completed or failed) in a hash per UTC day that expires after two days:
+//! (queue, minute, completed or failed) in a hash per UTC day that expires after two days:
 //! the operator console draws throughput and failures over the last hour and day from these
-//! (at most 1,440 minutes × kinds × 2 fields to read), never from a scan of `tasks`.
+//! (at most 1,440 minutes × queues × 2 fields to read), never from a scan of `tasks`.
 //!
 //! Series: `taquilla_task_duration_seconds{kind,status}` for every finished attempt, and
 //! `director_jobs_reports_duration_seconds{report,format,status}` for exports (the seed's
@@ -55,7 +55,7 @@ pub fn labels(pairs: &[(&str, &str)]) -> String {
 #[derive(Clone, Default)]
 pub struct Metrics {
     pending: Arc<Mutex<HashMap<String, i64>>>,
-    /// (minute since the epoch, kind, outcome) → attempts, for [`minute_counts`].
+    /// (minute since the epoch, queue, outcome) → attempts, for [`minute_counts`].
     minutes: Arc<Mutex<HashMap<(i64, String, Outcome), i64>>>,
 }
 
@@ -79,7 +79,7 @@ impl Outcome {
 /// Per-minute hashes live this long: a day of history plus the day being written.
 const MINUTES_TTL_SECONDS: i64 = 2 * 86_400;
 
-/// One minute of one kind: attempts completed and failed.
+/// One minute of one queue: attempts completed and failed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MinuteCount {
     pub completed: i64,
@@ -87,7 +87,7 @@ pub struct MinuteCount {
 }
 
 /// Per-minute counts since `since_minute` (minutes since the epoch), as
-/// `(minute, kind) → counts`, read from the day hashes that cover the window (two at most
+/// `(minute, queue) → counts`, read from the day hashes that cover the window (two at most
 /// for a day's window).
 pub async fn minute_counts(
     redis: &mut ConnectionManager,
@@ -104,7 +104,7 @@ pub async fn minute_counts(
     let mut out: BTreeMap<(i64, String), MinuteCount> = BTreeMap::new();
     for (f, n) in hashes.iter().flatten() {
         let mut it = f.splitn(3, '\t');
-        let (Some(m), Some(kind), Some(o)) = (it.next(), it.next(), it.next()) else {
+        let (Some(m), Some(queue), Some(o)) = (it.next(), it.next(), it.next()) else {
             continue;
         };
         let Ok(minute) = m.parse::<i64>() else {
@@ -113,7 +113,7 @@ pub async fn minute_counts(
         if minute < since_minute || minute > now_minute {
             continue;
         }
-        let slot = out.entry((minute, kind.to_string())).or_default();
+        let slot = out.entry((minute, queue.to_string())).or_default();
         match o {
             "c" => slot.completed += n,
             "f" => slot.failed += n,
@@ -140,11 +140,11 @@ impl Metrics {
         *map.entry(field(metric, &l, "+Inf")).or_default() += 1;
     }
 
-    /// Counts one finished attempt of `kind` in the current minute (see [`minute_counts`]).
-    pub fn count_minute(&self, kind: &str, outcome: Outcome) {
+    /// Counts one finished attempt on `queue` in the current minute (see [`minute_counts`]).
+    pub fn count_minute(&self, queue: &str, outcome: Outcome) {
         let minute = chrono::Utc::now().timestamp().div_euclid(60);
         if let Ok(mut map) = self.minutes.lock() {
-            *map.entry((minute, kind.to_string(), outcome)).or_default() += 1;
+            *map.entry((minute, queue.to_string(), outcome)).or_default() += 1;
         }
     }
 
@@ -185,10 +185,10 @@ impl Metrics {
                     pipe.hincr(&key, f, *n).ignore();
                 }
                 let mut days = std::collections::BTreeSet::new();
-                for ((minute, kind, outcome), n) in &minutes {
+                for ((minute, queue, outcome), n) in &minutes {
                     let day = minute.div_euclid(1440);
                     days.insert(day);
-                    let f = format!("{minute}\t{kind}\t{}", outcome.as_str());
+                    let f = format!("{minute}\t{queue}\t{}", outcome.as_str());
                     pipe.hincr(keys.metrics_minutes(day), f, *n).ignore();
                 }
                 for day in days {

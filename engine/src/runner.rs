@@ -445,8 +445,8 @@ impl<S: Send + Sync + 'static> Runner<S> {
             }
             _ => None,
         };
-        if let Some(o) = minute {
-            self.shared.metrics.count_minute(kind, o);
+        if let (Some(o), Some(spec)) = (minute, self.registry.get(kind)) {
+            self.shared.metrics.count_minute(spec.info().queue, o);
         }
     }
 

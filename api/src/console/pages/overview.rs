@@ -8,7 +8,6 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::OnceLock,
     time::Instant,
 };
 
@@ -46,17 +45,7 @@ pub async fn live(State(state): State<AppState>, Extension(who): Extension<Princ
     Ok(html(fragment(&state, &who).await?))
 }
 
-/// Kind → queue, from the registry (the per-minute counters are kept per kind).
-fn queue_of_kind() -> &'static HashMap<&'static str, &'static str> {
-    static MAP: OnceLock<HashMap<&'static str, &'static str>> = OnceLock::new();
-    MAP.get_or_init(|| {
-        jobs::kinds::registry()
-            .map(|r| r.iter().map(|k| (k.info().name, k.info().queue)).collect())
-            .unwrap_or_default()
-    })
-}
-
-/// Per queue, per minute: counts summed over the queue's kinds.
+/// Per queue, per minute.
 type Series = BTreeMap<String, BTreeMap<i64, MinuteCount>>;
 
 async fn series(state: &AppState, now_minute: i64) -> Result<Series, redis::RedisError> {
@@ -65,15 +54,8 @@ async fn series(state: &AppState, now_minute: i64) -> Result<Series, redis::Redi
     let counts =
         engine::metrics::minute_counts(&mut redis, &keys, now_minute - 1439, now_minute).await?;
     let mut out: Series = BTreeMap::new();
-    for ((minute, kind), c) in counts {
-        let queue = queue_of_kind().get(kind.as_str()).copied().unwrap_or("other");
-        let slot = out
-            .entry(queue.to_string())
-            .or_default()
-            .entry(minute)
-            .or_default();
-        slot.completed += c.completed;
-        slot.failed += c.failed;
+    for ((minute, queue), c) in counts {
+        out.entry(queue).or_default().insert(minute, c);
     }
     Ok(out)
 }
