@@ -72,7 +72,8 @@ impl TaskFilter {
             q.push(" AND requester = ").push_bind(v);
         }
         if let Some(t) = self.created_from {
-            q.push(" AND id >= ").push_bind(v7_floor(t - ID_CLOCK_SLACK));
+            q.push(" AND id >= ")
+                .push_bind(v7_floor(t - ID_CLOCK_SLACK));
             q.push(" AND created_at >= ").push_bind(t);
         }
         if let Some(t) = self.created_to {

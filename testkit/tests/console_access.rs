@@ -48,8 +48,14 @@ async fn session(app: &TestApp, token: &str) -> String {
     for attr in ["HttpOnly", "SameSite=Strict", "Path=/console", "Max-Age="] {
         assert!(cookie.contains(attr), "{cookie}");
     }
-    assert!(!cookie.contains("Secure"), "development serves plain http: {cookie}");
-    assert!(!cookie.contains(token), "the cookie never carries the token");
+    assert!(
+        !cookie.contains("Secure"),
+        "development serves plain http: {cookie}"
+    );
+    assert!(
+        !cookie.contains(token),
+        "the cookie never carries the token"
+    );
     cookie.split(';').next().unwrap().to_string()
 }
 
@@ -76,15 +82,36 @@ async fn sessions_origins_and_roles_are_enforced() {
     let (status, headers, _) = send(&app, get("/console/tasks", "")).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(headers[header::LOCATION], "/console/login");
-    let (status, _, _) = send(&app, post("/console/queues/maintenance/pause", "", "same-origin")).await;
+    let (status, _, _) = send(
+        &app,
+        post("/console/queues/maintenance/pause", "", "same-origin"),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _, _) = send(&app, get("/console", "taquilla_console=v1.9999999999.00.00")).await;
-    assert_eq!(status, StatusCode::SEE_OTHER, "a forged cookie is no session");
+    let (status, _, _) = send(
+        &app,
+        get("/console", "taquilla_console=v1.9999999999.00.00"),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "a forged cookie is no session"
+    );
 
     // Login: unknown and client tokens are refused, and so is a login from another site.
-    assert_eq!(send(&app, login("nope-nope-nope", "same-origin")).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(send(&app, login("demo-token", "same-origin")).await.0, StatusCode::FORBIDDEN);
-    assert_eq!(send(&app, login(ADMIN, "cross-site")).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        send(&app, login("nope-nope-nope", "same-origin")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        send(&app, login("demo-token", "same-origin")).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        send(&app, login(ADMIN, "cross-site")).await.0,
+        StatusCode::FORBIDDEN
+    );
 
     let admin = session(&app, ADMIN).await;
     let (status, headers, body) = send(&app, get("/console", &admin)).await;
@@ -93,33 +120,66 @@ async fn sessions_origins_and_roles_are_enforced() {
         .to_str()
         .unwrap()
         .contains("script-src 'self'"));
-    assert!(body.contains("id=\"pause-maintenance\""), "an admin may pause");
+    assert!(
+        body.contains("id=\"pause-maintenance\""),
+        "an admin may pause"
+    );
 
     // An admin's session used from another site: refused, nothing changed.
-    let (status, _, _) = send(&app, post("/console/queues/maintenance/pause", &admin, "cross-site")).await;
+    let (status, _, _) = send(
+        &app,
+        post("/console/queues/maintenance/pause", &admin, "cross-site"),
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert!(engine::transport::pause::list(&app.pool).await.unwrap().is_empty());
-    let (status, _, _) = send(&app, post("/console/queues/maintenance/pause", &admin, "same-origin")).await;
+    assert!(engine::transport::pause::list(&app.pool)
+        .await
+        .unwrap()
+        .is_empty());
+    let (status, _, _) = send(
+        &app,
+        post("/console/queues/maintenance/pause", &admin, "same-origin"),
+    )
+    .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     let paused = engine::transport::pause::list(&app.pool).await.unwrap();
     assert_eq!((paused.len(), paused[0].paused_by.as_str()), (1, "ops"));
-    let recorded: (String, String, String) = sqlx::query_as(
-        "SELECT actor, action, target FROM task_actions ORDER BY id DESC LIMIT 1",
-    )
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
-    assert_eq!(recorded, ("ops".into(), "pause".into(), "queue:maintenance".into()));
+    let recorded: (String, String, String) =
+        sqlx::query_as("SELECT actor, action, target FROM task_actions ORDER BY id DESC LIMIT 1")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        recorded,
+        ("ops".into(), "pause".into(), "queue:maintenance".into())
+    );
 
     // A read-only operator sees the pages, no action button, and is refused an action.
     let operator = session(&app, OPERATOR).await;
     let (status, _, body) = send(&app, get("/console", &operator)).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("read-only operator"));
-    assert!(!body.contains("<button type=\"submit\" id=\"resume-"), "no action for an operator");
-    let (status, _, _) = send(&app, post("/console/queues/maintenance/resume", &operator, "same-origin")).await;
+    assert!(
+        !body.contains("<button type=\"submit\" id=\"resume-"),
+        "no action for an operator"
+    );
+    let (status, _, _) = send(
+        &app,
+        post(
+            "/console/queues/maintenance/resume",
+            &operator,
+            "same-origin",
+        ),
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(engine::transport::pause::list(&app.pool).await.unwrap().len(), 1);
+    assert_eq!(
+        engine::transport::pause::list(&app.pool)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     let (status, _, _) = send(&app, get("/console/new", &operator)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
@@ -137,7 +197,10 @@ async fn sessions_origins_and_roles_are_enforced() {
     }
     let (status, _, body) = send(
         &app,
-        get("/console/tasks?requester=%3Cscript%3Ealert(1)%3C%2Fscript%3E", &admin),
+        get(
+            "/console/tasks?requester=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+            &admin,
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
@@ -147,7 +210,10 @@ async fn sessions_origins_and_roles_are_enforced() {
     // Logout clears the cookie.
     let (status, headers, _) = send(&app, post("/console/logout", &admin, "same-origin")).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
-    assert!(headers[header::SET_COOKIE].to_str().unwrap().contains("Max-Age=0"));
+    assert!(headers[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,5 +231,8 @@ async fn a_secure_setting_marks_the_cookie_secure() {
         .await;
     let (_, headers, _) = send(&app, login(ADMIN, "same-origin")).await;
     let cookie = headers[header::SET_COOKIE].to_str().unwrap();
-    assert!(cookie.contains("; Secure") && cookie.contains("Max-Age=3600"), "{cookie}");
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("Max-Age=3600"),
+        "{cookie}"
+    );
 }

@@ -110,7 +110,10 @@ async fn text(c: &Client, css: &str) -> Option<String> {
 }
 
 async fn count(c: &Client, css: &str) -> usize {
-    c.find_all(Locator::Css(css)).await.map(|v| v.len()).unwrap_or(0)
+    c.find_all(Locator::Css(css))
+        .await
+        .map(|v| v.len())
+        .unwrap_or(0)
 }
 
 async fn click(c: &Client, css: &str) {
@@ -139,7 +142,9 @@ async fn login(c: &Client, base: &str, token: &str) {
 
 /// A marker that survives only as long as the page is not reloaded.
 async fn mark_page(c: &Client) {
-    c.execute("window.__consoleMarker = 42;", vec![]).await.unwrap();
+    c.execute("window.__consoleMarker = 42;", vec![])
+        .await
+        .unwrap();
 }
 
 async fn page_not_reloaded(c: &Client) -> bool {
@@ -172,7 +177,9 @@ async fn enqueue(app: &TestApp, kind: &str, params: Value) -> Uuid {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_console_in_a_browser() {
     let (Some(chromium), Some(driver)) = (which("chromium"), which("chromedriver")) else {
-        testkit::skipped("chromium and chromedriver are not installed (scripts/test.sh installs them)");
+        testkit::skipped(
+            "chromium and chromedriver are not installed (scripts/test.sh installs them)",
+        );
         return;
     };
     tokio::time::timeout(WHOLE_TEST, run(chromium, driver))
@@ -184,7 +191,9 @@ async fn run(chromium: PathBuf, driver: PathBuf) {
     let mut registry = test_registry();
     registry.replace(until_fixed());
     let app = TestApp::builder()
-        .tokens(format!("{ADMIN}:ops:admin,{OPERATOR}:watch:operator,demo-token:demo"))
+        .tokens(format!(
+            "{ADMIN}:ops:admin,{OPERATOR}:watch:operator,demo-token:demo"
+        ))
         .registry(registry)
         .api(|c| c.metrics_cache_ttl(Duration::from_millis(300)))
         .workers(&[queues::MAINTENANCE])
@@ -228,7 +237,12 @@ async fn run(chromium: PathBuf, driver: PathBuf) {
 
     // Without a session: the pages send to the login, the actions are refused.
     c.goto(&format!("{base}/console/tasks")).await.unwrap();
-    assert!(c.current_url().await.unwrap().path().ends_with("/console/login"));
+    assert!(c
+        .current_url()
+        .await
+        .unwrap()
+        .path()
+        .ends_with("/console/login"));
     shot(&c, "login").await;
     let refused = app
         .router
@@ -258,7 +272,10 @@ async fn run(chromium: PathBuf, driver: PathBuf) {
         .await
         .unwrap();
     assert_eq!(cross.status(), 403);
-    assert!(engine::transport::pause::list(&app.pool).await.unwrap().is_empty());
+    assert!(engine::transport::pause::list(&app.pool)
+        .await
+        .unwrap()
+        .is_empty());
 
     login(&c, &base, ADMIN).await;
     assert_eq!(text(&c, "#role").await.as_deref(), Some("admin"));
@@ -267,9 +284,21 @@ async fn run(chromium: PathBuf, driver: PathBuf) {
     let single = enqueue(&app, "console.until_fixed", json!({ "case": "single" })).await;
     let mut batch = Vec::new();
     for i in 0..3 {
-        batch.push(enqueue(&app, "console.until_fixed", json!({ "organizerId": "org_console", "n": i })).await);
+        batch.push(
+            enqueue(
+                &app,
+                "console.until_fixed",
+                json!({ "organizerId": "org_console", "n": i }),
+            )
+            .await,
+        );
     }
-    let other = enqueue(&app, "console.until_fixed", json!({ "organizerId": "org_other" })).await;
+    let other = enqueue(
+        &app,
+        "console.until_fixed",
+        json!({ "organizerId": "org_other" }),
+    )
+    .await;
     for id in batch.iter().chain([&single, &other]) {
         app.wait_for(*id, TaskStatus::Dead).await;
     }
@@ -318,12 +347,21 @@ async fn run(chromium: PathBuf, driver: PathBuf) {
 
     // Open the dead task, see its escaped error, re-drive it once the upstream is fixed,
     // and watch it complete on the same page.
-    c.goto(&format!("{base}/console/tasks/{single}")).await.unwrap();
+    c.goto(&format!("{base}/console/tasks/{single}"))
+        .await
+        .unwrap();
     let status = text(&c, "#status").await.unwrap();
     assert_eq!(status, "dead");
     let errors = text(&c, "#errors").await.unwrap();
-    assert!(errors.contains("<b>not bold</b>"), "escaped, shown as text: {errors}");
-    assert_eq!(count(&c, "#errors b").await, 0, "no markup from the database");
+    assert!(
+        errors.contains("<b>not bold</b>"),
+        "escaped, shown as text: {errors}"
+    );
+    assert_eq!(
+        count(&c, "#errors b").await,
+        0,
+        "no markup from the database"
+    );
     shot(&c, "task-dead").await;
     FIXED.store(true, Ordering::SeqCst);
     click(&c, "#retry").await;
@@ -339,9 +377,11 @@ async fn run(chromium: PathBuf, driver: PathBuf) {
     shot(&c, "task-completed").await;
 
     // Bulk retry: everything matching the filter, after a confirmation with the count.
-    c.goto(&format!("{base}/console/tasks?search=organizerId%3Dorg_console&status=dead"))
-        .await
-        .unwrap();
+    c.goto(&format!(
+        "{base}/console/tasks?search=organizerId%3Dorg_console&status=dead"
+    ))
+    .await
+    .unwrap();
     click(&c, "#bulk-retry").await;
     assert_eq!(text(&c, "#count").await.as_deref(), Some("3"));
     shot(&c, "bulk-confirm").await;
@@ -351,7 +391,11 @@ async fn run(chromium: PathBuf, driver: PathBuf) {
     for id in &batch {
         app.wait_for(*id, TaskStatus::Completed).await;
     }
-    assert_eq!(app.task(other).await.status(), TaskStatus::Dead, "not matched, not touched");
+    assert_eq!(
+        app.task(other).await.status(),
+        TaskStatus::Dead,
+        "not matched, not touched"
+    );
     let audited: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM task_actions WHERE actor = 'ops' AND action = 'retry' AND task_id = ANY($1)",
     )
@@ -364,7 +408,10 @@ async fn run(chromium: PathBuf, driver: PathBuf) {
     // Pause the queue: new tasks wait, the overview says so live; resume: they run.
     c.goto(&format!("{base}/console")).await.unwrap();
     click(&c, "#pause-maintenance").await;
-    assert!(text(&c, "#queue-maintenance .state").await.unwrap().contains("paused by ops"));
+    assert!(text(&c, "#queue-maintenance .state")
+        .await
+        .unwrap()
+        .contains("paused by ops"));
     mark_page(&c).await;
     tokio::time::sleep(Duration::from_millis(600)).await; // workers see the pause (200 ms poll)
     let waiting = [
@@ -378,7 +425,11 @@ async fn run(chromium: PathBuf, driver: PathBuf) {
     assert!(page_not_reloaded(&c).await);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     for id in waiting {
-        assert_eq!(app.task(id).await.status(), TaskStatus::Pending, "a paused queue starts nothing");
+        assert_eq!(
+            app.task(id).await.status(),
+            TaskStatus::Pending,
+            "a paused queue starts nothing"
+        );
     }
     shot(&c, "overview-paused").await;
     click(&c, "#resume-maintenance").await;
@@ -417,14 +468,28 @@ async fn run(chromium: PathBuf, driver: PathBuf) {
     // Log out: the session is gone.
     click(&c, "#logout").await;
     c.goto(&format!("{base}/console")).await.unwrap();
-    assert!(c.current_url().await.unwrap().path().ends_with("/console/login"));
+    assert!(c
+        .current_url()
+        .await
+        .unwrap()
+        .path()
+        .ends_with("/console/login"));
 
     // A read-only operator sees everything and no action; the server refuses one anyway.
     login(&c, &base, OPERATOR).await;
-    assert_eq!(text(&c, "#role").await.as_deref(), Some("read-only operator"));
+    assert_eq!(
+        text(&c, "#role").await.as_deref(),
+        Some("read-only operator")
+    );
     assert_eq!(count(&c, "#queues button").await, 0);
-    assert_eq!(count(&c, "#dead button").await, 0, "re-drive buttons are for admins");
-    c.goto(&format!("{base}/console/tasks/{other}")).await.unwrap();
+    assert_eq!(
+        count(&c, "#dead button").await,
+        0,
+        "re-drive buttons are for admins"
+    );
+    c.goto(&format!("{base}/console/tasks/{other}"))
+        .await
+        .unwrap();
     assert_eq!(count(&c, "#actions").await, 0);
     c.goto(&format!("{base}/console/tasks")).await.unwrap();
     assert_eq!(count(&c, "#bulk").await, 0);

@@ -195,7 +195,9 @@ fn every_route_is_registered_with_its_operation() {
         // The one merge allowed: the console's pages into `api::router`.
         let text = if file.ends_with("lib.rs") {
             assert_eq!(
-                function_body(&text, "router").matches(CONSOLE_MERGE).count(),
+                function_body(&text, "router")
+                    .matches(CONSOLE_MERGE)
+                    .count(),
                 1,
                 "api::router merges the console once"
             );

@@ -105,7 +105,9 @@ pub fn search(v: &str) -> Result<Value, Error> {
     if v.starts_with('{') {
         return match serde_json::from_str::<Value>(v) {
             Ok(obj @ Value::Object(_)) => Ok(obj),
-            _ => Err(bad("a JSON search must be an object, e.g. {\"organizerId\": \"org_demo\"}")),
+            _ => Err(bad(
+                "a JSON search must be an object, e.g. {\"organizerId\": \"org_demo\"}",
+            )),
         };
     }
     let Some((path, value)) = v.split_once('=') else {

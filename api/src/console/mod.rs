@@ -33,7 +33,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/console", get(overview::page))
         .route("/console/live/overview", get(overview::live))
         .route("/console/tasks", get(tasks::page))
-        .route("/console/tasks/bulk", get(tasks::confirm_bulk).post(tasks::bulk))
+        .route(
+            "/console/tasks/bulk",
+            get(tasks::confirm_bulk).post(tasks::bulk),
+        )
         .route("/console/tasks/{id}", get(task::page))
         .route("/console/live/tasks/{id}", get(task::live))
         .route("/console/tasks/{id}/{action}", post(task::act))

@@ -228,8 +228,12 @@ mod tests {
             .unwrap();
         assert!(!may_act(&op));
         // A requester token never opens the console.
-        assert!(cfg.verify(&cfg.issue("demo-token", 0), &tokens(), 1).is_none());
-        assert!(cfg.verify(&cfg.issue("unknown-tok", 0), &tokens(), 1).is_none());
+        assert!(cfg
+            .verify(&cfg.issue("demo-token", 0), &tokens(), 1)
+            .is_none());
+        assert!(cfg
+            .verify(&cfg.issue("unknown-tok", 0), &tokens(), 1)
+            .is_none());
     }
 
     #[test]
@@ -261,11 +265,17 @@ mod tests {
         assert!(!same_origin(&post, &h(&[("sec-fetch-site", "cross-site")])));
         assert!(same_origin(
             &post,
-            &h(&[("origin", "http://127.0.0.1:8080"), ("host", "127.0.0.1:8080")])
+            &h(&[
+                ("origin", "http://127.0.0.1:8080"),
+                ("host", "127.0.0.1:8080")
+            ])
         ));
         assert!(!same_origin(
             &post,
-            &h(&[("origin", "http://evil.example"), ("host", "127.0.0.1:8080")])
+            &h(&[
+                ("origin", "http://evil.example"),
+                ("host", "127.0.0.1:8080")
+            ])
         ));
         assert!(!same_origin(&post, &h(&[])));
         assert!(same_origin(&Method::GET, &h(&[])));

@@ -115,5 +115,8 @@ pub async fn submit(
         },
     )
     .await;
-    Ok(back(&format!("/console/tasks/{}", rec.id), &format!("{} created", kind.name)))
+    Ok(back(
+        &format!("/console/tasks/{}", rec.id),
+        &format!("{} created", kind.name),
+    ))
 }

@@ -45,8 +45,11 @@ pub async fn submit(
 ) -> Response {
     // Login CSRF: a foreign page must not sign a browser into someone else's session.
     if !session::same_origin(&Method::POST, &headers) {
-        return Error::new(StatusCode::FORBIDDEN, "refused: sign in from the console's own page")
-            .into_response();
+        return Error::new(
+            StatusCode::FORBIDDEN,
+            "refused: sign in from the console's own page",
+        )
+        .into_response();
     }
     let principal = state.tokens.lookup(login.token.trim()).cloned();
     match principal {
@@ -66,15 +69,13 @@ pub async fn submit(
             tracing::info!(requester = %p.requester, "console sign-in refused: not an operator");
             (
                 StatusCode::FORBIDDEN,
-                html(form(Some("this token is a client's: the console needs an admin or operator token"))),
+                html(form(Some(
+                    "this token is a client's: the console needs an admin or operator token",
+                ))),
             )
                 .into_response()
         }
-        None => (
-            StatusCode::UNAUTHORIZED,
-            html(form(Some("unknown token"))),
-        )
-            .into_response(),
+        None => (StatusCode::UNAUTHORIZED, html(form(Some("unknown token")))).into_response(),
     }
 }
 

@@ -132,7 +132,9 @@ async fn fragment(state: &AppState, who: &Principal) -> Result<Markup, crate::co
     )
     .fetch_all(&state.pool)
     .await?;
-    let workers = crate::routes::admin::worker_rows(state).await.unwrap_or_default();
+    let workers = crate::routes::admin::worker_rows(state)
+        .await
+        .unwrap_or_default();
     let alive = workers.iter().filter(|w| w["alive"] == true).count();
     let now_minute = chrono::Utc::now().timestamp().div_euclid(60);
     let series = series(state, now_minute).await.unwrap_or_default();
@@ -199,4 +201,3 @@ async fn fragment(state: &AppState, who: &Principal) -> Result<Markup, crate::co
         }
     })
 }
-

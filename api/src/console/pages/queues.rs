@@ -40,7 +40,10 @@ pub async fn act(
         },
     )
     .await;
-    Ok(back("/console", &format!("queue {queue}: {action} {outcome}")))
+    Ok(back(
+        "/console",
+        &format!("queue {queue}: {action} {outcome}"),
+    ))
 }
 
 pub async fn redrive_kind(

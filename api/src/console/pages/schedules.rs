@@ -82,7 +82,9 @@ pub async fn act(
             match store::update(&state.pool, &id, &patch, chrono::Utc::now()).await {
                 Ok(_) => ("done".to_string(), None),
                 Err(store::PatchError::NotFound(_)) => return Err(no_schedule()),
-                Err(store::PatchError::Invalid(e)) => return Err(Error::field(e.field, &e.message)),
+                Err(store::PatchError::Invalid(e)) => {
+                    return Err(Error::field(e.field, &e.message))
+                }
                 Err(store::PatchError::Db(e)) => return Err(e.into()),
             }
         }
@@ -97,7 +99,9 @@ pub async fn act(
             match run {
                 engine::enqueue::Enqueued::Created(rec)
                 | engine::enqueue::Enqueued::Replayed(rec)
-                | engine::enqueue::Enqueued::Conflict(rec) => (format!("task {}", rec.id), Some(rec.id)),
+                | engine::enqueue::Enqueued::Conflict(rec) => {
+                    (format!("task {}", rec.id), Some(rec.id))
+                }
             }
         }
         _ => return Err(Error::not_found(format!("no schedule action {action:?}"))),
@@ -114,5 +118,8 @@ pub async fn act(
         },
     )
     .await;
-    Ok(back("/console/schedules", &format!("schedule {id}: {action} — {outcome}")))
+    Ok(back(
+        "/console/schedules",
+        &format!("schedule {id}: {action} — {outcome}"),
+    ))
 }

@@ -80,7 +80,9 @@ fn timeline(rec: &TaskRecord, actions: &[audit::Recorded]) -> Markup {
         items.push((rec.run_at, "due".into()));
     }
     for e in rec.errors.as_array().into_iter().flatten() {
-        let at = e["at"].as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok());
+        let at = e["at"]
+            .as_str()
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok());
         if let Some(at) = at {
             let mut text = format!(
                 "attempt {} failed: {}",
@@ -118,7 +120,9 @@ async fn fragment(state: &AppState, who: &Principal, rec: &TaskRecord) -> Result
         None
     };
     let (progress, stage) = match &live {
-        Some(l) if l.progress >= rec.progress => (l.progress, l.stage.clone().or(rec.stage.clone())),
+        Some(l) if l.progress >= rec.progress => {
+            (l.progress, l.stage.clone().or(rec.stage.clone()))
+        }
         _ => (rec.progress, rec.stage.clone()),
     };
     let worker = engine::browse::worker_of(&state.pool, rec.id).await?;
@@ -182,12 +186,22 @@ pub async fn act(
     let id = parse_id(&id)?;
     let outcome = match action.as_str() {
         "retry" => {
-            match engine::actions::redrive(&state.pool, &state.hooks, id, state.config.core.task_ttl).await? {
+            match engine::actions::redrive(
+                &state.pool,
+                &state.hooks,
+                id,
+                state.config.core.task_ttl,
+            )
+            .await?
+            {
                 Some(_) => {
                     state.notifier.changed(&[id]);
                     "re-driven".to_string()
                 }
-                None => format!("refused: task is {}, only failed or dead tasks can be retried", load(&state, id).await?.status),
+                None => format!(
+                    "refused: task is {}, only failed or dead tasks can be retried",
+                    load(&state, id).await?.status
+                ),
             }
         }
         "cancel" => match engine::actions::cancel(&state.pool, &state.hooks, id, None).await? {
@@ -197,7 +211,9 @@ pub async fn act(
             }
             CancelOutcome::Requested(_) => "cancel requested (it stops at its next check)".into(),
             CancelOutcome::AlreadyFinished(r) => format!("refused: already {}", r.status),
-            CancelOutcome::NotFound => return Err(Error::not_found(format!("no task with id {id}"))),
+            CancelOutcome::NotFound => {
+                return Err(Error::not_found(format!("no task with id {id}")))
+            }
         },
         "delete" => {
             if store::delete(&state.pool, id).await? {

@@ -59,7 +59,9 @@ pub async fn page(
 ) -> Page {
     let f = filter::parse(&q)?;
     let before = match q.get("before").filter(|s| !s.is_empty()) {
-        Some(b) => Some(Uuid::parse_str(b).map_err(|_| Error::field("before", "must be a task id"))?),
+        Some(b) => {
+            Some(Uuid::parse_str(b).map_err(|_| Error::field("before", "must be a task id"))?)
+        }
         None => None,
     };
     let (rows, more) = browse::page(&state.pool, &f.filter, before, PAGE).await?;
@@ -190,7 +192,10 @@ pub async fn bulk(
     let f = filter::parse(&q)?;
     let action = q.get("action").map(String::as_str).unwrap_or("");
     let Some(filter) = narrowed(&f, action)? else {
-        return Ok(back("/console/tasks", &format!("{action}: nothing matched")));
+        return Ok(back(
+            "/console/tasks",
+            &format!("{action}: nothing matched"),
+        ));
     };
     let expected: Option<i64> = q.get("expected").and_then(|v| v.parse().ok());
     let detail = json!({ "bulk": f.query(), "expected": expected });
@@ -205,12 +210,18 @@ pub async fn bulk(
         let mut acted = Vec::with_capacity(ids.len());
         for id in ids {
             let ok = match action {
-                "retry" => engine::actions::redrive(&state.pool, &state.hooks, id, state.config.core.task_ttl)
-                    .await?
-                    .is_some(),
+                "retry" => engine::actions::redrive(
+                    &state.pool,
+                    &state.hooks,
+                    id,
+                    state.config.core.task_ttl,
+                )
+                .await?
+                .is_some(),
                 "cancel" => matches!(
                     engine::actions::cancel(&state.pool, &state.hooks, id, None).await?,
-                    engine::actions::CancelOutcome::Cancelled(_) | engine::actions::CancelOutcome::Requested(_)
+                    engine::actions::CancelOutcome::Cancelled(_)
+                        | engine::actions::CancelOutcome::Requested(_)
                 ),
                 _ => store::delete(&state.pool, id).await?,
             };

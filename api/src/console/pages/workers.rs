@@ -13,7 +13,12 @@ use crate::{auth::Principal, AppState};
 pub async fn page(State(state): State<AppState>, Extension(who): Extension<Principal>) -> Page {
     let rows = crate::routes::admin::worker_rows(&state)
         .await
-        .map_err(|_| Error::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "Redis or Postgres did not answer"))?;
+        .map_err(|_| {
+            Error::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "Redis or Postgres did not answer",
+            )
+        })?;
     let time = |v: &serde_json::Value| {
         v.as_str()
             .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
