@@ -11,7 +11,8 @@
 //!   reads of `tasks`;
 //! - [`runner`]: claim → handler → outcome, with leases, timeouts and batching;
 //!   [`context`]: what a handler sees ([`TaskContext`]); [`outcome`]: how an attempt ends
-//!   ([`Done`], [`JobError`]); [`retry`], [`progress`], [`metrics`].
+//!   ([`Done`], [`JobError`]); [`retry`], [`progress`], [`metrics`];
+//! - [`queue_metrics`]: the periodic per-queue log event of every worker.
 //!
 //! Modules depend downwards only (`tests/layering.rs` checks it): task, outcome, retry,
 //! env, db, redis_conn, stored_json → store, hooks, progress, metrics → transport → enqueue →
@@ -32,6 +33,7 @@ pub mod kind;
 pub mod metrics;
 pub mod outcome;
 pub mod progress;
+pub mod queue_metrics;
 pub mod redis_conn;
 pub mod retry;
 pub mod runner;

@@ -51,10 +51,13 @@ pub fn labels(pairs: &[(&str, &str)]) -> String {
     out
 }
 
-/// In-process aggregation, flushed to Redis by [`Metrics::run_flusher`].
+/// In-process aggregation, flushed to Redis by [`Metrics::run_flusher`]; plus this
+/// process's finished attempts per (queue, outcome), read and reset by the periodic
+/// `queue_metrics` log ([`Metrics::take_outcomes`]).
 #[derive(Clone, Default)]
 pub struct Metrics {
     pending: Arc<Mutex<HashMap<String, i64>>>,
+    outcomes: Arc<Mutex<HashMap<(String, String), u64>>>,
     /// (minute since the epoch, queue, outcome) → attempts, for [`minute_counts`].
     minutes: Arc<Mutex<HashMap<(i64, String, Outcome), i64>>>,
 }
@@ -124,6 +127,23 @@ pub async fn minute_counts(
 }
 
 impl Metrics {
+    /// Counts one finished attempt of `queue` ending in `outcome` (a task status, or
+    /// `waiting` / `superseded`).
+    pub fn count_outcome(&self, queue: &str, outcome: &str) {
+        if let Ok(mut map) = self.outcomes.lock() {
+            *map.entry((queue.to_string(), outcome.to_string()))
+                .or_default() += 1;
+        }
+    }
+
+    /// The attempts counted since the previous call, by (queue, outcome).
+    pub fn take_outcomes(&self) -> HashMap<(String, String), u64> {
+        self.outcomes
+            .lock()
+            .map(|mut m| std::mem::take(&mut *m))
+            .unwrap_or_default()
+    }
+
     /// Records one observation of a duration histogram.
     pub fn observe(&self, metric: &str, label_pairs: &[(&str, &str)], seconds: f64) {
         let l = labels(label_pairs);

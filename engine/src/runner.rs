@@ -328,7 +328,7 @@ impl<S: Send + Sync + 'static> Runner<S> {
                 format!("the task's stored params cannot be decoded: {problem}"),
             );
             self.observe(
-                &claimed.kind,
+                &spec,
                 TaskStatus::Failed.as_str(),
                 std::time::Instant::now(),
             );
@@ -366,18 +366,18 @@ impl<S: Send + Sync + 'static> Runner<S> {
         }
         let err = match outcome {
             Ok(Ok(Ok(Done::Result(result)))) => {
-                self.observe(&claimed.kind, TaskStatus::Completed.as_str(), started);
+                self.observe(&spec, TaskStatus::Completed.as_str(), started);
                 self.complete((id, attempt, result, None), &span).await;
                 return;
             }
             Ok(Ok(Ok(Done::ResultWith(result, effect)))) => {
-                self.observe(&claimed.kind, TaskStatus::Completed.as_str(), started);
+                self.observe(&spec, TaskStatus::Completed.as_str(), started);
                 self.complete((id, attempt, result, Some(effect)), &span)
                     .await;
                 return;
             }
             Ok(Ok(Ok(Done::Committed(_)))) => {
-                self.observe(&claimed.kind, TaskStatus::Completed.as_str(), started);
+                self.observe(&spec, TaskStatus::Completed.as_str(), started);
                 self.shared.notifier.changed(&[id]);
                 tracing::debug!(parent: &span, "completed");
                 return;
@@ -410,7 +410,7 @@ impl<S: Send + Sync + 'static> Runner<S> {
             _ if claimed.attempt >= claimed.max_attempts => TaskStatus::Dead.as_str(),
             _ => TaskStatus::Retrying.as_str(),
         };
-        self.observe(&claimed.kind, outcome, started);
+        self.observe(&spec, outcome, started);
         self.record_failure(&claimed, Some(&spec), err)
             .instrument(span)
             .await;
@@ -430,13 +430,15 @@ impl<S: Send + Sync + 'static> Runner<S> {
         }
     }
 
-    /// One finished attempt in `taquilla_task_duration_seconds` (see `crate::metrics`).
-    fn observe(&self, kind: &str, outcome: &str, started: std::time::Instant) {
+    /// One finished attempt in `taquilla_task_duration_seconds` (see `crate::metrics`) and
+    /// in its queue's outcome counts (the periodic `queue_metrics` log).
+    fn observe(&self, spec: &KindSpec<S>, outcome: &str, started: std::time::Instant) {
         self.shared.metrics.observe(
             "taquilla_task_duration_seconds",
-            &[("kind", kind), ("status", outcome)],
+            &[("kind", spec.name), ("status", outcome)],
             started.elapsed().as_secs_f64(),
         );
+        self.shared.metrics.count_outcome(spec.queue, outcome);
         // Waiting, cancelled and superseded attempts are neither throughput nor failures.
         let minute = match TaskStatus::parse(outcome) {
             Some(TaskStatus::Completed) => Some(crate::metrics::Outcome::Completed),
@@ -445,8 +447,8 @@ impl<S: Send + Sync + 'static> Runner<S> {
             }
             _ => None,
         };
-        if let (Some(o), Some(spec)) = (minute, self.registry.get(kind)) {
-            self.shared.metrics.count_minute(spec.info().queue, o);
+        if let Some(o) = minute {
+            self.shared.metrics.count_minute(spec.queue, o);
         }
     }
 

@@ -6,8 +6,9 @@
 //! `DIRECTOR_REPORT_JOB_TTL_SECONDS`, `TICKET_PREMIUM_FACTOR`, `DEFAULT_CURRENCY`,
 //! `DIRECTOR_CACHE_TTL_SECONDS`, `DIRECTOR_REPORT_CACHE_TTL_SECONDS`,
 //! `KPI_REFRESH_INTERVAL_MINUTES`, `KPI_REFRESH_COALESCE_SECONDS`,
-//! `TASK_CLEANUP_INTERVAL_MINUTES`, the delivery settings of [`DeliveryConfig`] and the
-//! export settings of [`ExportConfig`].
+//! `TASK_CLEANUP_INTERVAL_MINUTES`, `REDEMPTION_AUDIT_RETENTION_DAYS`, the delivery settings
+//! of [`DeliveryConfig`], the export settings of [`ExportConfig`] and the landing job's of
+//! [`crate::landing::LandingConfig`].
 
 use std::{env, path::PathBuf, time::Duration};
 
@@ -54,6 +55,9 @@ impl Environment {
     }
 }
 
+/// Bounds of `REDEMPTION_AUDIT_RETENTION_DAYS` and of `sql_maintenance`'s `retentionDays`.
+pub const REDEMPTION_AUDIT_RETENTION_DAYS: std::ops::RangeInclusive<i64> = 1..=3650;
+
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/taquilla";
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
@@ -90,6 +94,14 @@ pub struct Config {
     pub deliveries: DeliveryConfig,
     pub exports: ExportConfig,
     pub payments: crate::payments::config::PaymentsConfig,
+    /// The nightly `landing_ttl` job (`LANDING_*`).
+    pub landing: crate::landing::LandingConfig,
+    /// The IANA time zone the built-in cron schedules are read in (`SCHEDULE_TIME_ZONE`,
+    /// default UTC): the nightly landing TTL at `LANDING_JOB_HOUR`:`LANDING_JOB_MINUTE` there.
+    pub schedule_time_zone: String,
+    /// Days of redemption audit log kept by `sql_maintenance`'s audit cleanup
+    /// (`REDEMPTION_AUDIT_RETENTION_DAYS`, 1–3650, default 90 as seeds/004).
+    pub redemption_audit_retention_days: i32,
 }
 
 pub const DEFAULT_WHATSAPP_API_URL: &str = "https://waba-v2.360dialog.io";
@@ -256,6 +268,14 @@ impl Config {
                 message: "must be between 1 and 7000".into(),
             });
         }
+        let retention: i64 = parsed("REDEMPTION_AUDIT_RETENTION_DAYS", 90)?;
+        let bounds = REDEMPTION_AUDIT_RETENTION_DAYS;
+        if !bounds.contains(&retention) {
+            return Err(ConfigError {
+                name: "REDEMPTION_AUDIT_RETENTION_DAYS".into(),
+                message: format!("must be between {} and {}", bounds.start(), bounds.end()),
+            });
+        }
         Ok(Self {
             environment: Environment::from_env()?,
             database_url: var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
@@ -280,6 +300,9 @@ impl Config {
             deliveries: DeliveryConfig::from_env()?,
             exports: ExportConfig::from_env()?,
             payments: crate::payments::config::PaymentsConfig::from_env()?,
+            landing: crate::landing::LandingConfig::from_env()?,
+            schedule_time_zone: var("SCHEDULE_TIME_ZONE").unwrap_or_else(|| "UTC".into()),
+            redemption_audit_retention_days: retention as i32,
         })
     }
 }

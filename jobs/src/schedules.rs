@@ -4,24 +4,41 @@
 //! change reaches the table only when the configuration itself changed.
 
 use engine::{
-    schedule::{Cadence, ScheduleSpec},
+    env::ConfigError,
+    schedule::{Cadence, CadenceError, ScheduleSpec},
     KindInfo,
 };
+use serde_json::json;
 
 use crate::{
-    kinds::{kpi_refresh::KpiRefresh, task_cleanup::TaskCleanup},
+    kinds::{
+        kpi_refresh::KpiRefresh,
+        landing_ttl::LandingTtl,
+        reservation_release::ReservationRelease,
+        sql_maintenance::{Function, SqlMaintenance},
+        task_cleanup::TaskCleanup,
+    },
     Config,
 };
 
-/// Every built-in schedule. An interval that does not fit a schedule is a configuration
+/// A cadence problem as a configuration error naming `variable`.
+fn named(variable: &str) -> impl Fn(CadenceError) -> ConfigError + '_ {
+    move |e| ConfigError {
+        name: variable.to_string(),
+        message: e.message,
+    }
+}
+
+/// Every built-in schedule. A setting that does not make a valid cadence is a configuration
 /// error at start-up (the variable is named), not a silent default.
-pub fn builtin(config: &Config) -> Result<Vec<ScheduleSpec>, engine::env::ConfigError> {
-    let interval = |name: &str, d: std::time::Duration| {
-        Cadence::interval(d.as_secs() as i64).map_err(|e| engine::env::ConfigError {
-            name: name.to_string(),
-            message: e.message,
-        })
+pub fn builtin(config: &Config) -> Result<Vec<ScheduleSpec>, ConfigError> {
+    let interval = |variable: &str, d: std::time::Duration| {
+        Cadence::interval(d.as_secs() as i64).map_err(named(variable))
     };
+    let zone = config.schedule_time_zone.as_str();
+    let cron = |expr: &str| Cadence::cron(expr, zone).map_err(named("SCHEDULE_TIME_ZONE"));
+    let landing = &config.landing;
+    let sql = |function: Function| json!({ "function": function.name() });
     Ok(vec![
         ScheduleSpec::new(
             "kpi_refresh",
@@ -36,5 +53,30 @@ pub fn builtin(config: &Config) -> Result<Vec<ScheduleSpec>, engine::env::Config
                 config.task_cleanup_interval,
             )?,
         ),
+        // seeds/001 "Jobs nocturnos": nightly; a night with no worker up runs it on return.
+        ScheduleSpec::new(
+            "landing_ttl",
+            KindInfo::of::<LandingTtl>(),
+            cron(&format!("{} {} * * *", landing.minute, landing.hour))?,
+        ),
+        // seeds/002: pending reservations past their hold, every minute.
+        ScheduleSpec::new(
+            "reservation_release",
+            KindInfo::of::<ReservationRelease>(),
+            Cadence::interval(60).map_err(named("reservation_release"))?,
+        ),
+        // seeds/004 "Cron Jobs Recomendados": hourly expiry, weekly audit-log cleanup.
+        ScheduleSpec::new(
+            "expire_old_redemptions",
+            KindInfo::of::<SqlMaintenance>(),
+            cron("0 * * * *")?,
+        )
+        .params(sql(Function::ExpireOldRedemptions)),
+        ScheduleSpec::new(
+            "cleanup_redemption_audit_log",
+            KindInfo::of::<SqlMaintenance>(),
+            cron("0 2 * * 0")?,
+        )
+        .params(sql(Function::CleanupRedemptionAuditLog)),
     ])
 }

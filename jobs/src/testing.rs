@@ -142,6 +142,9 @@ impl TestEnv {
                 mock_webhook_secret: Some(format!("mock-secret-{schema}")),
                 ..Default::default()
             },
+            landing: crate::landing::LandingConfig::default(),
+            schedule_time_zone: "UTC".into(),
+            redemption_audit_retention_days: 90,
         };
         Self {
             keys: Keys::new(schema.clone()),

@@ -24,7 +24,7 @@ pub use app::{TestApp, TestAppBuilder};
 pub use binary::binary;
 pub use http::{send_request, Accepted, Reply};
 pub use services::{skipped, PrivateRedis, SmtpSink};
-pub use workers::{spawn_worker_process, worker_config, RunningWorker};
+pub use workers::{spawn_worker_process, worker_command, worker_config, RunningWorker};
 
 /// The requester `demo` (the README's development token).
 pub const DEMO: &str = "demo-token";

@@ -25,6 +25,7 @@ pub fn worker_config(env: &TestEnv, queues: &[&str]) -> WorkerConfig {
         schedule_interval: Duration::from_millis(200),
         pause_poll_interval: Duration::from_millis(200),
         statement_timeout: engine::db::WORKER_STATEMENT_TIMEOUT,
+        queue_metrics_interval: Duration::from_secs(30),
     }
 }
 
@@ -70,7 +71,22 @@ pub fn spawn_worker_process(
     queues: &str,
     lease_seconds: u32,
 ) -> tokio::process::Child {
-    tokio::process::Command::new(crate::binary("worker"))
+    worker_command(app, queues, lease_seconds)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("worker binary")
+}
+
+/// The command [`spawn_worker_process`] runs (quiet: `RUST_LOG=warn`), for tests that read
+/// its output or change its environment before spawning it.
+pub fn worker_command(
+    app: &crate::TestApp,
+    queues: &str,
+    lease_seconds: u32,
+) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(crate::binary("worker"));
+    command
         .env("DATABASE_URL", &app.config.database_url)
         .env("REDIS_URL", &app.redis_url)
         .env("REDIS_PREFIX", app.keys.prefix())
@@ -80,9 +96,6 @@ pub fn spawn_worker_process(
         .env("RELAY_INTERVAL_MS", "100")
         .env("WORKER_HEARTBEAT_SECONDS", "1")
         .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("worker binary")
+        .kill_on_drop(true);
+    command
 }

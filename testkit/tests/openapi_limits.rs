@@ -111,7 +111,13 @@ fn names_field(status: StatusCode, body: &Value, field: &str) -> bool {
 }
 
 fn post(uri: &str, body: &Value) -> Request<Body> {
-    Request::post(uri)
+    send(axum::http::Method::POST, uri, body)
+}
+
+fn send(method: axum::http::Method, uri: &str, body: &Value) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(uri)
         .header("authorization", "Bearer admin-token")
         .header("content-type", "application/json")
         .body(Body::from(body.to_string()))
@@ -130,6 +136,11 @@ async fn documented_limits_are_the_enforced_ones() {
     .execute(&env.pool)
     .await
     .unwrap();
+    // The built-in schedules, so `PATCH /admin/schedules/{id}` finds one.
+    let schedules = jobs::schedules::builtin(&env.config).unwrap();
+    engine::schedule::store::upsert_config(&env.pool, &schedules, chrono::Utc::now())
+        .await
+        .unwrap();
     let config = api::ApiConfig::builder(env.config.clone())
         .tokens(api::auth::Tokens::parse("admin-token:ops:admin").unwrap())
         // Room for the longest lists the bodies allow.
@@ -147,7 +158,8 @@ async fn documented_limits_are_the_enforced_ones() {
     .await;
     let task = uuid::Uuid::now_v7().to_string();
     let concrete = |path: &str| {
-        path.replace("{id}", &task)
+        path.replace("/admin/schedules/{id}", "/admin/schedules/kpi_refresh")
+            .replace("{id}", &task)
             .replace("{eventId}", "ev_demo")
             .replace("{guestId}", "g1")
     };
@@ -160,6 +172,7 @@ async fn documented_limits_are_the_enforced_ones() {
         "/events/{eventId}/guests/{guestId}/send" => json!({"channel": "email"}),
         "/events/{eventId}/deliveries" => json!({"channel": "email", "all": true}),
         "/payments/intent" => json!({"amount": 1, "currency": "MXN"}),
+        "/admin/schedules/{id}" => json!({}),
         other => panic!("no valid body for {other}: add one"),
     };
     // The required query parameters a probe of another one keeps.
@@ -195,8 +208,10 @@ async fn documented_limits_are_the_enforced_ones() {
                                 }
                                 body.insert(field.clone(), value.clone());
                                 let body = Value::Object(body);
+                                let verb: axum::http::Method =
+                                    method.to_uppercase().parse().unwrap();
                                 let (status, reply) =
-                                    call(&app, post(&concrete(path), &body)).await;
+                                    call(&app, send(verb, &concrete(path), &body)).await;
                                 let refused = names_field(status, &reply, field);
                                 assert_eq!(
                                     !refused,
@@ -278,6 +293,10 @@ async fn documented_limits_are_the_enforced_ones() {
         "get /director/reports/overview limit",
         "get /admin/tasks page",
         "get /tasks/{id} wait",
+        "post /director/assign body.delaySeconds",
+        "post /events/{eventId}/guests/{guestId}/send body.delaySeconds",
+        "patch /admin/schedules/{id} body.intervalSeconds",
+        "patch /admin/schedules/{id} body.maxCatchUp",
     ] {
         assert!(
             checked.iter().any(|c| c == expected),

@@ -380,3 +380,43 @@ async fn operators_list_change_and_run_schedules_over_http() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_builtin_schedules_come_from_the_configuration() {
+    let env = TestEnv::new().await;
+    let mut config = env.config.clone();
+    config.landing.hour = 4;
+    config.landing.minute = 30;
+    config.schedule_time_zone = "America/Mexico_City".into();
+    let specs = jobs::schedules::builtin(&config).unwrap();
+    let ids: Vec<&str> = specs.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "kpi_refresh",
+            "task_cleanup",
+            "landing_ttl",
+            "reservation_release",
+            "expire_old_redemptions",
+            "cleanup_redemption_audit_log"
+        ]
+    );
+    store::upsert_config(&env.pool, &specs, t0()).await.unwrap();
+    let landing = store::list(&env.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.id == "landing_ttl")
+        .unwrap();
+    assert_eq!(landing.cron.as_deref(), Some("30 4 * * *"));
+    // 04:30 in Mexico City is 10:30 UTC.
+    assert_eq!(
+        landing.next_run_at,
+        t0() - minutes(90) + chrono::Duration::days(1)
+    );
+    config.schedule_time_zone = "Mars/Olympus".into();
+    assert_eq!(
+        jobs::schedules::builtin(&config).unwrap_err().name,
+        "SCHEDULE_TIME_ZONE"
+    );
+}

@@ -1,7 +1,8 @@
 //! Worker settings, from the environment (see `.env.example`):
 //! `WORKER_QUEUES`, `WORKER_CONCURRENCY`, `WORKER_CONCURRENCY_<QUEUE>`,
 //! `WORKER_SHUTDOWN_TIMEOUT_SECONDS`, `WORKER_POLL_INTERVAL_MS`, `WORKER_HEARTBEAT_SECONDS`,
-//! `RELAY_INTERVAL_MS`, `RELAY_BATCH`, `SCHEDULE_POLL_MS`, `QUEUE_PAUSE_POLL_MS`, `WORKER_STATEMENT_TIMEOUT_MS`.
+//! `RELAY_INTERVAL_MS`, `RELAY_BATCH`, `SCHEDULE_POLL_MS`, `QUEUE_PAUSE_POLL_MS`, `WORKER_STATEMENT_TIMEOUT_MS`,
+//! `QUEUE_METRICS_INTERVAL_SECONDS`.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -25,6 +26,9 @@ pub struct WorkerConfig {
     pub pause_poll_interval: Duration,
     /// `statement_timeout` of the worker's pool (exports set their own on their connection).
     pub statement_timeout: Duration,
+    /// How often the process logs one `queue_metrics` event per served queue
+    /// (`QUEUE_METRICS_INTERVAL_SECONDS`, 1–86400, default 30).
+    pub queue_metrics_interval: Duration,
 }
 
 impl WorkerConfig {
@@ -78,6 +82,13 @@ impl WorkerConfig {
             queues.insert(name, concurrency);
         }
         let poll_ms: u64 = parsed("WORKER_POLL_INTERVAL_MS", 200)?;
+        let metrics_interval = seconds("QUEUE_METRICS_INTERVAL_SECONDS", 30)?;
+        if metrics_interval > Duration::from_secs(86_400) {
+            return Err(ConfigError {
+                name: "QUEUE_METRICS_INTERVAL_SECONDS".into(),
+                message: "must be between 1 and 86400".into(),
+            });
+        }
         let relay_ms: u64 = parsed("RELAY_INTERVAL_MS", 250)?;
         let schedule_ms: u64 = parsed("SCHEDULE_POLL_MS", 1000)?;
         let pause_ms: u64 = parsed("QUEUE_PAUSE_POLL_MS", 1000)?;
@@ -95,6 +106,7 @@ impl WorkerConfig {
                 "WORKER_STATEMENT_TIMEOUT_MS",
                 engine::db::WORKER_STATEMENT_TIMEOUT,
             )?,
+            queue_metrics_interval: metrics_interval,
         })
     }
 }

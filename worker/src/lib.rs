@@ -1,6 +1,6 @@
 //! The worker process: one consumer per served queue (an apalis worker under a supervisor
 //! that restarts it with backoff), plus the relay (Postgres → Redis), the wake listener, the
-//! janitor and the schedule ticker. Every task a message points at is run by the engine's
+//! janitor, the schedule ticker and the `queue_metrics` log. Every task a message points at is run by the engine's
 //! [`engine::runner::Runner`], with the product's [`jobs::Services`].
 
 pub mod config;
@@ -95,7 +95,7 @@ pub async fn run(
         interval: cfg.relay_interval,
         batch: cfg.relay_batch.max(1),
         task_ttl: core.task_ttl,
-        paused,
+        paused: paused.clone(),
     };
     tasks.spawn(relay.run(relay_wake, background.clone()));
     tasks.spawn(engine::transport::janitor::run(
@@ -112,6 +112,22 @@ pub async fn run(
         background.clone(),
     ));
     tasks.spawn(ticker.run(cfg.schedule_interval, background.clone()));
+    tasks.spawn(
+        engine::queue_metrics::QueueMetricsLog {
+            pool: pool.clone(),
+            transport: MessageQueue::new(conn.clone(), keys.clone(), core.queue_max_ready),
+            redis: conn.clone(),
+            keys: keys.clone(),
+            metrics: shared.metrics.clone(),
+            queues: queues.clone(),
+            interval: cfg.queue_metrics_interval,
+            // apalis re-queues the messages of a worker silent for three heartbeats.
+            alive_within: cfg.heartbeat * 3,
+            worker: instance.clone(),
+            paused: paused.clone(),
+        }
+        .run(background.clone()),
+    );
     tasks.spawn(wake::listen(
         core.redis_url.clone(),
         keys.clone(),

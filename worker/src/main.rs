@@ -23,7 +23,8 @@ enum Command {
     /// development and test servers), or the local directory. Exit 0 when usable.
     EnsureStorage,
     /// Create one task, wait for a worker to finish it, print it, exit 0 if it completed.
-    /// For an external cron, e.g. `worker run-once kpi-refresh`.
+    /// For an external cron, e.g. `worker run-once kpi-refresh`, or by hand, e.g.
+    /// `worker run-once landing-ttl --dry-run`.
     RunOnce {
         /// What to run.
         #[arg(value_enum)]
@@ -31,6 +32,12 @@ enum Command {
         /// Give up waiting after this many seconds (the task itself goes on).
         #[arg(long, default_value_t = 900)]
         timeout: u64,
+        /// landing-ttl: report what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// landing-ttl: run even if another run holds the lock (LANDING_TTL_LOCK_KEY).
+        #[arg(long)]
+        force: bool,
     },
     /// List, run, pause or resume the durable schedules (like `/admin/schedules`).
     Schedules {
@@ -52,26 +59,34 @@ enum ScheduleAction {
     Resume { id: String },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum OnceJob {
     /// Refresh the director KPI views and pre-warm the report caches.
     KpiRefresh,
+    /// Move event landings active → archived → expired by their TTL (seeds/001).
+    LandingTtl,
 }
 
 /// `worker run-once <job>`: enqueue, then wait on the task row.
-async fn run_once(cfg: &worker::WorkerConfig, job: OnceJob, timeout: u64) -> anyhow::Result<bool> {
+async fn run_once(
+    cfg: &worker::WorkerConfig,
+    job: OnceJob,
+    timeout: u64,
+    params: serde_json::Value,
+) -> anyhow::Result<bool> {
     use engine::{
         enqueue::{Enqueued, Request},
         store, KindInfo,
     };
     let kind = match job {
         OnceJob::KpiRefresh => KindInfo::of::<jobs::kinds::kpi_refresh::KpiRefresh>(),
+        OnceJob::LandingTtl => KindInfo::of::<jobs::kinds::landing_ttl::LandingTtl>(),
     };
     let (pool, enqueuer) = connect(cfg).await?;
     let rec = match enqueuer
         .enqueue(Request {
             kind,
-            params: serde_json::json!({ "trigger": "cli" }),
+            params,
             requester: "cli",
             idempotency_key: None,
             request_id: None,
@@ -236,8 +251,23 @@ async fn main() -> anyhow::Result<()> {
             let ok = schedules(&cfg, action).await?;
             std::process::exit(if ok { 0 } else { 1 });
         }
-        Command::RunOnce { job, timeout } => {
-            let ok = run_once(&cfg, job, timeout).await?;
+        Command::RunOnce {
+            job,
+            timeout,
+            dry_run,
+            force,
+        } => {
+            if (dry_run || force) && job != OnceJob::LandingTtl {
+                eprintln!("--dry-run and --force apply to landing-ttl only");
+                std::process::exit(2);
+            }
+            let params = match job {
+                OnceJob::LandingTtl => {
+                    serde_json::json!({ "trigger": "cli", "dryRun": dry_run, "force": force })
+                }
+                OnceJob::KpiRefresh => serde_json::json!({ "trigger": "cli" }),
+            };
+            let ok = run_once(&cfg, job, timeout, params).await?;
             std::process::exit(if ok { 0 } else { 1 });
         }
         Command::Run => {

@@ -485,14 +485,23 @@ impl PartialSchema for IntentRequest {
 
 impl ToSchema for IntentRequest {}
 
+/// A cron expression (5 fields, or 6 with seconds first; at most 200 characters): its syntax
+/// is checked by the handler, which names `cron` when it does not parse.
 fn cron_expr() -> Schema {
-    or_null(string().min_length(Some(1)).max_length(Some(200)))
+    or_null(string().min_length(Some(1)).description(Some(
+        "cron expression: 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first",
+    )))
 }
 fn interval_seconds() -> Schema {
     or_null(integer(1, engine::schedule::cadence::MAX_INTERVAL_SECONDS))
 }
+/// An IANA time zone name, checked by the handler.
 fn time_zone() -> Schema {
-    or_null(string().min_length(Some(1)).max_length(Some(64)))
+    or_null(
+        string()
+            .min_length(Some(1))
+            .description(Some("IANA time zone, e.g. America/Mexico_City")),
+    )
 }
 fn catch_up() -> Schema {
     or_null(one_of_names(&["skip", "all"]))

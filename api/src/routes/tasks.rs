@@ -69,7 +69,9 @@ fn admit(state: &AppState, principal: &Principal) -> Result<crate::events::Permi
 /// and Redis never holds it.
 pub fn shown_status(rec: &TaskRecord) -> &'static str {
     let status = rec.status();
-    if status == TaskStatus::Pending && rec.attempts == 0 && rec.run_at > chrono::Utc::now() {
+    // Never started: a task given back to wait (an export waiting for its slot) has started.
+    if status == TaskStatus::Pending && rec.started_at.is_none() && rec.run_at > chrono::Utc::now()
+    {
         SCHEDULED
     } else {
         status.as_str()

@@ -1,6 +1,7 @@
 //! `/console/new`: create a task by hand for the maintenance kinds (the console's "run
-//! now" for work that is otherwise scheduled): KPI refresh, retention cleanup, the ping
-//! probe. Their params only say where they came from.
+//! now" for work that is otherwise scheduled): KPI refresh, retention cleanup, the landing
+//! lifecycle (or its dry run), the ping probe. Their params say where they came from (and,
+//! for the dry run, `dryRun`).
 
 use std::collections::HashMap;
 
@@ -13,7 +14,9 @@ use engine::{
     enqueue::{Enqueued, Request},
     KindInfo,
 };
-use jobs::kinds::{kpi_refresh::KpiRefresh, ping::Ping, task_cleanup::TaskCleanup};
+use jobs::kinds::{
+    kpi_refresh::KpiRefresh, landing_ttl::LandingTtl, ping::Ping, task_cleanup::TaskCleanup,
+};
 use maud::html;
 use serde::Deserialize;
 use serde_json::json;
@@ -22,20 +25,46 @@ use super::{back, html, notice};
 use crate::console::{audit, layout, require_admin, Error, Page};
 use crate::{auth::Principal, request_id, AppState};
 
-/// The kinds an operator may create here, with what they do.
-const MAINTENANCE: [(KindInfo, &str); 3] = [
-    (
-        KindInfo::of::<KpiRefresh>(),
-        "Refresh the director's KPI views and warm the report cache",
-    ),
-    (
-        KindInfo::of::<TaskCleanup>(),
-        "Retention: delete expired tasks, their files, orphan uploads and stale worker registrations",
-    ),
-    (
-        KindInfo::of::<Ping>(),
-        "End-to-end probe: a maintenance worker measures Postgres and Redis",
-    ),
+/// What an operator may create here: a choice, its kind, whether it is a dry run, and what
+/// it does.
+struct Choice {
+    id: &'static str,
+    kind: KindInfo,
+    dry_run: bool,
+    what: &'static str,
+}
+
+const MAINTENANCE: [Choice; 5] = [
+    Choice {
+        id: "kpi_refresh",
+        kind: KindInfo::of::<KpiRefresh>(),
+        dry_run: false,
+        what: "Refresh the director's KPI views and warm the report cache",
+    },
+    Choice {
+        id: "task_cleanup",
+        kind: KindInfo::of::<TaskCleanup>(),
+        dry_run: false,
+        what: "Retention: delete expired tasks, their files, orphan uploads and stale worker registrations",
+    },
+    Choice {
+        id: "landing_ttl",
+        kind: KindInfo::of::<LandingTtl>(),
+        dry_run: false,
+        what: "Landing lifecycle: archive and expire events past their TTL, drop their caches",
+    },
+    Choice {
+        id: "landing_ttl_dry_run",
+        kind: KindInfo::of::<LandingTtl>(),
+        dry_run: true,
+        what: "Landing lifecycle, dry run: report what would move, change nothing",
+    },
+    Choice {
+        id: "ping",
+        kind: KindInfo::of::<Ping>(),
+        dry_run: false,
+        what: "End-to-end probe: a maintenance worker measures Postgres and Redis",
+    },
 ];
 
 pub async fn page(
@@ -50,14 +79,14 @@ pub async fn page(
             (notice(&q))
             table id="maintenance" {
                 tr { th { "Kind" } th { "What it does" } th { "" } }
-                @for (k, what) in MAINTENANCE {
+                @for c in &MAINTENANCE {
                     tr {
-                        td { code { (k.name) } }
-                        td { (what) }
+                        td { code { (c.kind.name) } @if c.dry_run { " (dry run)" } }
+                        td { (c.what) }
                         td {
                             form.inline method="post" action="/console/new" {
-                                input type="hidden" name="kind" value=(k.name);
-                                button type="submit" id={ "run-" (k.name) } { "Run now" }
+                                input type="hidden" name="kind" value=(c.id);
+                                button type="submit" id={ "run-" (c.id) } { "Run now" }
                             }
                         }
                     }
@@ -79,18 +108,23 @@ pub async fn submit(
     Form(form): Form<NewTask>,
 ) -> Page {
     require_admin(&who)?;
-    let Some((kind, _)) = MAINTENANCE.iter().find(|(k, _)| k.name == form.kind) else {
+    let Some(choice) = MAINTENANCE.iter().find(|c| c.id == form.kind) else {
         return Err(Error::field(
             "kind",
-            "must be one of the maintenance kinds: kpi_refresh, task_cleanup, ping",
+            "must be one of kpi_refresh, task_cleanup, landing_ttl, landing_ttl_dry_run, ping",
         ));
     };
+    let kind = &choice.kind;
+    let mut params = json!({ "trigger": "console" });
+    if choice.dry_run {
+        params["dryRun"] = json!(true);
+    }
     let rid = request_id::current();
     let outcome = state
         .enqueuer
         .enqueue(Request {
             kind: *kind,
-            params: json!({ "trigger": "console" }),
+            params,
             requester: &who.requester,
             idempotency_key: None,
             request_id: Some(&rid),
@@ -111,7 +145,7 @@ pub async fn submit(
             target: format!("task:{}", rec.id),
             task: Some(rec.id),
             outcome: "done",
-            detail: json!({ "kind": kind.name }),
+            detail: json!({ "kind": kind.name, "dryRun": choice.dry_run }),
         },
     )
     .await;
