@@ -10,7 +10,7 @@
 # PAGE_SECONDS (default 8) with CONNS (default 2) connections. Needs only the api binary
 # (it migrates at start): TAQUILLA_BIN_DIR or $HOME/.cache/taquilla/target/release.
 #
-# Overview cost: one simulated console polls /console/live/overview every 3 s (what the
+# Overview cost: one simulated console polls /console/live/overview every 5 s (what the
 # page does) for POLL_SECONDS (default 60); the CPU time of the Postgres backends serving
 # this database (from /proc, by pid from pg_stat_activity) over that window, as % of a core.
 set -euo pipefail
@@ -64,6 +64,8 @@ pages=(
   "tasks-created-window|/console/tasks?createdFrom=$(date -u -d '-3 days' +%Y-%m-%dT%H:%M)&createdTo=$(date -u -d '-2 days' +%Y-%m-%dT%H:%M)"
   "tasks-search-params|/console/tasks?search=organizerId%3Dorg_0042"
   "tasks-search-dead-org|/console/tasks?status=dead&search=organizerId%3Dorg_0042"
+  "tasks-search-no-match|/console/tasks?search=organizerId%3Dorg_none"
+  "tasks-search-result|/console/tasks?in=result&search=entryId%3D$(echo -n 4242 | md5sum | cut -c1-32)"
   "task-detail|/console/tasks/$DEAD_ID"
   "task-live|/console/live/tasks/$DEAD_ID"
   "bulk-confirm-count-dead|/console/tasks/bulk?action=retry&status=dead"
@@ -89,7 +91,7 @@ PY
   done
 } | tee "$OUT/pages.txt"
 
-# What the live overview costs Postgres: one console polling every 3 s.
+# What the live overview costs Postgres: one console polling every 5 s.
 backend_ticks() {
   local pids
   pids=$(psql_admin -Atc "SELECT pid FROM pg_stat_activity WHERE datname = '$BENCH_DB' AND pid <> pg_backend_pid()")
@@ -106,7 +108,7 @@ for pid in sys.argv[1:]:
 print(json.dumps(out))
 PY
 }
-say "overview cost: polling /console/live/overview every 3 s for ${POLL_SECONDS} s"
+say "overview cost: polling /console/live/overview every 5 s for ${POLL_SECONDS} s"
 sleep 6 # the counts cache of the page runs above expires
 before=$(backend_ticks)
 end=$(($(date +%s) + POLL_SECONDS))
@@ -114,7 +116,7 @@ polls=0
 while [ "$(date +%s)" -lt "$end" ]; do
   curl -sS -o /dev/null -H "Cookie: $COOKIE" "$API_URL/console/live/overview"
   polls=$((polls + 1))
-  sleep 3
+  sleep 5
 done
 after=$(backend_ticks)
 python3 - "$before" "$after" "$POLL_SECONDS" "$polls" <<'PY' | tee "$OUT/overview-cost.txt"

@@ -31,7 +31,14 @@ pub const FIELDS: [&str; 10] = [
 pub struct Filters {
     pub raw: BTreeMap<&'static str, String>,
     pub filter: TaskFilter,
+    /// A search in results without a creation window got the last day as its window.
+    pub windowed: bool,
 }
+
+/// The window a search in results gets when none is given: `result` has no index (it is
+/// written on the completion path), so such a search walks tasks newest first, and a day
+/// of them stays within the page budget at 1M tasks (BENCHMARKS.md, issue 14).
+pub const RESULT_SEARCH_WINDOW_HOURS: i64 = 24;
 
 impl Filters {
     pub fn get(&self, field: &str) -> &str {
@@ -187,6 +194,15 @@ pub fn parse(q: &HashMap<String, String>) -> Result<Filters, Error> {
             _ => unreachable!("every field of FIELDS is handled"),
         }
     }
+    let f = &mut out.filter;
+    if f.contains.is_some() && f.search_in != SearchIn::Params && f.created_from.is_none() {
+        let from = (Utc::now() - chrono::Duration::hours(RESULT_SEARCH_WINDOW_HOURS))
+            .format("%Y-%m-%dT%H:%M")
+            .to_string();
+        f.created_from = Some(time("createdFrom", &from)?);
+        out.raw.insert("createdFrom", from);
+        out.windowed = true;
+    }
     Ok(out)
 }
 
@@ -222,6 +238,14 @@ mod tests {
             let err = parse(&q(k, v)).unwrap_err();
             assert!(err.message.starts_with(k), "{k}: {err:?}");
         }
+        let mut result_search = q("search", "entryId=x");
+        result_search.insert("in".into(), "result".into());
+        let windowed = parse(&result_search).unwrap();
+        assert!(windowed.windowed && windowed.filter.created_from.is_some());
+        assert!(
+            !parse(&q("search", "a=1")).unwrap().windowed,
+            "params are indexed"
+        );
         let ok = parse(&q("createdFrom", "2026-12-01T10:30")).unwrap();
         assert!(ok.filter.created_from.is_some());
         assert_eq!(ok.query(), "createdFrom=2026-12-01T10%3A30");

@@ -73,6 +73,12 @@ pub async fn page(
         Some(&who),
         html! {
             (notice(&q))
+            @if f.windowed {
+                p.warning id="windowed" {
+                    "A search in results covers the last " (filter::RESULT_SEARCH_WINDOW_HOURS)
+                    " hours unless you set a creation window (results are not indexed)."
+                }
+            }
             (form(&f))
             @if admin {
                 div.bulk id="bulk" {
