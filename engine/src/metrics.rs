@@ -58,9 +58,11 @@ pub fn labels(pairs: &[(&str, &str)]) -> String {
 pub struct Metrics {
     pending: Arc<Mutex<HashMap<String, i64>>>,
     outcomes: Arc<Mutex<HashMap<(String, String), u64>>>,
-    /// (minute since the epoch, queue, outcome) → attempts, for [`minute_counts`].
-    minutes: Arc<Mutex<HashMap<(i64, String, Outcome), i64>>>,
+    minutes: Arc<Mutex<MinuteBatch>>,
 }
+
+/// (minute since the epoch, queue, outcome) → attempts, for [`minute_counts`].
+type MinuteBatch = HashMap<(i64, String, Outcome), i64>;
 
 /// How an attempt counts in the per-minute series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -168,7 +170,7 @@ impl Metrics {
         }
     }
 
-    fn take_minutes(&self) -> HashMap<(i64, String, Outcome), i64> {
+    fn take_minutes(&self) -> MinuteBatch {
         self.minutes
             .lock()
             .map(|mut m| std::mem::take(&mut *m))

@@ -31,14 +31,14 @@ pub const FIELDS: [&str; 10] = [
 pub struct Filters {
     pub raw: BTreeMap<&'static str, String>,
     pub filter: TaskFilter,
-    /// A search in results without a creation window got the last day as its window.
+    /// A search in results without a creation window got the last hours as its window.
     pub windowed: bool,
 }
 
 /// The window a search in results gets when none is given: `result` has no index (it is
 /// written on the completion path), so such a search walks tasks newest first, and a day
-/// of them stays within the page budget at 1M tasks (BENCHMARKS.md, issue 14).
-pub const RESULT_SEARCH_WINDOW_HOURS: i64 = 24;
+/// few hours of them stay within the page budget at 1M tasks (BENCHMARKS.md, issue 14).
+pub const RESULT_SEARCH_WINDOW_HOURS: i64 = 6;
 
 impl Filters {
     pub fn get(&self, field: &str) -> &str {
