@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks and tests the workspace the way CI does: Postgres and Redis (installed from the OS
-# packages and started when missing), then cargo fmt --check, clippy with warnings denied,
-# cargo-machete (no unused dependency),
+# packages and started when missing), the Kubernetes manifests (scripts/k8s-validate.sh),
+# then cargo fmt --check, clippy with warnings denied, cargo-machete (no unused dependency),
 # the tests (cargo nextest when installed, else cargo test), then schemathesis against the
 # served OpenAPI document (scripts/fuzz-api.sh). Stops at the first failure.
 #
@@ -60,6 +60,11 @@ if [ -z "${TEST_S3_ENDPOINT:-}" ]; then
   export TEST_S3_ENDPOINT="http://127.0.0.1:$TAQUILLA_S3_PORT" TEST_S3_ACCESS_KEY=testkey TEST_S3_SECRET_KEY=testsecret
 fi
 export TAQUILLA_REQUIRE_SERVICES=1
+
+# Offline, a few seconds: kubernetes-validate (from the venv above) and the checks no bundled
+# schema covers (KEDA's ScaledObject, grace periods against the workers' shutdown timeout).
+step "Kubernetes manifests (scripts/k8s-validate.sh)"
+bash scripts/k8s-validate.sh
 
 step "cargo fmt --all -- --check"
 cargo fmt --all -- --check

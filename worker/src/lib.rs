@@ -4,6 +4,7 @@
 //! [`engine::runner::Runner`], with the product's [`jobs::Services`].
 
 pub mod config;
+pub mod health;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -128,6 +129,15 @@ pub async fn run(
         }
         .run(background.clone()),
     );
+    if let Some(path) = cfg.health_file.clone() {
+        tasks.spawn(health::beat(
+            path,
+            pool.clone(),
+            conn.clone(),
+            cfg.heartbeat,
+            background.clone(),
+        ));
+    }
     tasks.spawn(wake::listen(
         core.redis_url.clone(),
         keys.clone(),

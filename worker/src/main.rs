@@ -22,6 +22,16 @@ enum Command {
     /// Check the export storage: create the S3 bucket when missing (S3_BUCKET; for
     /// development and test servers), or the local directory. Exit 0 when usable.
     EnsureStorage,
+    /// Container probe: exit 0 when the running worker's WORKER_HEALTH_FILE was rewritten
+    /// recently (live), and with --ready when it also reached Postgres and Redis.
+    Health {
+        /// Also require the last beat to have reached Postgres and Redis.
+        #[arg(long)]
+        ready: bool,
+        /// Oldest beat still counted as alive.
+        #[arg(long, default_value_t = 30)]
+        max_age_seconds: u64,
+    },
     /// Create one task, wait for a worker to finish it, print it, exit 0 if it completed.
     /// For an external cron, e.g. `worker run-once kpi-refresh`, or by hand, e.g.
     /// `worker run-once landing-ttl --dry-run`.
@@ -202,6 +212,23 @@ async fn schedules(cfg: &worker::WorkerConfig, action: ScheduleAction) -> anyhow
     }
 }
 
+/// `worker health`: reads WORKER_HEALTH_FILE only (no configuration, no connection) and exits
+/// 0 (healthy), 1 (not), or 2 (no file configured).
+fn health_probe(ready: bool, max_age_seconds: u64) -> ! {
+    let Some(path) = jobs::config::var("WORKER_HEALTH_FILE") else {
+        eprintln!("worker health: WORKER_HEALTH_FILE is not set");
+        std::process::exit(2);
+    };
+    let max_age = std::time::Duration::from_secs(max_age_seconds);
+    match worker::health::check(std::path::Path::new(&path), max_age, ready) {
+        Ok(()) => std::process::exit(0),
+        Err(why) => {
+            eprintln!("worker health: {why}");
+            std::process::exit(1);
+        }
+    }
+}
+
 async fn shutdown_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -220,6 +247,15 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The probe runs every few seconds in every replica: answered before the logging set-up and
+    // the configuration are read.
+    if let Some(Command::Health {
+        ready,
+        max_age_seconds,
+    }) = cli.command
+    {
+        health_probe(ready, max_age_seconds);
+    }
     jobs::telemetry::init("worker");
     let cfg = match worker::WorkerConfig::from_env() {
         Ok(cfg) => cfg,
@@ -251,6 +287,10 @@ async fn main() -> anyhow::Result<()> {
             let ok = schedules(&cfg, action).await?;
             std::process::exit(if ok { 0 } else { 1 });
         }
+        Command::Health {
+            ready,
+            max_age_seconds,
+        } => health_probe(ready, max_age_seconds),
         Command::RunOnce {
             job,
             timeout,

@@ -126,6 +126,12 @@ pub async fn after_ledger_write(ctx: &Ctx) {
     let Some(run_at) = Utc.timestamp_opt(end, 0).single() else {
         return;
     };
+    // Once this process has the window's refresh in place, its next writes in the window
+    // skip the insert (the idempotency key would make it a no-op, at a Postgres round trip).
+    let scheduled = &ctx.state().kpi_refresh_window;
+    if scheduled.load(std::sync::atomic::Ordering::Relaxed) == end {
+        return;
+    }
     let key = format!("kpi_refresh:after-write:{end}");
     let result = ctx
         .enqueuer()
@@ -138,7 +144,10 @@ pub async fn after_ledger_write(ctx: &Ctx) {
             run_at: Some(run_at),
         })
         .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "coalesced KPI refresh not scheduled; cron will refresh");
+    match result {
+        Ok(_) => scheduled.store(end, std::sync::atomic::Ordering::Relaxed),
+        Err(e) => {
+            tracing::warn!(error = %e, "coalesced KPI refresh not scheduled; its schedule will refresh")
+        }
     }
 }
