@@ -44,6 +44,8 @@ DATABASE_URL=$TEST_DATABASE_URL ensure_postgres
 ensure_database "$TEST_DATABASE_URL"
 REDIS_URL=$TEST_REDIS_URL ensure_redis
 ensure_redis_server_binary
+step "browser: chromium and chromedriver (the console's browser test)"
+ensure_chromium
 
 # The real S3 server and SMTP sink of the export and e-mail tests (DESIGN §7): SeaweedFS
 # and aiosmtpd from a venv. The S3 server runs for this script only; the e-mail tests start

@@ -113,7 +113,7 @@ impl Principal {
     }
 }
 
-type TokenDigest = [u8; 32];
+pub type TokenDigest = [u8; 32];
 
 fn digest(token: &str) -> TokenDigest {
     Sha256::digest(token.as_bytes()).into()
@@ -192,10 +192,15 @@ impl Tokens {
 
     /// The principal of `token`, comparing its digest with every configured one.
     pub fn lookup(&self, token: &str) -> Option<&Principal> {
-        let presented = digest(token);
+        self.lookup_digest(&digest(token))
+    }
+
+    /// The principal of a token's SHA-256 digest (the console's session cookie carries the
+    /// digest, never the token), compared with every configured one.
+    pub fn lookup_digest(&self, presented: &TokenDigest) -> Option<&Principal> {
         let mut found = None;
         for (d, principal) in self.0.iter() {
-            if same_digest(d, &presented) {
+            if same_digest(d, presented) {
                 found = Some(principal);
             }
         }

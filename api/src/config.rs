@@ -1,5 +1,6 @@
 //! Api settings, from the environment (see `.env.example`): `PORT`, `HOST`, `API_TOKENS`,
-//! `API_BODY_LIMIT_BYTES`, `METRICS_TOKEN`, `METRICS_CACHE_SECONDS`, plus the shared ones of
+//! `API_BODY_LIMIT_BYTES`, `METRICS_TOKEN`, `METRICS_CACHE_SECONDS`, the console's
+//! `CONSOLE_SESSION_SECRET`, `CONSOLE_SECURE_COOKIE` and `CONSOLE_SESSION_HOURS`, plus the shared ones of
 //! [`jobs::Config`] (`TAQUILLA_ENV` among them).
 
 use std::{
@@ -25,6 +26,8 @@ pub struct ApiConfig {
     pub long_poll_max: u64,
     /// Who may scrape `/metrics` and how long its database figures are reused.
     pub security: Security,
+    /// The operator console's session settings.
+    pub console: crate::console::session::SessionConfig,
 }
 
 /// Settings of the edges added for production (issue 10); `Default` is what tests and a
@@ -112,8 +115,10 @@ impl ApiConfig {
                 "neither WA_APP_SECRET nor WA_WEBHOOK_SECRET is set: POST /wa/webhook answers 401 to every call"
             );
         }
+        let console = crate::console::session::SessionConfig::from_env(env, &core.database_url)?;
         tracing::info!(environment = env.as_str(), "api configuration loaded");
         Ok(Self::builder(core)
+            .console(console)
             .bind(SocketAddr::new(host, port))
             .tokens(tokens)
             .body_limit(parsed("API_BODY_LIMIT_BYTES", DEFAULT_BODY_LIMIT)?)
@@ -134,6 +139,7 @@ impl ApiConfig {
                 body_limit: DEFAULT_BODY_LIMIT,
                 long_poll_max: LONG_POLL_MAX_SECONDS,
                 security: Security::default(),
+                console: crate::console::session::SessionConfig::development(),
             },
         }
     }
@@ -177,6 +183,11 @@ impl ApiConfigBuilder {
 
     pub fn metrics_cache_ttl(mut self, ttl: Duration) -> Self {
         self.config.security.metrics_cache_ttl = ttl;
+        self
+    }
+
+    pub fn console(mut self, console: crate::console::session::SessionConfig) -> Self {
+        self.config.console = console;
         self
     }
 

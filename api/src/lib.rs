@@ -5,6 +5,7 @@ pub mod access;
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod console;
 pub mod enqueue_table;
 pub mod error;
 pub mod events;
@@ -285,11 +286,13 @@ pub fn router(state: AppState) -> Router {
         routes::openapi::Document::new(&crate::openapi::build(doc, document_limits(&state)));
     let body_limit = state.config.body_limit;
     // Authorization sits on the routes (it needs the matched route), so an unknown path is
-    // still a 404 and a wrong method a 405, not a 401.
+    // still a 404 and a wrong method a 405, not a 401. The console's HTML pages are the one
+    // router outside the document, with their own session checks (see `console`).
     r.route_layer(middleware::from_fn_with_state(
         state.clone(),
         access::authorize,
     ))
+    .merge(console::router(state.clone()))
     .fallback(not_found_route)
     .layer(axum::Extension(document))
     .layer(axum::extract::DefaultBodyLimit::max(body_limit))

@@ -94,6 +94,15 @@ impl<S: Send + Sync + 'static> QueueConsumer<S> {
                 .concurrency(self.concurrency)
                 .data(self.runner.clone())
                 .build(on_message::<S>);
+            // Operators see each worker's concurrency next to its registration (apalis
+            // itself records only its backend and service there); best effort.
+            let mut conn = self.conn.clone();
+            let _: Result<(), _> = redis::cmd("HSET")
+                .arg(self.keys.apalis_worker_metadata(&self.queue, &name))
+                .arg("concurrency")
+                .arg(self.concurrency)
+                .query_async(&mut conn)
+                .await;
             let started = Instant::now();
             let stop = shutdown.clone();
             let pause = self.signal.paused();

@@ -7,7 +7,8 @@
 //! - [`enqueue`]: creating tasks; [`transport`]: the messages, the relay that pushes due
 //!   tasks, wake-ups and the janitor; [`consumer`]: a queue's apalis worker; [`schedule`]:
 //!   durable schedules (cron or interval, catch-up, no leader); [`actions`]: cancel and
-//!   re-drive, with the kinds' [`hooks`];
+//!   re-drive, with the kinds' [`hooks`]; [`browse`]: the operators' filtered, keyset-paged
+//!   reads of `tasks`;
 //! - [`runner`]: claim → handler → outcome, with leases, timeouts and batching;
 //!   [`context`]: what a handler sees ([`TaskContext`]); [`outcome`]: how an attempt ends
 //!   ([`Done`], [`JobError`]); [`retry`], [`progress`], [`metrics`];
@@ -21,6 +22,7 @@
 //! parameter `S` of [`Runtime`], [`TaskContext`] and [`Registry`]: the engine never names it.
 
 pub mod actions;
+pub mod browse;
 pub mod consumer;
 pub mod context;
 pub mod db;

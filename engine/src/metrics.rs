@@ -4,6 +4,11 @@
 //! `GET /metrics`. Histograms use fixed buckets stored cumulatively, so adding counters from
 //! many replicas keeps them valid.
 //!
+//! Next to the histograms, every finished attempt also adds one to a per-minute counter
+//! (queue, minute, completed or failed) in a hash per UTC day that expires after two days:
+//! the operator console draws throughput and failures over the last hour and day from these
+//! (at most 1,440 minutes × queues × 2 fields to read), never from a scan of `tasks`.
+//!
 //! Series: `taquilla_task_duration_seconds{kind,status}` for every finished attempt, and
 //! `director_jobs_reports_duration_seconds{report,format,status}` for exports (the seed's
 //! `director.jobs.reports.duration` and `status`).
@@ -53,6 +58,74 @@ pub fn labels(pairs: &[(&str, &str)]) -> String {
 pub struct Metrics {
     pending: Arc<Mutex<HashMap<String, i64>>>,
     outcomes: Arc<Mutex<HashMap<(String, String), u64>>>,
+    minutes: Arc<Mutex<MinuteBatch>>,
+}
+
+/// (minute since the epoch, queue, outcome) → attempts, for [`minute_counts`].
+type MinuteBatch = HashMap<(i64, String, Outcome), i64>;
+
+/// How an attempt counts in the per-minute series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Completed,
+    /// The attempt ended with an error (retried, failed or dead).
+    Failed,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Completed => "c",
+            Outcome::Failed => "f",
+        }
+    }
+}
+
+/// Per-minute hashes live this long: a day of history plus the day being written.
+const MINUTES_TTL_SECONDS: i64 = 2 * 86_400;
+
+/// One minute of one queue: attempts completed and failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MinuteCount {
+    pub completed: i64,
+    pub failed: i64,
+}
+
+/// Per-minute counts since `since_minute` (minutes since the epoch), as
+/// `(minute, queue) → counts`, read from the day hashes that cover the window (two at most
+/// for a day's window).
+pub async fn minute_counts(
+    redis: &mut ConnectionManager,
+    keys: &Keys,
+    since_minute: i64,
+    now_minute: i64,
+) -> redis::RedisResult<BTreeMap<(i64, String), MinuteCount>> {
+    let mut pipe = redis::pipe();
+    let days: Vec<i64> = (since_minute.div_euclid(1440)..=now_minute.div_euclid(1440)).collect();
+    for day in &days {
+        pipe.hgetall(keys.metrics_minutes(*day));
+    }
+    let hashes: Vec<HashMap<String, i64>> = pipe.query_async(redis).await?;
+    let mut out: BTreeMap<(i64, String), MinuteCount> = BTreeMap::new();
+    for (f, n) in hashes.iter().flatten() {
+        let mut it = f.splitn(3, '\t');
+        let (Some(m), Some(queue), Some(o)) = (it.next(), it.next(), it.next()) else {
+            continue;
+        };
+        let Ok(minute) = m.parse::<i64>() else {
+            continue;
+        };
+        if minute < since_minute || minute > now_minute {
+            continue;
+        }
+        let slot = out.entry((minute, queue.to_string())).or_default();
+        match o {
+            "c" => slot.completed += n,
+            "f" => slot.failed += n,
+            _ => {}
+        }
+    }
+    Ok(out)
 }
 
 impl Metrics {
@@ -89,6 +162,21 @@ impl Metrics {
         *map.entry(field(metric, &l, "+Inf")).or_default() += 1;
     }
 
+    /// Counts one finished attempt on `queue` in the current minute (see [`minute_counts`]).
+    pub fn count_minute(&self, queue: &str, outcome: Outcome) {
+        let minute = chrono::Utc::now().timestamp().div_euclid(60);
+        if let Ok(mut map) = self.minutes.lock() {
+            *map.entry((minute, queue.to_string(), outcome)).or_default() += 1;
+        }
+    }
+
+    fn take_minutes(&self) -> MinuteBatch {
+        self.minutes
+            .lock()
+            .map(|mut m| std::mem::take(&mut *m))
+            .unwrap_or_default()
+    }
+
     fn take(&self) -> HashMap<String, i64> {
         self.pending
             .lock()
@@ -112,16 +200,33 @@ impl Metrics {
                 _ = stop.cancelled() => true,
             };
             let batch = self.take();
-            if !batch.is_empty() {
+            let minutes = self.take_minutes();
+            if !batch.is_empty() || !minutes.is_empty() {
                 let mut pipe = redis::pipe();
                 for (f, n) in &batch {
                     pipe.hincr(&key, f, *n).ignore();
+                }
+                let mut days = std::collections::BTreeSet::new();
+                for ((minute, queue, outcome), n) in &minutes {
+                    let day = minute.div_euclid(1440);
+                    days.insert(day);
+                    let f = format!("{minute}\t{queue}\t{}", outcome.as_str());
+                    pipe.hincr(keys.metrics_minutes(day), f, *n).ignore();
+                }
+                for day in days {
+                    pipe.expire(keys.metrics_minutes(day), MINUTES_TTL_SECONDS)
+                        .ignore();
                 }
                 if let Err(e) = pipe.query_async::<()>(&mut redis).await {
                     tracing::debug!(error = %e, "metrics not flushed; kept for the next flush");
                     if let Ok(mut map) = self.pending.lock() {
                         for (f, n) in batch {
                             *map.entry(f).or_default() += n;
+                        }
+                    }
+                    if let Ok(mut map) = self.minutes.lock() {
+                        for (k, n) in minutes {
+                            *map.entry(k).or_default() += n;
                         }
                     }
                 }

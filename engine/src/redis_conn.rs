@@ -89,6 +89,12 @@ impl Keys {
         format!("{}:metrics", self.prefix)
     }
 
+    /// Hash of one UTC day's per-minute outcome counters (see `metrics::minute_counts`);
+    /// `day` = days since the epoch.
+    pub fn metrics_minutes(&self, day: i64) -> String {
+        format!("{}:metrics:minutes:{day}", self.prefix)
+    }
+
     /// Pub/sub channel that wakes idle workers of a queue right after a push.
     pub fn wake_channel(&self, queue: &str) -> String {
         format!("{}:wake:{}", self.prefix, queue)

@@ -439,6 +439,17 @@ impl<S: Send + Sync + 'static> Runner<S> {
             started.elapsed().as_secs_f64(),
         );
         self.shared.metrics.count_outcome(spec.queue, outcome);
+        // Waiting, cancelled and superseded attempts are neither throughput nor failures.
+        let minute = match TaskStatus::parse(outcome) {
+            Some(TaskStatus::Completed) => Some(crate::metrics::Outcome::Completed),
+            Some(TaskStatus::Failed | TaskStatus::Dead | TaskStatus::Retrying) => {
+                Some(crate::metrics::Outcome::Failed)
+            }
+            _ => None,
+        };
+        if let Some(o) = minute {
+            self.shared.metrics.count_minute(spec.queue, o);
+        }
     }
 
     /// A kind this worker does not know (a newer version enqueued it during a rolling

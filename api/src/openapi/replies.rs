@@ -218,6 +218,9 @@ pub struct Redriven {
 pub struct WorkerQueue {
     pub queue: String,
     pub last_seen_at: Option<DateTime<Utc>>,
+    /// How many tasks of this queue the process runs at once (unknown for a worker of an
+    /// older version).
+    pub concurrency: Option<i64>,
 }
 
 /// A worker process, from its apalis heartbeats and the tasks it runs.

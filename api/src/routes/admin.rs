@@ -292,11 +292,18 @@ pub async fn workers(
     principal: Principal,
 ) -> Result<Response, ApiError> {
     require_observer(&principal)?;
+    let data = worker_rows(&state).await?;
+    Ok(Json(json!({ "data": data, "requestId": request_id::current() })).into_response())
+}
+
+/// The rows of `GET /admin/workers` (the console's workers page shows the same).
+pub async fn worker_rows(state: &AppState) -> Result<Vec<serde_json::Value>, ApiError> {
     let keys = engine::redis_conn::Keys::new(state.config.core.redis_prefix.clone());
     let now = chrono::Utc::now().timestamp();
     let mut redis = state.redis.clone();
-    // instance → (queue → last heartbeat)
-    let mut seen: std::collections::BTreeMap<String, Vec<(String, i64)>> = Default::default();
+    // instance → (queue, last heartbeat, concurrency)
+    let mut seen: std::collections::BTreeMap<String, Vec<(String, i64, Option<i64>)>> =
+        Default::default();
     for q in jobs::queues::ALL {
         let set = keys.apalis_workers(q);
         let members: Vec<(String, i64)> = redis::cmd("ZRANGEBYSCORE")
@@ -308,6 +315,13 @@ pub async fn workers(
             .await
             .map_err(|e| ApiError::unavailable("redis", e))?;
         for (name, last) in members {
+            let concurrency: Option<i64> = redis::cmd("HGET")
+                .arg(keys.apalis_worker_metadata(q, &name))
+                .arg("concurrency")
+                .query_async(&mut redis)
+                .await
+                .ok()
+                .flatten();
             // apalis name = <instance>-<queue>-<restart number> (worker/src/lib.rs)
             let instance = name
                 .strip_suffix(&format!("-{}", name.rsplit('-').next().unwrap_or("")))
@@ -316,7 +330,7 @@ pub async fn workers(
                 .to_string();
             seen.entry(instance)
                 .or_default()
-                .push((q.to_string(), last));
+                .push((q.to_string(), last, concurrency));
         }
     }
     let running = sqlx::query_as::<_, (String, String, i64)>(
@@ -338,8 +352,9 @@ pub async fn workers(
             "worker": instance,
             "alive": now - last <= ALIVE_WITHIN_SECONDS,
             "lastSeenAt": chrono::DateTime::from_timestamp(last, 0),
-            "queues": queues.iter().map(|(q, t)| json!({
-                "queue": q, "lastSeenAt": chrono::DateTime::from_timestamp(*t, 0)
+            "queues": queues.iter().map(|(q, t, c)| json!({
+                "queue": q, "lastSeenAt": chrono::DateTime::from_timestamp(*t, 0),
+                "concurrency": c,
             })).collect::<Vec<_>>(),
             "running": total,
             "runningByKind": kinds,
@@ -353,7 +368,7 @@ pub async fn workers(
             "running": total, "runningByKind": kinds,
         }));
     }
-    Ok(Json(json!({ "data": data, "requestId": request_id::current() })).into_response())
+    Ok(data)
 }
 
 #[utoipa::path(

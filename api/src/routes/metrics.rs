@@ -47,7 +47,10 @@ impl QueueStatsCache {
     }
 
     /// The counts, and how old they are; failures are not kept, so the next scrape retries.
-    async fn get(&self, pool: &PgPool) -> Result<(Arc<Vec<QueueStats>>, Duration), sqlx::Error> {
+    pub(crate) async fn get(
+        &self,
+        pool: &PgPool,
+    ) -> Result<(Arc<Vec<QueueStats>>, Duration), sqlx::Error> {
         let mut last = self.last.lock().await;
         if let Some((at, stats)) = last.as_ref() {
             if at.elapsed() < self.ttl {
