@@ -23,6 +23,9 @@ pub fn worker_config(env: &TestEnv, queues: &[&str]) -> WorkerConfig {
         relay_interval: Duration::from_millis(100),
         relay_batch: 500,
         schedule_interval: Duration::from_millis(200),
+        // A tick (every minute for reservation_release) would add tasks a test did not ask
+        // for; tests of schedules turn it on (`TestAppBuilder::worker_settings`).
+        run_schedules: false,
         pause_poll_interval: Duration::from_millis(200),
         statement_timeout: engine::db::WORKER_STATEMENT_TIMEOUT,
         queue_metrics_interval: Duration::from_secs(30),
@@ -96,6 +99,7 @@ pub fn worker_command(
         .env("QUEUE_REPUSH_AFTER_SECONDS", "1")
         .env("RELAY_INTERVAL_MS", "100")
         .env("WORKER_HEARTBEAT_SECONDS", "1")
+        .env("WORKER_SCHEDULES", "false")
         .env("RUST_LOG", "warn")
         .kill_on_drop(true);
     command

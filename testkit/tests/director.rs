@@ -404,6 +404,7 @@ async fn reports_stay_correct_when_redis_is_down() {
 async fn kpi_refresh_runs_once_per_cron_tick_across_three_replicas() {
     let app = TestApp::builder()
         .core(|c| c.kpi_refresh_interval = Duration::from_secs(1))
+        .worker_settings(|w| w.run_schedules = true)
         .spawn()
         .await;
     director_fixture(&app).await;

@@ -23,6 +23,7 @@ fn spawn_worker(app: &TestApp) -> Child {
         .env("RELAY_INTERVAL_MS", "100")
         .env("WORKER_HEARTBEAT_SECONDS", "1")
         .env("NOOP_ALLOW_CRASH", "1")
+        .env("WORKER_SCHEDULES", "false")
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -1,7 +1,7 @@
 //! Worker settings, from the environment (see `.env.example`):
 //! `WORKER_QUEUES`, `WORKER_CONCURRENCY`, `WORKER_CONCURRENCY_<QUEUE>`,
 //! `WORKER_SHUTDOWN_TIMEOUT_SECONDS`, `WORKER_POLL_INTERVAL_MS`, `WORKER_HEARTBEAT_SECONDS`,
-//! `RELAY_INTERVAL_MS`, `RELAY_BATCH`, `SCHEDULE_POLL_MS`, `QUEUE_PAUSE_POLL_MS`, `WORKER_STATEMENT_TIMEOUT_MS`,
+//! `RELAY_INTERVAL_MS`, `RELAY_BATCH`, `SCHEDULE_POLL_MS`, `WORKER_SCHEDULES`, `QUEUE_PAUSE_POLL_MS`, `WORKER_STATEMENT_TIMEOUT_MS`,
 //! `QUEUE_METRICS_INTERVAL_SECONDS`, `WORKER_HEALTH_FILE`.
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
@@ -22,6 +22,9 @@ pub struct WorkerConfig {
     pub relay_batch: usize,
     /// How often the schedule ticker looks for due schedules (`SCHEDULE_POLL_MS`).
     pub schedule_interval: Duration,
+    /// Whether this process ticks the schedules (`WORKER_SCHEDULES`, default true). Any
+    /// number of replicas may; turning it off leaves the ticking to the others.
+    pub run_schedules: bool,
     /// How often a worker reads which queues are paused (`QUEUE_PAUSE_POLL_MS`).
     pub pause_poll_interval: Duration,
     /// `statement_timeout` of the worker's pool (exports set their own on their connection).
@@ -104,6 +107,7 @@ impl WorkerConfig {
             relay_interval: Duration::from_millis(relay_ms.max(10)),
             relay_batch: parsed("RELAY_BATCH", 200)?,
             schedule_interval: Duration::from_millis(schedule_ms.clamp(50, 60_000)),
+            run_schedules: parsed("WORKER_SCHEDULES", true)?,
             pause_poll_interval: Duration::from_millis(pause_ms.clamp(50, 60_000)),
             statement_timeout: engine::db::statement_timeout_from_env(
                 "WORKER_STATEMENT_TIMEOUT_MS",

@@ -112,7 +112,9 @@ pub async fn run(
         Duration::from_secs(1),
         background.clone(),
     ));
-    tasks.spawn(ticker.run(cfg.schedule_interval, background.clone()));
+    if cfg.run_schedules {
+        tasks.spawn(ticker.run(cfg.schedule_interval, background.clone()));
+    }
     tasks.spawn(
         engine::queue_metrics::QueueMetricsLog {
             pool: pool.clone(),
