@@ -119,26 +119,12 @@ async fn send(
     cfg: &PaymentsConfig,
     request: reqwest::RequestBuilder,
 ) -> Result<Value, ProviderError> {
-    let response = request
+    let request = request
         .bearer_auth(cfg.conekta_api_key.as_deref().unwrap_or_default())
         .header("Accept", ACCEPT)
         .header("Accept-Language", "es")
-        .timeout(cfg.provider_timeout)
-        .send()
-        .await
-        .map_err(|e| unavailable("network", e.to_string(), None))?;
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| unavailable("network", e.to_string(), None))?;
-    let raw: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    if status.is_success() {
-        Ok(raw)
-    } else {
-        Err(error_from(status, &headers, &raw))
-    }
+        .timeout(cfg.provider_timeout);
+    super::exchange(request, error_from).await
 }
 
 /// The order: one line item for the whole amount, a placeholder customer, our reference and

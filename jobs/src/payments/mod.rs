@@ -150,6 +150,30 @@ pub(crate) fn provider_error(
     }
 }
 
+/// Sends one provider call: its JSON answer when it succeeded, else the provider's error as
+/// `on_error` reads it from the status, headers and body. A network failure is "not now".
+pub(crate) async fn exchange(
+    request: reqwest::RequestBuilder,
+    on_error: fn(reqwest::StatusCode, &reqwest::header::HeaderMap, &Value) -> ProviderError,
+) -> Result<Value, ProviderError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| unavailable("network", e.to_string(), None))?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| unavailable("network", e.to_string(), None))?;
+    let raw: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if status.is_success() {
+        Ok(raw)
+    } else {
+        Err(on_error(status, &headers, &raw))
+    }
+}
+
 /// A provider's answer that says "not now".
 pub(crate) fn unavailable(
     code: &str,

@@ -63,26 +63,13 @@ pub async fn create_intent(
         "{}/v1/payment_intents",
         cfg.stripe_api_url.trim_end_matches('/')
     );
-    let response = http
+    let request = http
         .post(url)
         .bearer_auth(cfg.stripe_secret_key.as_deref().unwrap_or_default())
         .header("Idempotency-Key", req.payment_id.to_string())
         .form(&intent_form(req))
-        .timeout(cfg.provider_timeout)
-        .send()
-        .await
-        .map_err(|e| unavailable("network", e.to_string(), None))?;
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| unavailable("network", e.to_string(), None))?;
-    let raw: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    if status.is_success() {
-        return created_intent(raw);
-    }
-    Err(error_from(status, &headers, &raw))
+        .timeout(cfg.provider_timeout);
+    created_intent(super::exchange(request, error_from).await?)
 }
 
 /// The form fields of a PaymentIntent: scalar metadata is passed on as `metadata[k]`, and

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::{
-    config::PaymentsConfig, provider_error, unavailable, CreatedIntent, IntentRequest, ParsedEvent,
+    config::PaymentsConfig, provider_error, CreatedIntent, IntentRequest, ParsedEvent,
     PaymentStatus, ProviderError, WebhookError, WebhookRequest,
 };
 
@@ -52,25 +52,12 @@ pub async fn create_intent(
     req: &IntentRequest,
 ) -> Result<CreatedIntent, ProviderError> {
     let url = format!("{}/payment_links", cfg.wompi_api_url.trim_end_matches('/'));
-    let response = http
+    let request = http
         .post(url)
         .bearer_auth(cfg.wompi_private_key.as_deref().unwrap_or_default())
         .json(&link_body(req))
-        .timeout(cfg.provider_timeout)
-        .send()
-        .await
-        .map_err(|e| unavailable("network", e.to_string(), None))?;
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| unavailable("network", e.to_string(), None))?;
-    let raw: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    if status.is_success() {
-        return created_intent(raw);
-    }
-    Err(error_from(status, &headers, &raw))
+        .timeout(cfg.provider_timeout);
+    created_intent(super::exchange(request, error_from).await?)
 }
 
 /// The link's JSON. `name` and `description` are required by Wompi and shown to the payer.
