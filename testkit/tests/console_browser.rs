@@ -109,6 +109,21 @@ async fn text(c: &Client, css: &str) -> Option<String> {
     c.find(Locator::Css(css)).await.ok()?.text().await.ok()
 }
 
+/// Waits (up to 10 s) until `css`'s text contains `needle`: after a click that posts a form,
+/// the next page may not have loaded yet.
+async fn wait_text(c: &Client, css: &str, needle: &str) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if text(c, css).await.is_some_and(|t| t.contains(needle)) {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn count(c: &Client, css: &str) -> usize {
     c.find_all(Locator::Css(css))
         .await
@@ -408,10 +423,7 @@ async fn run(chromium: PathBuf, driver: PathBuf) {
     // Pause the queue: new tasks wait, the overview says so live; resume: they run.
     c.goto(&format!("{base}/console")).await.unwrap();
     click(&c, "#pause-maintenance").await;
-    assert!(text(&c, "#queue-maintenance .state")
-        .await
-        .unwrap()
-        .contains("paused by ops"));
+    assert!(wait_text(&c, "#queue-maintenance .state", "paused by ops").await);
     mark_page(&c).await;
     tokio::time::sleep(Duration::from_millis(600)).await; // workers see the pause (200 ms poll)
     let waiting = [
