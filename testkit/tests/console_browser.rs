@@ -105,8 +105,17 @@ where
     }
 }
 
+/// The text of `css`, waiting up to 10 s for it to appear: after a click that posts a form,
+/// the next page may still be loading.
 async fn text(c: &Client, css: &str) -> Option<String> {
-    c.find(Locator::Css(css)).await.ok()?.text().await.ok()
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()
 }
 
 /// Waits (up to 10 s) until `css`'s text contains `needle`: after a click that posts a form,
@@ -132,7 +141,9 @@ async fn count(c: &Client, css: &str) -> usize {
 }
 
 async fn click(c: &Client, css: &str) {
-    c.find(Locator::Css(css))
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
         .await
         .unwrap_or_else(|e| panic!("{css} not on the page: {e}"))
         .click()
