@@ -19,6 +19,7 @@ pub use crate::outcome::{Committed, Done, Effect, JobError};
 use crate::{
     enqueue::Enqueuer,
     env::EngineConfig,
+    group::{GroupCommit, GroupWrite, Groups},
     metrics::Metrics,
     progress::{Notifier, ProgressStore},
     redis_conn::Keys,
@@ -31,6 +32,9 @@ use redis::aio::ConnectionManager;
 /// (its integrations and configuration), which the engine never looks into.
 pub struct Runtime<S> {
     pub pool: PgPool,
+    /// Claims and lease renewals: commits that need not wait for the disk
+    /// ([`crate::db::bookkeeping_pool`] says why that is safe).
+    pub bookkeeping: PgPool,
     pub config: EngineConfig,
     pub progress: ProgressStore,
     pub notifier: Notifier,
@@ -40,6 +44,8 @@ pub struct Runtime<S> {
     pub keys: Keys,
     /// Task metrics of this process, flushed to Redis by the worker (`crate::metrics`).
     pub metrics: Metrics,
+    /// The kinds' group committers ([`TaskContext::complete_in_group`]).
+    pub groups: Groups,
     pub state: S,
 }
 
@@ -55,6 +61,8 @@ impl<S> Runtime<S> {
             redis,
             keys,
             metrics: Metrics::default(),
+            groups: Groups::default(),
+            bookkeeping: crate::db::bookkeeping_pool(&pool),
             pool,
             config,
             state,
@@ -211,5 +219,21 @@ impl<S> TaskContext<S> {
         }
         tx.commit().await?;
         Ok(Done::Committed(Committed(())))
+    }
+
+    /// Like [`TaskContext::complete_in`], but the effects are written by `W` in a
+    /// transaction shared with the other tasks of this kind that finish meanwhile (see
+    /// [`crate::group`]): one commit for many tasks, each still completed exactly with its
+    /// own effects. `make` builds the writer the first time this runtime needs one.
+    pub async fn complete_in_group<W: GroupWrite>(
+        &self,
+        make: impl FnOnce() -> W,
+        item: W::Item,
+    ) -> Result<Done, JobError> {
+        let runtime = &self.runtime;
+        let group = runtime.groups.get_or_init::<W>(|| {
+            GroupCommit::new(runtime.pool.clone(), make(), runtime.config.task_ttl)
+        });
+        group.commit(self.id, self.attempt, item).await
     }
 }

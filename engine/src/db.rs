@@ -62,6 +62,31 @@ pub async fn connect_with(
         .await
 }
 
+/// Connections of the bookkeeping pool (see [`bookkeeping_pool`]): the runner keeps one
+/// claim statement in flight, the relay one transaction, lease renewal one statement.
+const BOOKKEEPING_CONNECTIONS: u32 = 4;
+
+/// A pool beside `pool` (same server, same settings) whose commits do not wait for the WAL
+/// flush (`synchronous_commit = off`), for writes whose loss in a Postgres crash only
+/// repeats work the engine already knows how to repeat: a claim (the task is re-pushed
+/// after `QUEUE_REPUSH_AFTER_SECONDS` and claimed again; the lost attempt's completion is
+/// refused by its fence), the relay's `pushed_at` marks (a message pushed twice is claimed
+/// once), a lease renewal. Such a commit is visible to every session at once and is on disk
+/// within `wal_writer_delay` (× 3 at worst), or as soon as any later synchronous commit
+/// flushes the WAL past it: a completion, always synchronous, therefore never outlives its
+/// claim. A worker killed right after a claim still has its attempt counted: only Postgres
+/// itself crashing loses it. Completions, effects and anything a client was told stay on
+/// `pool`. Lazy: no connection is opened before the first use.
+pub fn bookkeeping_pool(pool: &PgPool) -> PgPool {
+    let options = (*pool.connect_options())
+        .clone()
+        .options([("synchronous_commit", "off")]);
+    PgPoolOptions::new()
+        .max_connections(BOOKKEEPING_CONNECTIONS)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options)
+}
+
 /// True for errors worth retrying at once (deadlock, serialization failure, lost connection).
 pub fn is_transient(err: &sqlx::Error) -> bool {
     match err {

@@ -9,25 +9,28 @@
 //!   durable schedules (cron or interval, catch-up, no leader); [`actions`]: cancel and
 //!   re-drive, with the kinds' [`hooks`]; [`browse`]: the operators' filtered, keyset-paged
 //!   reads of `tasks`;
-//! - [`runner`]: claim → handler → outcome, with leases, timeouts and batching;
+//! - [`runner`]: claim → handler → outcome, with leases, timeouts and batching
+//!   ([`batcher`]); [`group`]: group commits of many tasks' effects;
 //!   [`context`]: what a handler sees ([`TaskContext`]); [`outcome`]: how an attempt ends
 //!   ([`Done`], [`JobError`]); [`retry`], [`progress`], [`metrics`];
 //! - [`queue_metrics`]: the periodic per-queue log event of every worker.
 //!
 //! Modules depend downwards only (`tests/layering.rs` checks it): task, outcome, retry,
-//! env, db, redis_conn, stored_json → store, hooks, progress, metrics → transport → enqueue →
-//! context → kind → runner, actions, schedule → consumer.
+//! env, db, redis_conn, stored_json → batcher, store, hooks, progress, metrics → group,
+//! transport → enqueue → context → kind → runner, actions, schedule → consumer.
 //!
 //! The product's own state (its integrations, its configuration) travels as the type
 //! parameter `S` of [`Runtime`], [`TaskContext`] and [`Registry`]: the engine never names it.
 
 pub mod actions;
+pub mod batcher;
 pub mod browse;
 pub mod consumer;
 pub mod context;
 pub mod db;
 pub mod enqueue;
 pub mod env;
+pub mod group;
 pub mod hooks;
 pub mod kind;
 pub mod metrics;
@@ -45,6 +48,7 @@ pub mod transport;
 
 pub use context::{Runtime, TaskContext};
 pub use env::EngineConfig;
+pub use group::GroupWrite;
 pub use kind::{Kind, KindSpec, Registry};
 pub use outcome::{Done, Effect, JobError};
 pub use task::{AttemptError, Ended, KindInfo, TaskRecord, TaskStatus};

@@ -8,7 +8,6 @@
 
 use std::{
     collections::HashMap,
-    future::Future,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex, Weak,
@@ -18,13 +17,14 @@ use std::{
 
 use chrono::Utc;
 use tokio::{
-    sync::{mpsc, oneshot, Notify, OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock, Semaphore},
+    sync::{Notify, OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock, Semaphore},
     task::AbortHandle,
 };
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{
+    batcher::{with_retries, Batcher},
     context::{Done, Flags, JobError, Runtime, TaskContext},
     kind::{KindHooks, KindSpec, Registry},
     store::{self, Claimed, Disposition},
@@ -32,85 +32,14 @@ use crate::{
     transport::Envelope,
 };
 
-/// Groups concurrent calls into batch calls: whatever queued up while earlier batches ran
-/// goes into the next one. Up to `in_flight` batches run at once.
-struct Batcher<I, O> {
-    tx: mpsc::UnboundedSender<(I, oneshot::Sender<O>)>,
-}
-
-impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
-    fn spawn<F, Fut>(max: usize, in_flight: usize, run: F) -> Self
-    where
-        F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Vec<O>> + Send + 'static,
-    {
-        let (tx, mut rx) = mpsc::unbounded_channel::<(I, oneshot::Sender<O>)>();
-        let run = Arc::new(run);
-        let slots = Arc::new(Semaphore::new(in_flight.max(1)));
-        tokio::spawn(async move {
-            while let Some((i, reply)) = rx.recv().await {
-                let Ok(slot) = slots.clone().acquire_owned().await else {
-                    return;
-                };
-                let mut inputs = vec![i];
-                let mut replies = vec![reply];
-                while inputs.len() < max {
-                    match rx.try_recv() {
-                        Ok((i, reply)) => {
-                            inputs.push(i);
-                            replies.push(reply);
-                        }
-                        Err(_) => break,
-                    }
-                }
-                let run = run.clone();
-                tokio::spawn(async move {
-                    let outputs = run(inputs).await;
-                    for (reply, out) in replies.into_iter().zip(outputs) {
-                        let _ = reply.send(out);
-                    }
-                    drop(slot);
-                });
-            }
-        });
-        Self { tx }
-    }
-
-    async fn call(&self, input: I) -> Option<O> {
-        let (reply, rx) = oneshot::channel();
-        self.tx.send((input, reply)).ok()?;
-        rx.await.ok()
-    }
-}
-
-/// Retries a database call through short outages before giving up.
-async fn with_retries<T, F, Fut>(what: &str, mut f: F) -> Result<T, sqlx::Error>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, sqlx::Error>>,
-{
-    let delays = [50u64, 200, 1000, 3000, 5000];
-    let mut last = None;
-    for (i, delay) in std::iter::once(0).chain(delays).enumerate() {
-        if delay > 0 {
-            tokio::time::sleep(Duration::from_millis(delay)).await;
-        }
-        match f().await {
-            Ok(v) => return Ok(v),
-            Err(e) if crate::db::is_transient(&e) => {
-                tracing::debug!(attempt = i, error = %e, "{what} failed, retrying");
-                last = Some(e);
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.unwrap_or(sqlx::Error::PoolTimedOut))
-}
-
 /// Claim (and completion) statements allowed in flight at once per process. Measured
 /// (BENCHMARKS.md): 4 in flight made batches smaller and cost Postgres more per task, halving
 /// throughput (noop drain at concurrency 16: 1,040/s against 1,900/s with 1).
 const BATCHES_IN_FLIGHT: usize = 1;
+
+/// Completions waiting for their commit after their handler's slot was freed, at most, per
+/// process (see [`Runner::complete_in_background`]).
+const COMPLETIONS_PENDING: usize = 4096;
 
 /// The relay is poked once per this many messages taken from Redis: often enough to keep
 /// the queue fed during a backlog, rarely enough not to run a relay pass per message.
@@ -150,6 +79,8 @@ pub struct Runner<S> {
     /// Ordinary attempts hold it shared; a task marked `isolate` holds it exclusively, so it
     /// starts only when nothing else runs here and nothing else starts while it runs.
     alone: Arc<RwLock<()>>,
+    /// Permits of completions recorded in the background (see [`COMPLETIONS_PENDING`]).
+    recording: Arc<Semaphore>,
 }
 
 /// An attempt's hold on [`Runner::alone`].
@@ -174,9 +105,10 @@ impl<S: Send + Sync + 'static> Runner<S> {
                 let worker = worker.clone();
                 async move {
                     let lease = shared.config.task_lease;
-                    let result =
-                        with_retries("claim", || store::claim(&shared.pool, &ids, &worker, lease))
-                            .await;
+                    let result = with_retries("claim", || {
+                        store::claim(&shared.bookkeeping, &ids, &worker, lease)
+                    })
+                    .await;
                     match result {
                         Ok(claimed) => {
                             let running: Vec<Uuid> = claimed.iter().map(|c| c.id).collect();
@@ -226,6 +158,7 @@ impl<S: Send + Sync + 'static> Runner<S> {
             taken: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             alone: Arc::new(RwLock::new(())),
+            recording: Arc::new(Semaphore::new(COMPLETIONS_PENDING)),
         });
         tokio::spawn(renew_leases(Arc::downgrade(&runner)));
         runner
@@ -272,7 +205,7 @@ impl<S: Send + Sync + 'static> Runner<S> {
             let worker = self.worker.clone();
             let lease = self.shared.config.task_lease;
             let claimed = with_retries("claim", || {
-                store::claim_isolated(&self.shared.pool, envelope.task, &worker, lease)
+                store::claim_isolated(&self.shared.bookkeeping, envelope.task, &worker, lease)
             })
             .await
             .map_err(|e| e.to_string());
@@ -305,20 +238,65 @@ impl<S: Send + Sync + 'static> Runner<S> {
             }
         };
         // Run and record on a task of its own: if apalis drops this future (its backend
-        // died), the attempt still finishes, its outcome is still recorded, and the gate is
-        // held until then.
+        // died), the attempt still finishes and its outcome is still recorded.
         let this = self.clone();
         let _ = tokio::spawn(async move {
-            this.execute(claimed).await;
-            drop(gate);
+            let Some((completion, span)) = this.clone().execute(claimed).await else {
+                return;
+            };
+            match gate {
+                // Nothing else starts here before a task run alone is recorded.
+                Gate::Alone(_) => this.complete(completion, &span).await,
+                // The slot is free once the handler returned: the next task is claimed
+                // while this completion waits for its (batched, fsync'd) commit, so
+                // neither waits for the other. Until it is recorded the task stays
+                // `running` under its lease; a worker lost meanwhile means the task runs
+                // again, as when it is lost during the handler.
+                Gate::Shared(_) => {
+                    drop(gate);
+                    this.complete_in_background(completion, span).await;
+                }
+            }
         })
         .await;
     }
 
-    async fn execute(self: Arc<Self>, claimed: Claimed) {
+    /// Records a completion on a task of its own, holding one of [`COMPLETIONS_PENDING`]
+    /// permits until it is recorded (waits for one when all are taken, so a slow Postgres
+    /// slows the intake instead of piling up results in memory).
+    async fn complete_in_background(
+        self: &Arc<Self>,
+        completion: store::Completion,
+        span: tracing::Span,
+    ) {
+        let Ok(permit) = self.recording.clone().acquire_owned().await else {
+            return;
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            this.complete(completion, &span).await;
+            drop(permit);
+        });
+    }
+
+    /// Waits (up to `timeout`) until every completion handed to the background is recorded;
+    /// the worker calls it before closing its pools. Returns whether all were.
+    pub async fn flush(&self, timeout: Duration) -> bool {
+        let all = self.recording.acquire_many(COMPLETIONS_PENDING as u32);
+        tokio::time::timeout(timeout, all)
+            .await
+            .is_ok_and(|p| p.is_ok())
+    }
+
+    /// Runs one attempt. A plain completion (a result, with or without an effect) is
+    /// returned to the caller to record; every other outcome is recorded here.
+    async fn execute(
+        self: Arc<Self>,
+        claimed: Claimed,
+    ) -> Option<(store::Completion, tracing::Span)> {
         let Some(spec) = self.registry.get(&claimed.kind).cloned() else {
             self.leave_for_another_worker(&claimed).await;
-            return;
+            return None;
         };
         if let Some(problem) = &claimed.params_error {
             // Postgres accepted the value but it cannot be read back (e.g. a number beyond
@@ -333,7 +311,7 @@ impl<S: Send + Sync + 'static> Runner<S> {
                 std::time::Instant::now(),
             );
             self.record_failure(&claimed, Some(&spec), err).await;
-            return;
+            return None;
         }
 
         let flags = Arc::new(Flags::default());
@@ -367,20 +345,17 @@ impl<S: Send + Sync + 'static> Runner<S> {
         let err = match outcome {
             Ok(Ok(Ok(Done::Result(result)))) => {
                 self.observe(&spec, TaskStatus::Completed.as_str(), started);
-                self.complete((id, attempt, result, None), &span).await;
-                return;
+                return Some(((id, attempt, result, None), span));
             }
             Ok(Ok(Ok(Done::ResultWith(result, effect)))) => {
                 self.observe(&spec, TaskStatus::Completed.as_str(), started);
-                self.complete((id, attempt, result, Some(effect)), &span)
-                    .await;
-                return;
+                return Some(((id, attempt, result, Some(effect)), span));
             }
             Ok(Ok(Ok(Done::Committed(_)))) => {
                 self.observe(&spec, TaskStatus::Completed.as_str(), started);
                 self.shared.notifier.changed(&[id]);
                 tracing::debug!(parent: &span, "completed");
-                return;
+                return None;
             }
             Ok(Ok(Err(e))) => e,
             Ok(Err(_elapsed)) => JobError::retryable(
@@ -400,7 +375,7 @@ impl<S: Send + Sync + 'static> Runner<S> {
                 JobError::retryable("panic", format!("handler panicked: {message}"))
             }
             // Aborted by shutdown: `release_all` gives the attempt back.
-            Err(_) => return,
+            Err(_) => return None,
         };
         let outcome = match &err {
             JobError::Waiting { .. } => "waiting",
@@ -414,6 +389,7 @@ impl<S: Send + Sync + 'static> Runner<S> {
         self.record_failure(&claimed, Some(&spec), err)
             .instrument(span)
             .await;
+        None
     }
 
     /// Records a completion through the batched completer.
@@ -654,8 +630,12 @@ async fn renew_leases<S: Send + Sync + 'static>(runner: Weak<Runner<S>>) {
             continue;
         }
         let pairs: Vec<(Uuid, i32)> = owned.iter().map(|o| (o.0, o.1)).collect();
-        match store::renew_leases(&runner.shared.pool, &pairs, runner.shared.config.task_lease)
-            .await
+        match store::renew_leases(
+            &runner.shared.bookkeeping,
+            &pairs,
+            runner.shared.config.task_lease,
+        )
+        .await
         {
             Ok(rows) => {
                 let rows: HashMap<Uuid, bool> = rows.into_iter().collect();

@@ -304,8 +304,8 @@ pub type Completion = (Uuid, i32, Value, Option<crate::outcome::Effect>);
 /// Completes many tasks in one statement, each fenced by its attempt; returns the ids that
 /// were completed. Effects (grouped by statement) run in the same statement, as
 /// data-modifying CTEs over the completed ids only: all of it commits together or not at all.
-pub async fn complete_many(
-    pool: &PgPool,
+pub async fn complete_many<'e>(
+    db: impl PgExecutor<'e>,
     done: &[Completion],
     ttl: Duration,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
@@ -354,8 +354,30 @@ pub async fn complete_many(
     for (_, ids, args) in &effects {
         q = q.bind(ids).bind(args);
     }
-    let rows = q.fetch_all(pool).await?;
+    let rows = q.fetch_all(db).await?;
     rows.into_iter().map(|r| r.try_get("id")).collect()
+}
+
+/// Locks, inside the caller's transaction, those of `(id, attempt)` that the attempt still
+/// owns (`running` with that attempt), in id order so two transactions locking overlapping
+/// sets never wait on each other in a circle; returns their ids. What is locked here cannot
+/// be taken over or cancelled before the transaction ends, so effects written next are
+/// completed with [`complete_many`] in the same transaction or not at all.
+pub async fn lock_owned(
+    conn: &mut sqlx::PgConnection,
+    owned: &[(Uuid, i32)],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let ids: Vec<Uuid> = owned.iter().map(|o| o.0).collect();
+    let attempts: Vec<i32> = owned.iter().map(|o| o.1).collect();
+    sqlx::query_scalar(
+        "SELECT t.id FROM tasks t \
+         JOIN unnest($1::uuid[], $2::int[]) AS v(id, attempts) ON t.id = v.id AND t.attempts = v.attempts \
+         WHERE t.status = 'running' ORDER BY t.id FOR UPDATE OF t",
+    )
+    .bind(&ids)
+    .bind(&attempts)
+    .fetch_all(&mut *conn)
+    .await
 }
 
 /// Completes one task inside the caller's transaction, so its side effects and its

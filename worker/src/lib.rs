@@ -87,7 +87,7 @@ pub async fn run(
         background.clone(),
     ));
     let relay = Relay {
-        pool: pool.clone(),
+        pool: shared.bookkeeping.clone(),
         queue,
         notifier,
         hooks,
@@ -181,6 +181,11 @@ pub async fn run(
             while workers.join_next().await.is_some() {}
         })
         .await;
+    }
+    if !runner.flush(Duration::from_secs(10)).await {
+        tracing::warn!(
+            "shutdown: some completions were not recorded; those tasks run again after their lease"
+        );
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         while tasks.join_next().await.is_some() {}

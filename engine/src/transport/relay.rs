@@ -17,6 +17,9 @@ use crate::{hooks::KindHooks, progress::Notifier, store, task::Ended};
 
 #[derive(Clone)]
 pub struct Relay {
+    /// The bookkeeping pool ([`crate::db::bookkeeping_pool`]): a lost `pushed_at` mark only
+    /// means a message pushed twice, which is claimed once. A pass that ends tasks commits
+    /// synchronously.
     pub pool: PgPool,
     pub queue: MessageQueue,
     pub notifier: Notifier,
@@ -93,6 +96,13 @@ impl Relay {
             let waiting = store::take_due(&mut tx, queue, self.repush_after, left).await?;
             due.extend(waiting.due);
             finished.extend(waiting.finished);
+        }
+        if !finished.is_empty() {
+            // Ending a task is what clients see and the kinds' hooks act on: durable before
+            // anyone is told.
+            sqlx::query("SET LOCAL synchronous_commit = on")
+                .execute(&mut *tx)
+                .await?;
         }
         // The kinds' rows follow their ended tasks in this transaction.
         for f in &finished {

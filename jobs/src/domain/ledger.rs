@@ -1,5 +1,7 @@
 //! The director ledger: entries and per-organizer balances (seeds/000, "Ledger y movimientos").
 
+use std::collections::{BTreeMap, HashMap};
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -72,73 +74,187 @@ pub async fn record(
     conn: &mut PgConnection,
     e: &NewEntry,
 ) -> Result<(Entry, Balance), sqlx::Error> {
-    let row = sqlx::query(
+    record_many(conn, std::slice::from_ref(e))
+        .await?
+        .pop()
+        .ok_or_else(|| sqlx::Error::Protocol("ledger insert returned no row".into()))
+}
+
+/// Writes entries (in their order) with one `INSERT` (the roll-up triggers fire once for
+/// all of them) and moves each organizer's balance by their sum with one upsert; returns
+/// each entry with its organizer's balance right after it, as if they had been written one
+/// by one. Call inside the transaction that completes their tasks.
+pub async fn record_many(
+    conn: &mut PgConnection,
+    entries: &[NewEntry],
+) -> Result<Vec<(Entry, Balance)>, sqlx::Error> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = entries.iter().map(|_| Uuid::now_v7()).collect();
+    let column = |f: fn(&NewEntry) -> String| entries.iter().map(f).collect::<Vec<_>>();
+    let rows = sqlx::query(
         "INSERT INTO director_ledger_entries (id, organizer_id, event_id, entry_type, tickets, \
              tickets_equivalent, amount_cents, currency, metadata, task_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], \
+             $6::int[], $7::int8[], $8::text[], $9::jsonb[], $10::uuid[]) \
          RETURNING id, organizer_id, event_id, entry_type, tickets, tickets_equivalent, \
              amount_cents, currency, metadata, task_id, created_at",
     )
-    .bind(Uuid::now_v7())
-    .bind(&e.organizer_id)
-    .bind(&e.event_id)
-    .bind(e.entry_type.as_str())
-    .bind(e.tickets)
-    .bind(e.tickets_equivalent)
-    .bind(e.amount_cents)
-    .bind(&e.currency)
-    .bind(&e.metadata)
-    .bind(e.task_id)
-    .fetch_one(&mut *conn)
+    .bind(&ids)
+    .bind(column(|e| e.organizer_id.clone()))
+    .bind(
+        entries
+            .iter()
+            .map(|e| e.event_id.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(column(|e| e.entry_type.as_str().to_string()))
+    .bind(entries.iter().map(|e| e.tickets).collect::<Vec<_>>())
+    .bind(
+        entries
+            .iter()
+            .map(|e| e.tickets_equivalent)
+            .collect::<Vec<_>>(),
+    )
+    .bind(entries.iter().map(|e| e.amount_cents).collect::<Vec<_>>())
+    .bind(column(|e| e.currency.clone()))
+    .bind(
+        entries
+            .iter()
+            .map(|e| e.metadata.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(entries.iter().map(|e| e.task_id).collect::<Vec<_>>())
+    .fetch_all(&mut *conn)
     .await?;
-    let entry = Entry {
-        id: row.try_get("id")?,
-        organizer_id: row.try_get("organizer_id")?,
-        event_id: row.try_get("event_id")?,
-        entry_type: row.try_get("entry_type")?,
-        tickets: row.try_get("tickets")?,
-        tickets_equivalent: row.try_get("tickets_equivalent")?,
-        amount_cents: row.try_get("amount_cents")?,
-        currency: row.try_get::<String, _>("currency")?,
-        metadata: row.try_get("metadata")?,
-        task_id: row.try_get("task_id")?,
-        created_at: row.try_get("created_at")?,
-    };
-    let (assigned, paid) = match e.entry_type {
-        EntryType::Payment => (0, e.amount_cents),
-        _ => (e.amount_cents, 0),
-    };
-    let row = sqlx::query(
+    let mut by_id: HashMap<Uuid, Entry> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let entry = Entry {
+            id: row.try_get("id")?,
+            organizer_id: row.try_get("organizer_id")?,
+            event_id: row.try_get("event_id")?,
+            entry_type: row.try_get("entry_type")?,
+            tickets: row.try_get("tickets")?,
+            tickets_equivalent: row.try_get("tickets_equivalent")?,
+            amount_cents: row.try_get("amount_cents")?,
+            currency: row.try_get::<String, _>("currency")?,
+            metadata: row.try_get("metadata")?,
+            task_id: row.try_get("task_id")?,
+            created_at: row.try_get("created_at")?,
+        };
+        by_id.insert(entry.id, entry);
+    }
+
+    // Each balance row moves once, by the sum of its entries, locked in key order so two
+    // transactions moving overlapping organizers never wait on each other in a circle (and
+    // an upsert may not touch one row twice).
+    let mut moves: BTreeMap<(&str, &str), Move> = BTreeMap::new();
+    for e in entries {
+        *moves
+            .entry((e.organizer_id.as_str(), e.currency.as_str()))
+            .or_default() += Move::of(e);
+    }
+    let keys: Vec<&(&str, &str)> = moves.keys().collect();
+    let rows = sqlx::query(
         "INSERT INTO organizer_balances AS b (organizer_id, currency, tickets, tickets_equivalent, \
              assigned_cents, paid_cents) \
-         VALUES ($1, $2, $3, $4, $5, $6) \
+         SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::int8[]) \
          ON CONFLICT (organizer_id, currency) DO UPDATE SET \
              tickets = b.tickets + EXCLUDED.tickets, \
              tickets_equivalent = b.tickets_equivalent + EXCLUDED.tickets_equivalent, \
              assigned_cents = b.assigned_cents + EXCLUDED.assigned_cents, \
              paid_cents = b.paid_cents + EXCLUDED.paid_cents, updated_at = now() \
-         RETURNING tickets, tickets_equivalent, assigned_cents, paid_cents",
+         RETURNING organizer_id, currency, tickets, tickets_equivalent, assigned_cents, paid_cents",
     )
-    .bind(&e.organizer_id)
-    .bind(&e.currency)
-    .bind(i64::from(e.tickets))
-    .bind(i64::from(e.tickets_equivalent))
-    .bind(assigned)
-    .bind(paid)
-    .fetch_one(&mut *conn)
+    .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
+    .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
+    .bind(moves.values().map(|m| m.tickets).collect::<Vec<_>>())
+    .bind(moves.values().map(|m| m.tickets_equivalent).collect::<Vec<_>>())
+    .bind(moves.values().map(|m| m.assigned_cents).collect::<Vec<_>>())
+    .bind(moves.values().map(|m| m.paid_cents).collect::<Vec<_>>())
+    .fetch_all(&mut *conn)
     .await?;
-    let assigned_cents: i64 = row.try_get("assigned_cents")?;
-    let paid_cents: i64 = row.try_get("paid_cents")?;
-    let balance = Balance {
-        organizer_id: e.organizer_id.clone(),
-        currency: e.currency.clone(),
-        tickets: row.try_get("tickets")?,
-        tickets_equivalent: row.try_get("tickets_equivalent")?,
-        assigned_cents,
-        paid_cents,
-        debt_cents: assigned_cents - paid_cents,
-    };
-    Ok((entry, balance))
+    let mut after: HashMap<(String, String), Move> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        after.insert(
+            (row.try_get("organizer_id")?, row.try_get("currency")?),
+            Move {
+                tickets: row.try_get("tickets")?,
+                tickets_equivalent: row.try_get("tickets_equivalent")?,
+                assigned_cents: row.try_get("assigned_cents")?,
+                paid_cents: row.try_get("paid_cents")?,
+            },
+        );
+    }
+
+    // Walk back from the last entry: each one's balance is the final one minus what the
+    // entries after it (same organizer and currency) added.
+    let mut out = Vec::with_capacity(entries.len());
+    for (e, id) in entries.iter().zip(&ids).rev() {
+        let entry = by_id
+            .remove(id)
+            .ok_or_else(|| sqlx::Error::Protocol("ledger insert lost an entry".into()))?;
+        let key = (e.organizer_id.clone(), e.currency.clone());
+        let total = after
+            .get_mut(&key)
+            .ok_or_else(|| sqlx::Error::Protocol("balance upsert lost a row".into()))?;
+        let balance = Balance {
+            organizer_id: e.organizer_id.clone(),
+            currency: e.currency.clone(),
+            tickets: total.tickets,
+            tickets_equivalent: total.tickets_equivalent,
+            assigned_cents: total.assigned_cents,
+            paid_cents: total.paid_cents,
+            debt_cents: total.assigned_cents - total.paid_cents,
+        };
+        *total -= Move::of(e);
+        out.push((entry, balance));
+    }
+    out.reverse();
+    Ok(out)
+}
+
+/// What entries move on a balance row.
+#[derive(Debug, Clone, Copy, Default)]
+struct Move {
+    tickets: i64,
+    tickets_equivalent: i64,
+    assigned_cents: i64,
+    paid_cents: i64,
+}
+
+impl Move {
+    fn of(e: &NewEntry) -> Self {
+        let (assigned_cents, paid_cents) = match e.entry_type {
+            EntryType::Payment => (0, e.amount_cents),
+            _ => (e.amount_cents, 0),
+        };
+        Self {
+            tickets: i64::from(e.tickets),
+            tickets_equivalent: i64::from(e.tickets_equivalent),
+            assigned_cents,
+            paid_cents,
+        }
+    }
+}
+
+impl std::ops::AddAssign for Move {
+    fn add_assign(&mut self, o: Self) {
+        self.tickets += o.tickets;
+        self.tickets_equivalent += o.tickets_equivalent;
+        self.assigned_cents += o.assigned_cents;
+        self.paid_cents += o.paid_cents;
+    }
+}
+
+impl std::ops::SubAssign for Move {
+    fn sub_assign(&mut self, o: Self) {
+        self.tickets -= o.tickets;
+        self.tickets_equivalent -= o.tickets_equivalent;
+        self.assigned_cents -= o.assigned_cents;
+        self.paid_cents -= o.paid_cents;
+    }
 }
 
 /// Whether the organizer exists (ledger writers fail permanently when it does not).

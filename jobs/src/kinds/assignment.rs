@@ -3,14 +3,20 @@
 //!
 //! The worker reads the event's type, converts tickets to equivalents
 //! (`tickets × TICKET_PREMIUM_FACTOR` for premium events), writes the ledger entry, moves
-//! the organizer's balance and completes the task, all in one transaction.
+//! the organizer's balance and completes the task, all in one transaction, shared with the
+//! other assignments finishing at the same time (a group commit, `engine::group`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use std::time::Duration;
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
-use engine::{retry::Backoff, Done, JobError, Kind};
+use engine::{retry::Backoff, Done, GroupWrite, JobError, Kind};
+use futures::future::BoxFuture;
+use sqlx::PgConnection;
 
 use crate::{
     domain::ledger::{self, EntryType, NewEntry},
@@ -98,60 +104,130 @@ impl Kind for Assignment {
 }
 
 async fn run(ctx: Ctx) -> Result<Done, JobError> {
-    let p: AssignmentParams = ctx.params()?;
-    let mut tx = ctx.pool().begin().await?;
-
-    let event_type: Option<String> = sqlx::query_scalar("SELECT type FROM events WHERE id = $1")
-        .bind(&p.event_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some(event_type) = event_type else {
-        return Err(JobError::permanent(
-            "event_not_found",
-            format!("event {:?} does not exist", p.event_id),
-        ));
+    let params: AssignmentParams = ctx.params()?;
+    let factor = ctx.config().ticket_premium_factor;
+    let writer = move || AssignmentWriter { factor };
+    let pending = Pending {
+        task_id: ctx.id,
+        params,
     };
-    super::require_organizer(&mut tx, &p.organizer_id).await?;
-
-    let factor = if event_type == "premium" {
-        ctx.config().ticket_premium_factor
-    } else {
-        1
-    };
-    let equivalent = i64::from(p.tickets) * factor;
-    let amount = i64::from(p.tickets).checked_mul(p.price_cents);
-    let (Ok(equivalent), Some(amount_cents)) = (i32::try_from(equivalent), amount) else {
-        return Err(JobError::permanent(
-            "amount_out_of_range",
-            "tickets × price or tickets × factor does not fit the ledger",
-        ));
-    };
-
-    let (entry, balance) = ledger::record(
-        &mut tx,
-        &NewEntry {
-            organizer_id: p.organizer_id.clone(),
-            event_id: Some(p.event_id.clone()),
-            entry_type: p.assignment_type.entry_type(),
-            tickets: p.tickets,
-            tickets_equivalent: equivalent,
-            amount_cents,
-            currency: p.currency.clone(),
-            metadata: if p.metadata.is_null() {
-                json!({})
-            } else {
-                p.metadata.clone()
-            },
-            task_id: ctx.id,
-        },
-    )
-    .await?;
-    let result = json!({
-        "entry": entry,
-        "eventType": event_type,
-        "balance": balance,
-    });
-    let done = ctx.complete_in(tx, result).await?;
+    let done = ctx.complete_in_group(writer, pending).await?;
     super::kpi_refresh::after_ledger_write(&ctx).await;
     Ok(done)
+}
+
+/// One task's assignment, waiting for its group's transaction.
+pub struct Pending {
+    task_id: uuid::Uuid,
+    params: AssignmentParams,
+}
+
+/// Writes the ledger entries of a group of assignments in one transaction (see
+/// [`engine::group`]): one read of their events and organizers, one `INSERT` of their
+/// entries, one upsert of the balances they move.
+struct AssignmentWriter {
+    /// `TICKET_PREMIUM_FACTOR`.
+    factor: i64,
+}
+
+impl GroupWrite for AssignmentWriter {
+    type Item = Pending;
+
+    fn write<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        items: &'a [&'a Pending],
+    ) -> BoxFuture<'a, Result<Vec<Result<Value, JobError>>, sqlx::Error>> {
+        Box::pin(async move {
+            let event_ids: Vec<&str> = items.iter().map(|p| p.params.event_id.as_str()).collect();
+            let organizer_ids: Vec<&str> = items
+                .iter()
+                .map(|p| p.params.organizer_id.as_str())
+                .collect();
+            let events: HashMap<String, String> =
+                sqlx::query_as("SELECT id, type FROM events WHERE id = ANY($1)")
+                    .bind(&event_ids)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .collect();
+            let organizers: HashSet<String> =
+                sqlx::query_scalar("SELECT id FROM organizers WHERE id = ANY($1)")
+                    .bind(&organizer_ids)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .collect();
+            let checked: Vec<Result<(NewEntry, &str), JobError>> = items
+                .iter()
+                .map(|p| self.entry(p, &events, &organizers))
+                .collect();
+            let entries: Vec<NewEntry> = checked
+                .iter()
+                .filter_map(|c| c.as_ref().ok().map(|(e, _)| e.clone()))
+                .collect();
+            let mut recorded = ledger::record_many(tx, &entries).await?.into_iter();
+            Ok(checked
+                .into_iter()
+                .map(|c| {
+                    let (_, event_type) = c?;
+                    let (entry, balance) = recorded.next().ok_or_else(|| {
+                        JobError::retryable("ledger_error", "the ledger returned fewer entries")
+                    })?;
+                    Ok(json!({ "entry": entry, "eventType": event_type, "balance": balance }))
+                })
+                .collect())
+        })
+    }
+}
+
+impl AssignmentWriter {
+    /// The entry one assignment writes, with its event's type, or why it cannot be written
+    /// (for good: a missing event or organizer, amounts beyond the ledger's columns).
+    fn entry<'e>(
+        &self,
+        p: &Pending,
+        events: &'e HashMap<String, String>,
+        organizers: &HashSet<String>,
+    ) -> Result<(NewEntry, &'e str), JobError> {
+        let a = &p.params;
+        let Some(event_type) = events.get(&a.event_id) else {
+            return Err(JobError::permanent(
+                "event_not_found",
+                format!("event {:?} does not exist", a.event_id),
+            ));
+        };
+        if !organizers.contains(&a.organizer_id) {
+            return Err(super::organizer_not_found(&a.organizer_id));
+        }
+        let factor = if event_type == "premium" {
+            self.factor
+        } else {
+            1
+        };
+        let equivalent = i64::from(a.tickets) * factor;
+        let amount = i64::from(a.tickets).checked_mul(a.price_cents);
+        let (Ok(equivalent), Some(amount_cents)) = (i32::try_from(equivalent), amount) else {
+            return Err(JobError::permanent(
+                "amount_out_of_range",
+                "tickets × price or tickets × factor does not fit the ledger",
+            ));
+        };
+        let entry = NewEntry {
+            organizer_id: a.organizer_id.clone(),
+            event_id: Some(a.event_id.clone()),
+            entry_type: a.assignment_type.entry_type(),
+            tickets: a.tickets,
+            tickets_equivalent: equivalent,
+            amount_cents,
+            currency: a.currency.clone(),
+            metadata: if a.metadata.is_null() {
+                json!({})
+            } else {
+                a.metadata.clone()
+            },
+            task_id: p.task_id,
+        };
+        Ok((entry, event_type.as_str()))
+    }
 }

@@ -101,11 +101,16 @@ pub(crate) async fn require_organizer(
     if crate::domain::ledger::organizer_exists(conn, organizer_id).await? {
         Ok(())
     } else {
-        Err(JobError::permanent(
-            "organizer_not_found",
-            format!("organizer {organizer_id:?} does not exist"),
-        ))
+        Err(organizer_not_found(organizer_id))
     }
+}
+
+/// The permanent failure of a ledger write for an organizer that does not exist.
+pub(crate) fn organizer_not_found(organizer_id: &str) -> JobError {
+    JobError::permanent(
+        "organizer_not_found",
+        format!("organizer {organizer_id:?} does not exist"),
+    )
 }
 
 #[cfg(test)]
