@@ -80,7 +80,13 @@ impl TestEnv {
 
     /// Like [`TestEnv::new`] against a given Redis (fault tests run their own).
     pub async fn with_redis(redis_url: &str) -> Self {
-        let base = database_url();
+        Self::with_services(&database_url(), redis_url).await
+    }
+
+    /// Like [`TestEnv::new`] against a given Postgres database URL and Redis (fault tests
+    /// run their own servers).
+    pub async fn with_services(base: &str, redis_url: &str) -> Self {
+        let base = base.to_string();
         ensure_database(&base).await;
         let suffix = format!("{:016x}", rand::random::<u64>());
         let schema = format!("t_{}_{}", chrono::Utc::now().timestamp(), &suffix[..12]);

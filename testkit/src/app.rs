@@ -109,6 +109,7 @@ impl TestApp {
 #[must_use]
 pub struct TestAppBuilder {
     redis_url: Option<String>,
+    database_url: Option<String>,
     seed_demo: bool,
     tokens: String,
     core: Vec<CoreSetting>,
@@ -125,6 +126,7 @@ impl Default for TestAppBuilder {
     fn default() -> Self {
         Self {
             redis_url: None,
+            database_url: None,
             seed_demo: false,
             tokens: DEFAULT_TOKENS.into(),
             core: Vec::new(),
@@ -141,6 +143,13 @@ impl Default for TestAppBuilder {
 
 impl TestAppBuilder {
     /// Another Redis than `TEST_REDIS_URL` (fault tests run a [`crate::PrivateRedis`]).
+    /// Runs against another Postgres server (a private one a fault test crashes): the URL
+    /// of a database there, created when missing.
+    pub fn database_url(mut self, url: impl Into<String>) -> Self {
+        self.database_url = Some(url.into());
+        self
+    }
+
     pub fn redis_url(mut self, url: impl Into<String>) -> Self {
         self.redis_url = Some(url.into());
         self
@@ -213,9 +222,10 @@ impl TestAppBuilder {
     }
 
     pub async fn spawn(self) -> TestApp {
-        let mut env = match &self.redis_url {
-            Some(url) => TestEnv::with_redis(url).await,
-            None => TestEnv::new().await,
+        let redis_url = self.redis_url.unwrap_or_else(jobs::testing::redis_url);
+        let mut env = match &self.database_url {
+            Some(url) => TestEnv::with_services(url, &redis_url).await,
+            None => TestEnv::with_redis(&redis_url).await,
         };
         for setting in self.core {
             setting(&mut env.config);

@@ -16,6 +16,7 @@ mod binary;
 pub mod fixtures;
 mod http;
 pub mod kinds;
+mod private_postgres;
 mod services;
 mod wait;
 mod workers;
@@ -23,6 +24,7 @@ mod workers;
 pub use app::{TestApp, TestAppBuilder};
 pub use binary::binary;
 pub use http::{send_request, Accepted, Reply};
+pub use private_postgres::PrivatePostgres;
 pub use services::{skipped, PrivateRedis, SmtpSink};
 pub use workers::{spawn_worker_process, worker_command, worker_config, RunningWorker};
 

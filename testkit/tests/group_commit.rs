@@ -57,7 +57,10 @@ async fn a_group_commits_its_good_tasks_once_and_fails_only_its_bad_ones() {
     for (id, _, _) in &good {
         let rec = app.wait_finished(*id, WAIT).await;
         assert_eq!(rec.status(), TaskStatus::Completed, "{:?}", rec.error);
-        assert_eq!(rec.attempts, 1, "a good task is never repeated for a bad one");
+        assert_eq!(
+            rec.attempts, 1,
+            "a good task is never repeated for a bad one"
+        );
         assert_eq!(ledger_rows_for(&app, *id).await, 1);
     }
     let rec = app.wait_finished(missing_event, WAIT).await;
@@ -90,7 +93,10 @@ async fn a_group_commits_its_good_tasks_once_and_fails_only_its_bad_ones() {
     .await
     .unwrap();
     assert_eq!(tasks, 48);
-    assert!(commits < tasks, "{commits} commits for {tasks} tasks: nothing was grouped");
+    assert!(
+        commits < tasks,
+        "{commits} commits for {tasks} tasks: nothing was grouped"
+    );
 
     // Each result's balance is the organizer's balance right after that entry: ordered by
     // it, every step adds exactly the entry's amount, from zero to the stored balance.
