@@ -18,6 +18,16 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Vec<O>> + Send + 'static,
     {
+        Self::spawn_lingering(max, in_flight, Duration::ZERO, run)
+    }
+
+    /// Like [`Batcher::spawn`], but a batch that is not full waits up to `linger` after its
+    /// first call for more: fewer, larger batches for calls nobody waits on urgently.
+    pub fn spawn_lingering<F, Fut>(max: usize, in_flight: usize, linger: Duration, run: F) -> Self
+    where
+        F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<O>> + Send + 'static,
+    {
         let (tx, mut rx) = mpsc::unbounded_channel::<(I, oneshot::Sender<O>)>();
         let run = Arc::new(run);
         let slots = Arc::new(Semaphore::new(in_flight.max(1)));
@@ -28,14 +38,18 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                 };
                 let mut inputs = vec![i];
                 let mut replies = vec![reply];
+                let deadline = tokio::time::Instant::now() + linger;
                 while inputs.len() < max {
-                    match rx.try_recv() {
-                        Ok((i, reply)) => {
-                            inputs.push(i);
-                            replies.push(reply);
-                        }
-                        Err(_) => break,
-                    }
+                    let next = match rx.try_recv() {
+                        Ok(next) => next,
+                        Err(_) if linger.is_zero() => break,
+                        Err(_) => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                            Ok(Some(next)) => next,
+                            _ => break,
+                        },
+                    };
+                    inputs.push(next.0);
+                    replies.push(next.1);
                 }
                 let run = run.clone();
                 tokio::spawn(async move {

@@ -45,6 +45,9 @@ pub fn instance_name() -> String {
     format!("{host}-{}-{}", std::process::id(), &id[id.len() - 8..])
 }
 
+/// Fewest messages asked for per fetch.
+const MIN_FETCH: usize = 4;
+
 pub struct QueueConsumer<S> {
     pub queue: String,
     pub concurrency: usize,
@@ -79,8 +82,9 @@ impl<S: Send + Sync + 'static> QueueConsumer<S> {
             let name = format!("{}-{}-{}", self.instance, self.queue, run);
             let cfg = MessageQueue::apalis_config(&self.keys, &self.queue)
                 // Fetch about as many as can run: a larger batch hoards messages that
-                // other replicas could start.
-                .batch_size(self.concurrency.clamp(1, 200))
+                // other replicas could start. At least a few, so a worker of low
+                // concurrency does not pay a Redis round trip per task.
+                .batch_size(self.concurrency.clamp(MIN_FETCH, 200))
                 // Our task row is the lock; apalis' lock costs an O(backlog) LREM per task.
                 .lock_tasks(false)
                 .emit_events(false)

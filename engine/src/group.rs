@@ -35,9 +35,11 @@ use crate::{
 /// Most tasks in one group transaction.
 const GROUP_MAX: usize = 256;
 
-/// Group transactions in flight at once per kind and process: one being written while
-/// another waits for its commit's flush.
-const GROUPS_IN_FLIGHT: usize = 2;
+/// Group transactions in flight at once per kind and process. One: groups of one kind
+/// move the same roll-up rows (a day's totals), so a second one in flight only waits for
+/// the first's locks, and meanwhile the next group grows (measured: assignment drain at
+/// concurrency 64, 2,485/s with two in flight; see BENCHMARKS.md).
+const GROUPS_IN_FLIGHT: usize = 1;
 
 /// A kind's writer of effects for a group of its tasks.
 pub trait GroupWrite: Send + Sync + 'static {

@@ -99,7 +99,10 @@ impl PrivatePostgres {
         if let Err(e) = self.try_run(tool, args) {
             let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(15).collect();
-            panic!("{e}\nserver log (last lines, newest first):\n{}", tail.join("\n"));
+            panic!(
+                "{e}\nserver log (last lines, newest first):\n{}",
+                tail.join("\n")
+            );
         }
     }
 
