@@ -41,8 +41,29 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 pub use config::ApiConfig;
 use error::ApiError;
 
+/// The api's shared state. Cheap to clone (one reference count): axum clones it for every
+/// request, in the authorization layer and the extractors, and a clone of every field (key
+/// prefixes, pools, the schedule ticker) cost allocations per request (measured: `AppState`
+/// clone and drop among the api's top symbols under `scripts/bench/accept.sh`).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for AppState {
+    /// Only before the router shares the state (tests replace a part of it).
+    fn deref_mut(&mut self) -> &mut AppStateInner {
+        Arc::get_mut(&mut self.0).expect("the state is changed only before the router shares it")
+    }
+}
+
+pub struct AppStateInner {
     pub pool: PgPool,
     pub redis: ConnectionManager,
     pub enqueuer: Enqueuer,
@@ -72,7 +93,7 @@ impl AppState {
         // `connect` (the binary's path) refuses duplicate kind names before this.
         let registry = jobs::kinds::registry().expect("every kind has its own name");
         let enqueuer = Enqueuer::new(pool.clone(), queue, core.task_ttl);
-        Self {
+        Self(Arc::new(AppStateInner {
             schedules: engine::schedule::Ticker::new(
                 pool.clone(),
                 enqueuer.clone(),
@@ -99,7 +120,7 @@ impl AppState {
             config: Arc::new(config),
             pool,
             redis,
-        }
+        }))
     }
 
     /// Connects, migrates and builds the state from configuration.
