@@ -5,23 +5,19 @@
 //! order, and a late `processing` never overwrites `succeeded`. When an organizer's payment
 //! succeeds, its director ledger `payment` entry is written in the transaction that completes
 //! this task, so the debt, the ledger and the overview see it exactly once; when a recorded
-//! payment is refunded, the entry that reverses it is written the same way. Events finishing
-//! together are applied in one transaction (a group commit, `engine::group`), one after the
-//! other.
+//! payment is refunded, the entry that reverses it is written the same way.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use engine::{retry::Backoff, Done, GroupWrite, JobError, Kind};
-use futures::future::BoxFuture;
-use sqlx::PgConnection;
+use engine::{retry::Backoff, Done, JobError, Kind};
 
 use super::kpi_refresh;
 use crate::{
     domain::ledger::{self, EntryType, NewEntry},
-    payments::{self, conekta, store, ParsedEvent, PaymentStatus, Provider},
+    payments::{self, conekta, store, PaymentStatus, Provider},
     queues, Ctx, Services, ServicesExt,
 };
 
@@ -78,147 +74,88 @@ impl Kind for PaymentWebhook {
             event.amount_cents = Some(amount);
             event.raw = raw;
         }
-        // Only a success or a refund can write a ledger entry (see `ledger_move`).
-        let may_write_ledger = matches!(
-            event.status,
-            Some(PaymentStatus::Succeeded | PaymentStatus::Refunded)
-        );
-        let item = Pending {
-            task_id: ctx.id,
-            provider: p.provider,
-            event,
+        let mut tx = ctx.pool().begin().await?;
+        let Some(reported) = event.status else {
+            let result = json!({ "eventId": event.event_id, "kind": event.kind, "moved": false,
+                                 "reason": "the event moves no payment" });
+            return ctx.complete_in(tx, result).await;
         };
-        let done = ctx.complete_in_group(|| EventWriter, item).await?;
-        if may_write_ledger {
+        let Some(payment) = store::lock_by_ref(&mut tx, p.provider, &event.provider_ref).await?
+        else {
+            return Err(JobError::retryable(
+                "payment_not_found",
+                format!(
+                    "no {} payment {:?} (yet): the event is retried",
+                    p.provider.as_str(),
+                    event.provider_ref
+                ),
+            ));
+        };
+        if event
+            .amount_cents
+            .is_some_and(|a| a != payment.amount_cents)
+        {
+            return Err(JobError::permanent(
+                "amount_mismatch",
+                format!(
+                    "the event reports {} minor units, the payment is of {}",
+                    event.amount_cents.unwrap_or_default(),
+                    payment.amount_cents
+                ),
+            ));
+        }
+        let current: PaymentStatus = serde_json::from_value(Value::String(payment.status.clone()))
+            .map_err(|e| JobError::permanent("invalid_payment_status", e.to_string()))?;
+        let moved = reported.rank() > current.rank();
+        let mut ledger_written = false;
+        if moved {
+            let effect = match ledger_move(&payment, reported) {
+                Some(LedgerMove {
+                    organizer,
+                    amount_cents,
+                    effect,
+                }) => {
+                    super::require_organizer(&mut tx, organizer).await?;
+                    let (entry, _) = ledger::record(
+                        &mut tx,
+                        &NewEntry {
+                            organizer_id: organizer.to_string(),
+                            event_id: None,
+                            entry_type: EntryType::Payment,
+                            tickets: 0,
+                            tickets_equivalent: 0,
+                            amount_cents,
+                            currency: payment.currency.clone(),
+                            metadata: json!({ "paymentId": payment.id,
+                                              "provider": payment.provider,
+                                              "providerRef": payment.provider_ref,
+                                              "reverses": payment.ledger_entry_id }),
+                            task_id: ctx.id,
+                        },
+                    )
+                    .await?;
+                    ledger_written = true;
+                    Some(effect(entry.id))
+                }
+                None => None,
+            };
+            store::set_status(&mut tx, payment.id, reported, &event.raw, effect).await?;
+        }
+        store::mark_applied(&mut tx, p.provider, &event.event_id, payment.id, moved).await?;
+        let result = json!({
+            "paymentId": payment.id,
+            "eventId": event.event_id,
+            "kind": event.kind,
+            "moved": moved,
+            "status": if moved { reported } else { current },
+            "ledgerEntryWritten": ledger_written,
+        });
+        let done = ctx.complete_in(tx, result).await?;
+        if ledger_written {
             kpi_refresh::after_ledger_write(&ctx).await;
         }
         Ok(done)
     }
-}
-
-/// One verified event waiting for its group's transaction.
-pub struct Pending {
-    task_id: uuid::Uuid,
-    provider: Provider,
-    event: ParsedEvent,
-}
-
-/// Applies the events of a group of `payment_webhook` tasks in one transaction (see
-/// [`engine::group`]), one after the other in their order: each locks its payment, so two
-/// events of one payment in the same group apply in sequence, the second seeing the first.
-/// Every way an event is refused is decided before it writes anything.
-struct EventWriter;
-
-impl GroupWrite for EventWriter {
-    type Item = Pending;
-
-    fn write<'a>(
-        &'a self,
-        tx: &'a mut PgConnection,
-        items: &'a [&'a Pending],
-    ) -> BoxFuture<'a, Result<Vec<Result<Value, JobError>>, sqlx::Error>> {
-        Box::pin(async move {
-            let mut out = Vec::with_capacity(items.len());
-            for item in items {
-                out.push(apply(tx, item).await?);
-            }
-            Ok(out)
-        })
-    }
-}
-
-/// One event, inside the group's transaction: its result, or why it cannot apply (an error
-/// of the database is the whole group's).
-async fn apply(
-    tx: &mut PgConnection,
-    item: &Pending,
-) -> Result<Result<Value, JobError>, sqlx::Error> {
-    let (provider, event) = (item.provider, &item.event);
-    let Some(reported) = event.status else {
-        return Ok(Ok(
-            json!({ "eventId": event.event_id, "kind": event.kind, "moved": false,
-                             "reason": "the event moves no payment" }),
-        ));
-    };
-    let Some(payment) = store::lock_by_ref(tx, provider, &event.provider_ref).await? else {
-        return Ok(Err(JobError::retryable(
-            "payment_not_found",
-            format!(
-                "no {} payment {:?} (yet): the event is retried",
-                provider.as_str(),
-                event.provider_ref
-            ),
-        )));
-    };
-    if event
-        .amount_cents
-        .is_some_and(|a| a != payment.amount_cents)
-    {
-        return Ok(Err(JobError::permanent(
-            "amount_mismatch",
-            format!(
-                "the event reports {} minor units, the payment is of {}",
-                event.amount_cents.unwrap_or_default(),
-                payment.amount_cents
-            ),
-        )));
-    }
-    let current: PaymentStatus = match serde_json::from_value(Value::String(payment.status.clone()))
-    {
-        Ok(status) => status,
-        Err(e) => {
-            return Ok(Err(JobError::permanent(
-                "invalid_payment_status",
-                e.to_string(),
-            )))
-        }
-    };
-    let moved = reported.rank() > current.rank();
-    let mut ledger_written = false;
-    if moved {
-        let effect = match ledger_move(&payment, reported) {
-            Some(LedgerMove {
-                organizer,
-                amount_cents,
-                effect,
-            }) => {
-                if !ledger::organizer_exists(tx, organizer).await? {
-                    return Ok(Err(super::organizer_not_found(organizer)));
-                }
-                let (entry, _) = ledger::record(
-                    tx,
-                    &NewEntry {
-                        organizer_id: organizer.to_string(),
-                        event_id: None,
-                        entry_type: EntryType::Payment,
-                        tickets: 0,
-                        tickets_equivalent: 0,
-                        amount_cents,
-                        currency: payment.currency.clone(),
-                        metadata: json!({ "paymentId": payment.id,
-                                          "provider": payment.provider,
-                                          "providerRef": payment.provider_ref,
-                                          "reverses": payment.ledger_entry_id }),
-                        task_id: item.task_id,
-                    },
-                )
-                .await?;
-                ledger_written = true;
-                Some(effect(entry.id))
-            }
-            None => None,
-        };
-        store::set_status(tx, payment.id, reported, &event.raw, effect).await?;
-    }
-    store::mark_applied(tx, provider, &event.event_id, payment.id, moved).await?;
-    Ok(Ok(json!({
-        "paymentId": payment.id,
-        "eventId": event.event_id,
-        "kind": event.kind,
-        "moved": moved,
-        "status": if moved { reported } else { current },
-        "ledgerEntryWritten": ledger_written,
-    })))
 }
 
 struct LedgerMove<'a> {
