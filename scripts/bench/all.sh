@@ -30,6 +30,7 @@ run() { "$@" || echo "FAILED ($?): $*"; }
   run "$here/sql-ceiling.sh" assignment 16
   run "$here/sql-ceiling.sh" accept 16
   run "$here/bullmq.sh" 1 50
+  run env ROUNDS=1 "$here/versus-bullmq.sh" 1 50 64
   run "$here/pickup.sh"
 } 2>&1 | tee "$log"
 echo "saved: $log"
