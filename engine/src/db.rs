@@ -68,9 +68,9 @@ const BOOKKEEPING_CONNECTIONS: u32 = 4;
 
 /// A pool beside `pool` (same server, same settings) whose commits do not wait for the WAL
 /// flush (`synchronous_commit = off`), for writes whose loss in a Postgres crash only
-/// repeats work the engine already knows how to repeat: a claim (the task is re-pushed
-/// after `QUEUE_REPUSH_AFTER_SECONDS` and claimed again; the lost attempt's completion is
-/// refused by its fence), the relay's `pushed_at` marks (a message pushed twice is claimed
+/// repeats work the engine already knows how to repeat: a claim (the task is claimed again:
+/// the lost attempt's completion is refused by its fence, and the runner hands the task back
+/// to the relay when it sees that), the relay's `pushed_at` marks (a message pushed twice is claimed
 /// once), a lease renewal. Such a commit is visible to every session at once and is on disk
 /// within `wal_writer_delay` (× 3 at worst), or as soon as any later synchronous commit
 /// flushes the WAL past it: a completion, always synchronous, therefore never outlives its

@@ -130,8 +130,11 @@ async fn commit_group<W: GroupWrite>(
         Ok(outcomes) => return outcomes,
         Err(e) => e,
     };
-    if group.len() == 1 {
-        return vec![Err(JobError::from(failed))];
+    if group.len() == 1 || crate::db::is_transient(&failed) {
+        // One task, or the database itself is unreachable after the retries: committing one
+        // task at a time would only repeat the wait per task. Each attempt is retried later.
+        let error = JobError::from(failed);
+        return group.iter().map(|_| Err(error.clone())).collect();
     }
     tracing::warn!(tasks = group.len(), error = %failed, "group commit failed; committing its tasks one at a time");
     let mut outcomes = Vec::with_capacity(group.len());

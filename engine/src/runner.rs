@@ -399,15 +399,28 @@ impl<S: Send + Sync + 'static> Runner<S> {
 
     /// Records a completion through the batched completer.
     async fn complete(&self, completion: store::Completion, span: &tracing::Span) {
+        let id = completion.0;
         match self.completer.call(completion).await {
             Some(Ok(true)) => tracing::debug!(parent: span, "completed"),
             Some(Ok(false)) => {
-                tracing::info!(parent: span, "result discarded: the attempt no longer owned the task")
+                tracing::info!(parent: span, "result discarded: the attempt no longer owned the task");
+                self.push_again_if_waiting(id).await;
             }
             Some(Err(e)) => {
                 tracing::error!(parent: span, error = %e, "completion not recorded; the task will run again after its lease")
             }
             None => {}
+        }
+    }
+
+    /// An attempt found it no longer owned its task. If the task is waiting again, its claim
+    /// was lost (a Postgres crash took it: claims do not wait for the WAL flush) and its
+    /// message is gone: let the relay push it at its next pass instead of after
+    /// `QUEUE_REPUSH_AFTER_SECONDS`. A task another worker took over is not waiting, and one
+    /// that still has a message is at worst pushed twice and claimed once. Best effort.
+    async fn push_again_if_waiting(&self, id: Uuid) {
+        if let Err(e) = store::mark_unpushed(&self.shared.pool, &[id]).await {
+            tracing::debug!(task.id = %id, error = %e, "could not mark the task for the relay");
         }
     }
 
@@ -492,6 +505,7 @@ impl<S: Send + Sync + 'static> Runner<S> {
             }
             JobError::Superseded => {
                 tracing::info!("attempt superseded by another worker; nothing recorded");
+                self.push_again_if_waiting(c.id).await;
                 return;
             }
             JobError::Cancelled => (
@@ -539,7 +553,8 @@ impl<S: Send + Sync + 'static> Runner<S> {
                 tracing::error!(error = %e, "failure not recorded; the task will run again after its lease")
             }
             (Ok(None), _) => {
-                tracing::info!("failure discarded: the attempt no longer owned the task")
+                tracing::info!("failure discarded: the attempt no longer owned the task");
+                self.push_again_if_waiting(c.id).await;
             }
             (Ok(Some(TaskStatus::Cancelled)), _) => tracing::info!(
                 error.code = %error.code, "cancelled on request; the attempt's outcome is kept in the history"

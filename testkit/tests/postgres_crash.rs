@@ -17,7 +17,6 @@ async fn a_claim_lost_in_a_postgres_crash_is_claimed_again_and_the_ledger_moves_
     };
     let app = TestApp::builder()
         .database_url(pg.url("taquilla_crash"))
-        .core(|c| c.queue_repush_after = Duration::from_secs(1))
         .seed_demo()
         .spawn()
         .await;
@@ -74,10 +73,15 @@ async fn a_claim_lost_in_a_postgres_crash_is_claimed_again_and_the_ledger_moves_
         "the claim was lost with the crash"
     );
 
-    // The worker, still running, gets its connections back; the task is pushed again after
-    // QUEUE_REPUSH_AFTER_SECONDS and claimed again. The stopped attempt's transaction died
-    // with the crash, and had it not, its fence would refuse it.
-    let rec = app.wait_finished(id, Duration::from_secs(60)).await;
+    // The worker, still running, gets its connections back. The stopped attempt's
+    // transaction died with the crash; retried, it finds the task no longer its own (had it
+    // survived, its fence would refuse it) and hands it to the relay at once: the task is
+    // claimed again well before QUEUE_REPUSH_AFTER_SECONDS (30 s here) would push it.
+    let repush_after = app.config.queue_repush_after;
+    assert_eq!(repush_after, Duration::from_secs(30));
+    let rec = app
+        .wait_finished(id, repush_after - Duration::from_secs(10))
+        .await;
     assert_eq!(rec.status(), TaskStatus::Completed, "{:?}", rec.error);
     assert_eq!(rec.attempts, 1, "the lost claim is not counted");
     assert_eq!(ledger_rows_for(&app, id).await, 1);
