@@ -133,3 +133,25 @@ pub async fn rollup_drift(pool: &sqlx::PgPool) -> Vec<(String, i64)> {
     }
     drift
 }
+
+/// Waits (up to 20 s) until another session waits on a row lock in a statement containing
+/// `statement` (e.g. `organizer_balances`): a task's attempt is then inside its transaction,
+/// held by a lock the test took. Panics with `what` when it never gets there.
+pub async fn wait_until_blocked_in(pool: &sqlx::PgPool, statement: &str, what: &str) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+             AND query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid()",
+        )
+        .bind(statement)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

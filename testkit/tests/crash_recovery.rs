@@ -38,24 +38,12 @@ async fn a_killed_worker_process_loses_nothing_and_duplicates_nothing() {
     app.wait_until(id, Duration::from_secs(20), |s| s == TaskStatus::Running)
         .await;
     // Wait until the attempt is really inside its transaction, blocked on our lock.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
-             AND query LIKE '%organizer_balances%' AND pid <> pg_backend_pid()",
-        )
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the attempt never reached the ledger write"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_blocked_in(
+        &app.pool,
+        "organizer_balances",
+        "the attempt never reached the ledger write",
+    )
+    .await;
 
     first.start_kill().unwrap(); // SIGKILL
     first.wait().await.unwrap();

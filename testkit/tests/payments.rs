@@ -491,24 +491,12 @@ async fn a_worker_killed_while_applying_an_event_applies_it_once_after_recovery(
         .await;
     assert_eq!(status, StatusCode::OK, "{reply}");
     let task: Uuid = reply["taskId"].as_str().unwrap().parse().unwrap();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
-             AND query LIKE '%FROM payments%' AND pid <> pg_backend_pid()",
-        )
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the attempt never reached the payment row"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    testkit::fixtures::wait_until_blocked_in(
+        &app.pool,
+        "FROM payments",
+        "the attempt never reached the payment row",
+    )
+    .await;
     first.start_kill().unwrap(); // SIGKILL, mid-transaction
     first.wait().await.unwrap();
     blocker.rollback().await.unwrap();

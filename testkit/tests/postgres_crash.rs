@@ -37,24 +37,12 @@ async fn a_claim_lost_in_a_postgres_crash_is_claimed_again_and_the_ledger_moves_
         .unwrap();
     pg.stall_wal_writer(&app.pool).await;
     let id = enqueue(&app, &spec, assignment_params("ev_demo", 100, 350)).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
-             AND query LIKE '%organizer_balances%' AND pid <> pg_backend_pid()",
-        )
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the attempt never reached the ledger write"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_blocked_in(
+        &app.pool,
+        "organizer_balances",
+        "the attempt never reached the ledger write",
+    )
+    .await;
     let rec = app.task(id).await;
     assert_eq!((rec.status(), rec.attempts), (TaskStatus::Running, 1));
 
