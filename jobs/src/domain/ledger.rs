@@ -166,7 +166,6 @@ pub async fn record_many(
         return Ok(Vec::new());
     }
     let ids: Vec<Uuid> = entries.iter().map(|_| Uuid::now_v7()).collect();
-    let column = |f: fn(&NewEntry) -> String| entries.iter().map(f).collect::<Vec<_>>();
     let rows = sqlx::query(&format!(
         "INSERT INTO director_ledger_entries ({ENTRY_COLUMNS}) \
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], \
@@ -174,30 +173,15 @@ pub async fn record_many(
          RETURNING {ENTRY_COLUMNS}, created_at"
     ))
     .bind(&ids)
-    .bind(column(|e| e.organizer_id.clone()))
-    .bind(
-        entries
-            .iter()
-            .map(|e| e.event_id.clone())
-            .collect::<Vec<_>>(),
-    )
-    .bind(column(|e| e.entry_type.as_str().to_string()))
-    .bind(entries.iter().map(|e| e.tickets).collect::<Vec<_>>())
-    .bind(
-        entries
-            .iter()
-            .map(|e| e.tickets_equivalent)
-            .collect::<Vec<_>>(),
-    )
-    .bind(entries.iter().map(|e| e.amount_cents).collect::<Vec<_>>())
-    .bind(column(|e| e.currency.clone()))
-    .bind(
-        entries
-            .iter()
-            .map(|e| e.metadata.clone())
-            .collect::<Vec<_>>(),
-    )
-    .bind(entries.iter().map(|e| e.task_id).collect::<Vec<_>>())
+    .bind(column(entries, |e| e.organizer_id.clone()))
+    .bind(column(entries, |e| e.event_id.clone()))
+    .bind(column(entries, |e| e.entry_type.as_str()))
+    .bind(column(entries, |e| e.tickets))
+    .bind(column(entries, |e| e.tickets_equivalent))
+    .bind(column(entries, |e| e.amount_cents))
+    .bind(column(entries, |e| e.currency.clone()))
+    .bind(column(entries, |e| e.metadata.clone()))
+    .bind(column(entries, |e| e.task_id))
     .fetch_all(&mut *conn)
     .await?;
     let mut by_id: HashMap<Uuid, Entry> = HashMap::with_capacity(rows.len());
@@ -265,6 +249,11 @@ impl Balance {
         self.paid_cents -= m.paid_cents;
         self.debt_cents = self.assigned_cents - self.paid_cents;
     }
+}
+
+/// One field of every entry, as an array parameter.
+fn column<'e, T>(entries: &'e [NewEntry], field: impl Fn(&'e NewEntry) -> T) -> Vec<T> {
+    entries.iter().map(field).collect()
 }
 
 /// What entries move on a balance row.
