@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     redis_conn::Keys,
     runner::Runner,
+    slots::{Reserved, SlotGate, Slots},
     transport::{
         wake::{WakeSignal, WakeStrategy},
         Envelope, MessageQueue,
@@ -26,9 +27,14 @@ use crate::{
 async fn on_message<S: Send + Sync + 'static>(
     message: Value,
     runner: Data<Arc<Runner<S>>>,
+    slots: Data<Arc<Slots>>,
+    reserved: Option<Data<Reserved>>,
 ) -> Result<(), BoxDynError> {
     match serde_json::from_value::<Envelope>(message) {
-        Ok(envelope) => runner.handle(envelope).await,
+        Ok(envelope) => {
+            let hold = reserved.and_then(|r| r.take());
+            runner.handle_reserved(envelope, &slots, hold).await
+        }
         Err(e) => tracing::warn!(error = %e, "undecodable transport message dropped"),
     }
     Ok(())
@@ -67,6 +73,8 @@ impl<S: Send + Sync + 'static> QueueConsumer<S> {
         let mut backoff = Duration::from_millis(100);
         let mut run = 0u64;
         let mut paused = self.signal.paused();
+        // Outlives the apalis worker's restarts: what it learnt of handler times stays.
+        let slots = Slots::new(self.concurrency);
         loop {
             // A paused queue fetches nothing: wait here until it is resumed.
             while *paused.borrow_and_update() {
@@ -93,10 +101,15 @@ impl<S: Send + Sync + 'static> QueueConsumer<S> {
             let backend = RedisStorage::<Value>::new(self.conn.clone())
                 .with_config(cfg)
                 .poll_with_strategy(WakeStrategy::new(self.signal.clone(), self.poll_interval));
+            // apalis runs the handlers' slots plus the messages that may be claimed ahead
+            // of them; its next message waits for a reservation (`SlotGate`), and `Slots`
+            // holds the handlers themselves to the queue's concurrency.
             let worker = WorkerBuilder::new(name.clone())
                 .backend(backend)
-                .concurrency(self.concurrency)
+                .concurrency(self.concurrency + Slots::ahead_capacity(self.concurrency))
+                .layer(SlotGate(slots.clone()))
                 .data(self.runner.clone())
+                .data(slots.clone())
                 .build(on_message::<S>);
             // Operators see each worker's concurrency next to its registration (apalis
             // itself records only its backend and service there); best effort.

@@ -10,13 +10,14 @@
 //!   re-drive, with the kinds' [`hooks`]; [`browse`]: the operators' filtered, keyset-paged
 //!   reads of `tasks`;
 //! - [`runner`]: claim → handler → outcome, with leases, timeouts and batching
-//!   ([`batcher`]); [`group`]: group commits of many tasks' effects;
+//!   ([`batcher`]) and claims ahead of a queue's free [`slots`]; [`group`]: group commits
+//!   of many tasks' effects;
 //!   [`context`]: what a handler sees ([`TaskContext`]); [`outcome`]: how an attempt ends
 //!   ([`Done`], [`JobError`]); [`retry`], [`progress`], [`metrics`];
 //! - [`queue_metrics`]: the periodic per-queue log event of every worker.
 //!
 //! Modules depend downwards only (`tests/layering.rs` checks it): task, outcome, retry,
-//! env, db, redis_conn, stored_json → batcher, store, hooks, progress, metrics → group,
+//! env, db, redis_conn, stored_json, slots → batcher, store, hooks, progress, metrics → group,
 //! transport → enqueue → context → kind → runner, actions, schedule → consumer.
 //!
 //! The product's own state (its integrations, its configuration) travels as the type
@@ -41,6 +42,7 @@ pub mod redis_conn;
 pub mod retry;
 pub mod runner;
 pub mod schedule;
+pub mod slots;
 pub mod store;
 pub mod stored_json;
 pub mod task;

@@ -27,6 +27,7 @@ use crate::{
     batcher::{with_retries, Batcher},
     context::{Done, Flags, JobError, Runtime, TaskContext},
     kind::{KindHooks, KindSpec, Registry},
+    slots::{SlotHold, Slots},
     store::{self, Claimed, Disposition},
     task::{AttemptError, TaskStatus},
     transport::Envelope,
@@ -178,9 +179,21 @@ impl<S: Send + Sync + 'static> Runner<S> {
         self.inflight.lock().map(|m| m.len()).unwrap_or(0)
     }
 
-    /// Handles one transport message, start to finish. Never fails: every outcome is
-    /// recorded on the task row, so the transport can acknowledge the message.
-    pub async fn handle(self: &Arc<Self>, envelope: Envelope) {
+    /// Handles one transport message of a queue whose handler slots are `slots`, start to
+    /// finish. Never fails: every outcome is recorded on the task row, so the transport can
+    /// acknowledge the message.
+    pub async fn handle(self: &Arc<Self>, envelope: Envelope, slots: &Arc<Slots>) {
+        self.handle_reserved(envelope, slots, None).await
+    }
+
+    /// [`Self::handle`] for a message that already holds its reservation (the consumer's
+    /// gate took one before it took the message); `None` reserves here.
+    pub async fn handle_reserved(
+        self: &Arc<Self>,
+        envelope: Envelope,
+        slots: &Arc<Slots>,
+        reserved: Option<SlotHold>,
+    ) {
         if self.stopping.load(Ordering::Relaxed) {
             // Shutting down: leave it; the relay pushes it again for another worker.
             return;
@@ -193,7 +206,9 @@ impl<S: Send + Sync + 'static> Runner<S> {
             self.relay_wake.notify_one();
         }
         // Held until the attempt is recorded: exclusive for a task that must run alone.
-        let (gate, claimed) = if envelope.isolate {
+        let (gate, hold, claimed) = if envelope.isolate {
+            // It runs alone, under a gate of its own, not in one of the shared slots.
+            drop(reserved);
             // New attempts queue behind this wait, so it is short: a worker busy with a long
             // attempt (an export) leaves the task to another one. The message is consumed
             // but the row keeps `pushed_at`: the relay pushes it again after
@@ -218,14 +233,19 @@ impl<S: Send + Sync + 'static> Runner<S> {
                 self.shared.notifier.changed(&[c.id]);
                 tracing::info!(task.id = %c.id, task.kind = %c.kind, "running a task alone: it lost its worker while sharing one");
             }
-            (gate, claimed)
+            (gate, None, claimed)
         } else {
             let gate = Gate::Shared(self.alone.clone().read_owned().await);
+            // A free slot, or leave to claim ahead of one (see `crate::slots`).
+            let hold = match reserved {
+                Some(hold) => hold,
+                None => slots.reserve().await,
+            };
             if self.stopping.load(Ordering::Relaxed) {
                 return;
             }
             match self.claimer.call(envelope.task).await {
-                Some(result) => (gate, result),
+                Some(result) => (gate, Some(hold), result),
                 None => return,
             }
         };
@@ -242,11 +262,38 @@ impl<S: Send + Sync + 'static> Runner<S> {
                 return;
             }
         };
+        // From here its lease is renewed and a shutdown gives it back, slot or not.
+        let flags = self.register(&claimed);
+        let slot = match hold {
+            None => None,
+            Some(hold) => match slots.slot(hold).await {
+                Some(permit) => Some(permit),
+                None => {
+                    tracing::info!(task.id = %claimed.id, "claimed ahead but no slot came in time: given back for any worker");
+                    self.give_back(claimed.id).await;
+                    return;
+                }
+            },
+        };
+        if flags.lost.load(Ordering::Relaxed) {
+            // Taken over (or its claim lost) while it waited for its slot: not ours to run.
+            self.forget(claimed.id);
+            self.push_again_if_waiting(claimed.id).await;
+            return;
+        }
+        if flags.cancel.load(Ordering::Relaxed) || self.stopping.load(Ordering::Relaxed) {
+            // Cancelled on request or shutting down before it started: the attempt is
+            // given back (or ends `cancelled`) without running.
+            self.give_back(claimed.id).await;
+            return;
+        }
         // Run and record on a task of its own: if apalis drops this future (its backend
         // died), the attempt still finishes and its outcome is still recorded.
         let this = self.clone();
+        let slots = slots.clone();
         let _ = tokio::spawn(async move {
-            let Some((completion, span)) = this.clone().execute(claimed).await else {
+            let Some((completion, span)) = this.clone().execute(claimed, flags, &slots).await
+            else {
                 return;
             };
             match gate {
@@ -258,12 +305,48 @@ impl<S: Send + Sync + 'static> Runner<S> {
                 // `running` under its lease; a worker lost meanwhile means the task runs
                 // again, as when it is lost during the handler.
                 Gate::Shared(_) => {
+                    drop(slot);
                     drop(gate);
                     this.complete_in_background(completion, span).await;
                 }
             }
         })
         .await;
+    }
+
+    /// Registers a claimed attempt: its lease is renewed from now on, cancel requests reach
+    /// it, and a shutdown gives it back.
+    fn register(&self, claimed: &Claimed) -> Arc<Flags> {
+        let flags = Arc::new(Flags::default());
+        if let Ok(mut map) = self.inflight.lock() {
+            map.insert(
+                claimed.id,
+                Inflight {
+                    kind: claimed.kind.clone(),
+                    attempt: claimed.attempt,
+                    flags: flags.clone(),
+                    abort: None,
+                },
+            );
+        }
+        flags
+    }
+
+    /// Unregisters an attempt; `None` if it was not registered (any more).
+    fn forget(&self, id: Uuid) -> Option<Inflight> {
+        self.inflight
+            .lock()
+            .ok()
+            .and_then(|mut map| map.remove(&id))
+    }
+
+    /// Gives a registered attempt back without counting it ([`store::release`]), unless a
+    /// shutdown already did.
+    async fn give_back(&self, id: Uuid) {
+        if let Some(inflight) = self.forget(id) {
+            self.release(id, inflight).await;
+            self.shared.notifier.changed(&[id]);
+        }
     }
 
     /// Records a completion on a task of its own, holding one of [`COMPLETIONS_PENDING`]
@@ -298,12 +381,16 @@ impl<S: Send + Sync + 'static> Runner<S> {
     async fn execute(
         self: Arc<Self>,
         claimed: Claimed,
+        flags: Arc<Flags>,
+        slots: &Slots,
     ) -> Option<(store::Completion, tracing::Span)> {
         let Some(spec) = self.registry.get(&claimed.kind).cloned() else {
+            self.forget(claimed.id);
             self.leave_for_another_worker(&claimed).await;
             return None;
         };
         if let Some(problem) = &claimed.params_error {
+            self.forget(claimed.id);
             // Postgres accepted the value but it cannot be read back (e.g. a number beyond
             // f64): no attempt can ever run, so fail now instead of looping.
             let err = JobError::permanent(
@@ -319,7 +406,6 @@ impl<S: Send + Sync + 'static> Runner<S> {
             return None;
         }
 
-        let flags = Arc::new(Flags::default());
         let started = std::time::Instant::now();
         let id = claimed.id;
         let attempt = claimed.attempt;
@@ -327,26 +413,22 @@ impl<S: Send + Sync + 'static> Runner<S> {
         let timeout = spec.timeout;
         let handler = spec.handler.clone();
         let span = tracing::info_span!("task", task.id = %id, task.kind = %claimed.kind, attempt);
+        // Started under the registry's lock, so a shutdown either finds its abort handle or
+        // has already given the attempt back (then it never starts).
         let join = {
+            let Ok(mut map) = self.inflight.lock() else {
+                return None;
+            };
+            let entry = map.get_mut(&id)?;
             let _enter = span.enter();
             tracing::debug!("attempt started");
-            tokio::spawn(tokio::time::timeout(timeout, handler(ctx)))
+            let join = tokio::spawn(tokio::time::timeout(timeout, handler(ctx)));
+            entry.abort = Some(join.abort_handle());
+            join
         };
-        if let Ok(mut map) = self.inflight.lock() {
-            map.insert(
-                id,
-                Inflight {
-                    kind: claimed.kind.clone(),
-                    attempt,
-                    flags,
-                    abort: Some(join.abort_handle()),
-                },
-            );
-        }
         let outcome = join.await;
-        if let Ok(mut map) = self.inflight.lock() {
-            map.remove(&id);
-        }
+        slots.observe(started.elapsed());
+        self.forget(id);
         let err = match outcome {
             Ok(Ok(Ok(Done::Result(result)))) => {
                 self.observe(&spec, TaskStatus::Completed.as_str(), started);
@@ -578,33 +660,43 @@ impl<S: Send + Sync + 'static> Runner<S> {
             Err(_) => return 0,
         };
         let mut released = 0;
-        for (id, mut inflight) in taken {
-            if let Some(abort) = inflight.abort.take() {
-                abort.abort();
-            }
-            let released_one = async {
-                let mut tx = self.shared.pool.begin().await?;
-                let status = store::release(&mut *tx, id, inflight.attempt).await?;
-                let error = serde_json::json!({ "code": "cancelled", "message": "cancelled on request before the attempt finished" });
-                self.hooks
-                    .after_transition(&mut tx, &inflight.kind, id, status, Some(error))
-                    .await?;
-                tx.commit().await?;
-                Ok::<_, sqlx::Error>(status)
-            };
-            match released_one.await {
-                Ok(Some(TaskStatus::Cancelled)) => {
-                    tracing::info!(task.id = %id, "cancelled on request; not handed to another worker")
-                }
-                Ok(Some(_)) => released += 1,
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(task.id = %id, error = %e, "could not release task; it will be retried after its lease")
-                }
+        for (id, inflight) in taken {
+            if self.release(id, inflight).await {
+                released += 1;
             }
         }
         self.shared.notifier.changed(&[]);
         released
+    }
+
+    /// Gives one attempt back without counting it (aborting its handler if it runs), with
+    /// its kind's hook; true if it is waiting again for any worker.
+    async fn release(&self, id: Uuid, mut inflight: Inflight) -> bool {
+        if let Some(abort) = inflight.abort.take() {
+            abort.abort();
+        }
+        let released = async {
+            let mut tx = self.shared.pool.begin().await?;
+            let status = store::release(&mut *tx, id, inflight.attempt).await?;
+            let error = serde_json::json!({ "code": "cancelled", "message": "cancelled on request before the attempt finished" });
+            self.hooks
+                .after_transition(&mut tx, &inflight.kind, id, status, Some(error))
+                .await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(status)
+        };
+        match released.await {
+            Ok(Some(TaskStatus::Cancelled)) => {
+                tracing::info!(task.id = %id, "cancelled on request; not handed to another worker");
+                false
+            }
+            Ok(Some(_)) => true,
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(task.id = %id, error = %e, "could not release task; it will be retried after its lease");
+                false
+            }
+        }
     }
 
     pub fn stop_taking(&self) {

@@ -617,6 +617,10 @@ pub struct Taken {
 /// rolls back and the rows stay unpushed. `SKIP LOCKED` lets many replicas relay at once.
 /// A waiting task whose cancellation was requested (it raced with a worker giving it back)
 /// is cancelled here rather than left waiting for a claim that skips it.
+///
+/// The marked rows are found through the primary key (`= ANY (ARRAY(…))`): joined to the
+/// CTE instead, the planner hashed the whole table for each pass (EXPLAIN on a 20,000-row
+/// backlog: a sequential scan, 15–17 ms per 500 rows, against 9 ms).
 pub async fn take_due(
     tx: &mut Transaction<'_, Postgres>,
     queue: &str,
@@ -634,7 +638,7 @@ pub async fn take_due(
              status = CASE WHEN t.cancel_requested THEN 'cancelled' ELSE t.status END, \
              finished_at = CASE WHEN t.cancel_requested THEN now() ELSE t.finished_at END, \
              updated_at = CASE WHEN t.cancel_requested THEN now() ELSE t.updated_at END \
-         FROM due WHERE t.id = due.id \
+         WHERE t.id = ANY (ARRAY(SELECT id FROM due)) \
          RETURNING t.id, t.kind, t.isolate, t.status, t.error",
     )
     .bind(queue)

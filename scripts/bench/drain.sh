@@ -19,7 +19,9 @@
 #      50 ms and run `perf record -a -g` during the run; output in $LOG_DIR),
 #      WORKER_PG_OPTIONS (diagnostic only: Postgres settings for the workers' connections,
 #      e.g. '-c synchronous_commit=off' to see how much fsync latency bounds a run; such a run
-#      no longer has durable task status and is not a result).
+#      no longer has durable task status and is not a result),
+#      AFTER_SEED_SQL (diagnostic only: SQL run after seeding, before VACUUM, e.g.
+#      'DROP INDEX tasks_params_search_idx' to see what an index costs; not a result either).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need psql redis-cli python3
@@ -64,6 +66,7 @@ seed() {
              now() + interval '1 day'
       FROM generate_series(1, $TASKS);"
   fi
+  [ -n "${AFTER_SEED_SQL:-}" ] && psql_bench -c "$AFTER_SEED_SQL"
   psql_bench -c "VACUUM ANALYZE" >/dev/null
 }
 

@@ -3,7 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use engine::{runner::Runner, transport::Envelope, TaskStatus};
+use engine::{runner::Runner, slots::Slots, transport::Envelope, TaskStatus};
 use jobs::kinds::assignment;
 use testkit::{fixtures::*, *};
 use tokio::sync::Notify;
@@ -34,8 +34,9 @@ async fn the_same_message_delivered_twice_changes_the_ledger_once() {
     .await;
     let envelope = Envelope::new(id, assignment::NAME);
     let r = runner(&app, "w1");
-    r.handle(envelope.clone()).await;
-    r.handle(envelope.clone()).await;
+    let slots = Slots::new(4);
+    r.handle(envelope.clone(), &slots).await;
+    r.handle(envelope.clone(), &slots).await;
     let rec = app.task(id).await;
     assert_eq!(rec.status(), TaskStatus::Completed);
     assert_eq!(rec.attempts, 1, "the duplicate was skipped at claim");
@@ -59,13 +60,15 @@ async fn two_workers_racing_for_one_task_change_the_ledger_once() {
         );
     }
     // Every task delivered to three workers at once.
+    let slots = Slots::new(64);
     let mut races = Vec::new();
     for id in &ids {
         let envelope = Envelope::new(*id, assignment::NAME);
         for r in [&a, &b, &c] {
             let r = (*r).clone();
             let e = envelope.clone();
-            races.push(tokio::spawn(async move { r.handle(e).await }));
+            let slots = slots.clone();
+            races.push(tokio::spawn(async move { r.handle(e, &slots).await }));
         }
     }
     for race in races {

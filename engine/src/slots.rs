@@ -1,0 +1,357 @@
+//! A queue's handler slots, and how far ahead of them its tasks may be claimed.
+//!
+//! A claim is a Postgres round trip. Taken only once a slot is free, it sits between one
+//! handler's end and the next one's start, and at low concurrency that chain bounds the
+//! queue (BENCHMARKS.md: 0.68 ms per noop task at concurrency 1, most of it the claim).
+//! Claiming a few messages ahead hides it, at a price: a task claimed ahead is `running`
+//! (its attempt counted, its lease held) while it waits for a slot, and no other replica
+//! can start it. So a queue claims ahead only while its handlers are short enough that the
+//! expected wait stays under [`AHEAD_WAIT_BUDGET`], and a task that still waits longer than
+//! [`AHEAD_WAIT_MAX`] (a long attempt arrived after it was claimed) is given back without
+//! counting. A worker lost meanwhile costs a task claimed ahead nothing either: a lost lease
+//! of a task that shared its worker is forgiven (`store::take_expired`).
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use apalis::prelude::Task;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tower::{Layer, Service};
+
+/// Expected wait of a task claimed ahead, at most: the queue stops claiming ahead when the
+/// tasks already waiting, run at its typical handler time, would take longer than this.
+pub const AHEAD_WAIT_BUDGET: Duration = Duration::from_millis(20);
+
+/// Longest a task claimed ahead waits for a slot before it is given back.
+pub const AHEAD_WAIT_MAX: Duration = Duration::from_secs(2);
+
+/// Typical handler time not known yet: nothing is claimed ahead before a first attempt ran.
+const UNKNOWN: u64 = u64::MAX;
+
+pub struct Slots {
+    permits: Arc<Semaphore>,
+    concurrency: usize,
+    /// Tasks claimed ahead, waiting for a slot now.
+    waiting: AtomicUsize,
+    /// Exponentially weighted mean of recent handler times, in µs (weight 1/8 per attempt).
+    typical_us: AtomicU64,
+    /// Longest a task claimed ahead waits (tests shorten it).
+    wait_max: Duration,
+    /// Woken whenever a reservation may have become possible (a slot freed, a task claimed
+    /// ahead got its slot, a handler time was learnt).
+    room: Notify,
+}
+
+/// What a message holds before its claim: a free slot, or its place among the tasks that
+/// may be claimed ahead of one (see [`Slots::reserve`]).
+pub enum SlotHold {
+    Now(Slot),
+    Ahead(AheadTicket),
+}
+
+/// One of the queue's handler slots, held until the attempt's handler returned.
+pub struct Slot {
+    permit: Option<OwnedSemaphorePermit>,
+    slots: Arc<Slots>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.permit.take();
+        self.slots.room.notify_waiters();
+    }
+}
+
+/// One task counted among those claimed ahead, until it gets its slot or gives up.
+pub struct AheadTicket(Arc<Slots>);
+
+impl Drop for AheadTicket {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+        self.0.room.notify_waiters();
+    }
+}
+
+impl Slots {
+    pub fn new(concurrency: usize) -> Arc<Self> {
+        Self::with_wait_max(concurrency, AHEAD_WAIT_MAX)
+    }
+
+    pub fn with_wait_max(concurrency: usize, wait_max: Duration) -> Arc<Self> {
+        let concurrency = concurrency.max(1);
+        Arc::new(Self {
+            permits: Arc::new(Semaphore::new(concurrency)),
+            concurrency,
+            waiting: AtomicUsize::new(0),
+            typical_us: AtomicU64::new(UNKNOWN),
+            wait_max,
+            room: Notify::new(),
+        })
+    }
+
+    /// Tasks the queue may claim ahead of its slots, at most (the budget usually stops it
+    /// first). Enough that a queue of concurrency 1 batches its claims; the consumer only
+    /// takes a message once it holds a reservation ([`SlotGate`]), so a queue of long
+    /// handlers holds no more messages than its slots, whatever this says.
+    pub fn ahead_capacity(concurrency: usize) -> usize {
+        concurrency.clamp(16, 200)
+    }
+
+    /// Reserves for one message: a free slot, or a place to claim ahead of one while the
+    /// queue's handlers are short; else waits until one of them is possible.
+    pub async fn reserve(self: &Arc<Self>) -> SlotHold {
+        loop {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            // Registered before the check, so a slot freed in between still wakes it.
+            room.as_mut().enable();
+            if let Some(hold) = self.try_reserve() {
+                return hold;
+            }
+            room.await;
+        }
+    }
+
+    fn try_reserve(self: &Arc<Self>) -> Option<SlotHold> {
+        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            return Some(SlotHold::Now(Slot {
+                permit: Some(permit),
+                slots: self.clone(),
+            }));
+        }
+        if self.may_claim_ahead() {
+            self.waiting.fetch_add(1, Ordering::Relaxed);
+            return Some(SlotHold::Ahead(AheadTicket(self.clone())));
+        }
+        None
+    }
+
+    /// After the claim: the slot, waited for up to the longest wait of a task claimed ahead
+    /// (tasks claimed ahead queue for freed slots before any new reservation). `None` when
+    /// it did not come in time: the caller gives the task back.
+    pub async fn slot(self: &Arc<Self>, hold: SlotHold) -> Option<Slot> {
+        match hold {
+            SlotHold::Now(slot) => Some(slot),
+            SlotHold::Ahead(ticket) => {
+                let permit =
+                    tokio::time::timeout(self.wait_max, self.permits.clone().acquire_owned()).await;
+                drop(ticket);
+                let permit = permit.ok().and_then(Result::ok)?;
+                Some(Slot {
+                    permit: Some(permit),
+                    slots: self.clone(),
+                })
+            }
+        }
+    }
+
+    /// Records how long a handler ran.
+    pub fn observe(&self, ran: Duration) {
+        let us = ran.as_micros().min(u64::MAX as u128 - 1) as u64;
+        let _ = self
+            .typical_us
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                Some(if old == UNKNOWN {
+                    us
+                } else {
+                    old - old / 8 + us / 8
+                })
+            });
+        self.room.notify_waiters();
+    }
+
+    fn may_claim_ahead(&self) -> bool {
+        let typical = self.typical_us.load(Ordering::Relaxed);
+        if typical == UNKNOWN {
+            return false;
+        }
+        // The tasks already ahead plus this one share `concurrency` slots as they free up.
+        let ahead = self.waiting.load(Ordering::Relaxed) as u64 + 1;
+        let expected_us = ahead.saturating_mul(typical) / self.concurrency as u64;
+        ahead as usize <= Self::ahead_capacity(self.concurrency)
+            && expected_us <= AHEAD_WAIT_BUDGET.as_micros() as u64
+    }
+}
+
+/// A message's reservation, handed from [`SlotGate`] to the handler in the task's data.
+#[derive(Clone, Default)]
+pub struct Reserved(Arc<Mutex<Option<SlotHold>>>);
+
+impl Reserved {
+    pub fn take(&self) -> Option<SlotHold> {
+        self.0.lock().ok().and_then(|mut hold| hold.take())
+    }
+}
+
+/// The consumer's gate: apalis takes the next message only once the gate holds a
+/// reservation for it ([`Slots::reserve`]), which travels with the message to the handler.
+/// So a queue whose slots are busy with long handlers takes no message it cannot start,
+/// and one with short handlers takes the few it may claim ahead.
+#[derive(Clone)]
+pub struct SlotGate(pub Arc<Slots>);
+
+impl<S> Layer<S> for SlotGate {
+    type Service = GatedService<S>;
+
+    fn layer(&self, inner: S) -> GatedService<S> {
+        GatedService {
+            inner,
+            slots: self.0.clone(),
+            reserving: None,
+            reserved: None,
+        }
+    }
+}
+
+pub struct GatedService<S> {
+    inner: S,
+    slots: Arc<Slots>,
+    reserving: Option<Pin<Box<dyn Future<Output = SlotHold> + Send>>>,
+    reserved: Option<SlotHold>,
+}
+
+impl<S, Args> Service<Task<Args>> for GatedService<S>
+where
+    S: Service<Task<Args>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        if self.reserved.is_none() {
+            let slots = self.slots.clone();
+            let reserving = self
+                .reserving
+                .get_or_insert_with(|| Box::pin(async move { slots.reserve().await }));
+            let Poll::Ready(hold) = reserving.as_mut().poll(cx) else {
+                return Poll::Pending;
+            };
+            self.reserving = None;
+            self.reserved = Some(hold);
+        }
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut task: Task<Args>) -> S::Future {
+        let hold = self.reserved.take();
+        task.inject_data(Reserved(Arc::new(Mutex::new(hold))));
+        self.inner.call(task)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn claims_ahead_only_once_handlers_are_known_to_be_short() {
+        let slots = Slots::new(1);
+        let first = slots.reserve().await;
+        assert!(matches!(first, SlotHold::Now(_)));
+        // Unknown handler time: the next claim waits for the slot.
+        let waiting = tokio::time::timeout(Duration::from_millis(50), slots.reserve()).await;
+        assert!(
+            waiting.is_err(),
+            "claimed ahead before any handler time was known"
+        );
+
+        slots.observe(Duration::from_micros(100));
+        let ahead = slots.reserve().await;
+        assert!(matches!(ahead, SlotHold::Ahead(_)));
+        drop(first);
+        assert!(slots.slot(ahead).await.is_some());
+    }
+
+    #[tokio::test]
+    async fn long_handlers_claim_nothing_ahead() {
+        let slots = Slots::new(4);
+        slots.observe(Duration::from_millis(100));
+        let held: Vec<_> = futures_held(&slots, 4).await;
+        // 100 ms per attempt over 4 slots: one more would wait ≈ 25 ms > the budget.
+        let next = tokio::time::timeout(Duration::from_millis(50), slots.reserve()).await;
+        assert!(next.is_err(), "claimed ahead of long handlers");
+        drop(held);
+    }
+
+    #[tokio::test]
+    async fn ahead_stops_at_the_budget_and_capacity() {
+        let slots = Slots::new(1);
+        slots.observe(Duration::from_millis(5));
+        let _running = slots.reserve().await;
+        // 5 ms each on one slot: four fit in 20 ms, the fifth does not.
+        let mut ahead = Vec::new();
+        for _ in 0..4 {
+            let hold = slots.reserve().await;
+            assert!(matches!(hold, SlotHold::Ahead(_)));
+            ahead.push(hold);
+        }
+        let fifth = tokio::time::timeout(Duration::from_millis(50), slots.reserve()).await;
+        assert!(fifth.is_err());
+
+        let quick = Slots::new(1);
+        quick.observe(Duration::from_micros(1));
+        let _running = quick.reserve().await;
+        let mut n = 0;
+        while let Ok(SlotHold::Ahead(t)) =
+            tokio::time::timeout(Duration::from_millis(20), quick.reserve()).await
+        {
+            std::mem::forget(t);
+            n += 1;
+        }
+        assert_eq!(n, Slots::ahead_capacity(1));
+    }
+
+    #[tokio::test]
+    async fn a_task_claimed_ahead_gives_up_after_the_longest_wait() {
+        let slots = Slots::with_wait_max(1, Duration::from_millis(30));
+        slots.observe(Duration::from_micros(10));
+        let _running = slots.reserve().await;
+        let ahead = slots.reserve().await;
+        assert!(slots.slot(ahead).await.is_none());
+        assert_eq!(slots.waiting.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_reservation_wakes_when_a_slot_frees_or_handlers_prove_short() {
+        let slots = Slots::new(1);
+        let first = slots.reserve().await;
+        let waiter = tokio::spawn({
+            let slots = slots.clone();
+            async move { matches!(slots.reserve().await, SlotHold::Now(_)) }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished());
+        drop(first);
+        let got_the_slot = tokio::time::timeout(Duration::from_secs(1), waiter).await;
+        assert!(got_the_slot.unwrap().unwrap(), "woken with the freed slot");
+
+        let busy = Slots::new(1);
+        let _running = busy.reserve().await;
+        let waiter = tokio::spawn({
+            let busy = busy.clone();
+            async move { matches!(busy.reserve().await, SlotHold::Ahead(_)) }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished());
+        busy.observe(Duration::from_micros(50));
+        let ahead = tokio::time::timeout(Duration::from_secs(1), waiter).await;
+        assert!(ahead.unwrap().unwrap(), "woken once handlers proved short");
+    }
+
+    async fn futures_held(slots: &Arc<Slots>, n: usize) -> Vec<SlotHold> {
+        let mut held = Vec::new();
+        for _ in 0..n {
+            held.push(slots.reserve().await);
+        }
+        held
+    }
+}
