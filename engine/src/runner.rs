@@ -244,8 +244,12 @@ impl<S: Send + Sync + 'static> Runner<S> {
             if self.stopping.load(Ordering::Relaxed) {
                 return;
             }
+            let asked = std::time::Instant::now();
             match self.claimer.call(envelope.task).await {
-                Some(result) => (gate, Some(hold), result),
+                Some(result) => {
+                    slots.observe_claim(asked.elapsed());
+                    (gate, Some(hold), result)
+                }
                 None => return,
             }
         };

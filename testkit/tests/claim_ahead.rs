@@ -30,6 +30,7 @@ fn runner(app: &TestApp) -> Arc<Runner<jobs::Services>> {
 /// One slot, handlers known to be short, so the next message is claimed ahead.
 fn one_short_slot(wait_max: Duration) -> Arc<Slots> {
     let slots = Slots::with_wait_max(1, wait_max);
+    slots.observe_claim(Duration::from_millis(1));
     slots.observe(Duration::from_micros(100));
     slots
 }
