@@ -271,7 +271,7 @@ impl<S: Send + Sync + 'static> Runner<S> {
         let slot = match hold {
             None => None,
             Some(hold) => match slots.slot(hold).await {
-                Some(permit) => Some(permit),
+                Some(slot) => Some(slot),
                 None => {
                     tracing::info!(task.id = %claimed.id, "claimed ahead but no slot came in time: given back for any worker");
                     self.give_back(claimed.id).await;
