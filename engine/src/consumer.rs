@@ -64,6 +64,9 @@ pub struct QueueConsumer<S> {
     pub poll_interval: Duration,
     pub heartbeat: Duration,
     pub instance: String,
+    /// The queue's handler slots in this process (shared with its `queue_metrics` event);
+    /// they outlive the apalis worker's restarts, and with them what was learnt of its times.
+    pub slots: Arc<Slots>,
 }
 
 impl<S: Send + Sync + 'static> QueueConsumer<S> {
@@ -73,8 +76,7 @@ impl<S: Send + Sync + 'static> QueueConsumer<S> {
         let mut backoff = Duration::from_millis(100);
         let mut run = 0u64;
         let mut paused = self.signal.paused();
-        // Outlives the apalis worker's restarts: what it learnt of handler times stays.
-        let slots = Slots::new(self.concurrency);
+        let slots = self.slots.clone();
         loop {
             // A paused queue fetches nothing: wait here until it is resumed.
             while *paused.borrow_and_update() {

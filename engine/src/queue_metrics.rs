@@ -56,6 +56,9 @@ pub struct QueueSnapshot {
     pub window_seconds: f64,
     /// The queue is paused (accepting, nothing started) as this process last saw it.
     pub paused: bool,
+    /// This process's tasks claimed ahead of a free slot at the moment of the event; they
+    /// count in `running`, so `running` may exceed the concurrency by this much.
+    pub claimed_ahead: u64,
 }
 
 impl QueueSnapshot {
@@ -79,6 +82,7 @@ impl QueueSnapshot {
             workers_alive = self.workers_alive,
             window_seconds = self.window_seconds,
             paused = self.paused,
+            claimed_ahead = self.claimed_ahead,
             "queue_metrics"
         );
     }
@@ -115,6 +119,8 @@ pub struct QueueMetricsLog {
     pub worker: String,
     /// The queues this process sees paused (`crate::transport::pause`).
     pub paused: std::sync::Arc<crate::transport::pause::PausedQueues>,
+    /// The served queues' handler slots in this process (`crate::slots`).
+    pub slots: HashMap<String, std::sync::Arc<crate::slots::Slots>>,
 }
 
 impl QueueMetricsLog {
@@ -139,6 +145,10 @@ impl QueueMetricsLog {
                         s.redis_ready = self.redis_ready(&s.queue).await;
                         s.workers_alive = self.workers_alive(&s.queue).await;
                         s.paused = self.paused.is_paused(&s.queue);
+                        s.claimed_ahead = self
+                            .slots
+                            .get(&s.queue)
+                            .map_or(0, |slots| slots.claimed_ahead() as u64);
                         s.log(&self.worker);
                     }
                 }

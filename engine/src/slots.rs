@@ -110,6 +110,11 @@ impl Slots {
         concurrency.clamp(16, 200)
     }
 
+    /// Tasks claimed ahead and waiting for a slot now (they count as `running`).
+    pub fn claimed_ahead(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
     /// Reserves for one message: a free slot, or a place to claim ahead of one while the
     /// queue's handlers are short; else waits until one of them is possible.
     pub async fn reserve(self: &Arc<Self>) -> SlotHold {
@@ -315,6 +320,7 @@ mod tests {
             assert!(matches!(hold, SlotHold::Ahead(_)));
             ahead.push(hold);
         }
+        assert_eq!(slots.claimed_ahead(), 4);
         let fifth = tokio::time::timeout(Duration::from_millis(50), slots.reserve()).await;
         assert!(fifth.is_err());
 

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use testkit::{fixtures, worker_command, TestApp};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-const FIELDS: [&str; 13] = [
+const FIELDS: [&str; 14] = [
     "worker",
     "queue",
     "pending",
@@ -30,6 +30,7 @@ const FIELDS: [&str; 13] = [
     "retried",
     "dead",
     "workers_alive",
+    "claimed_ahead",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,6 +119,7 @@ async fn a_json_worker_logs_one_queue_metrics_line_per_served_queue() {
         assert_eq!(r["scheduled"], 1, "{r}");
         assert_eq!(r["pending"], 0, "{r}");
         assert_eq!(r["completed"], 0, "{r}");
+        assert_eq!(r["claimed_ahead"], 0, "{r}");
     }
     for id in ids {
         assert_eq!(app.task(id).await.status(), TaskStatus::Completed);

@@ -13,6 +13,7 @@ use engine::{
     redis_conn::Keys,
     runner::Runner,
     schedule::Ticker,
+    slots::Slots,
     transport::{
         pause::{self, PausedQueues},
         relay::Relay,
@@ -76,6 +77,11 @@ pub async fn run(
         .iter()
         .map(|q| (q.clone(), Arc::new(WakeSignal::default())))
         .collect();
+    let slots: HashMap<String, Arc<Slots>> = cfg
+        .queues
+        .iter()
+        .map(|(q, concurrency)| (q.clone(), Slots::new(*concurrency)))
+        .collect();
     // Paused queues are known before any consumer starts fetching.
     let paused = Arc::new(PausedQueues::default());
     pause::refresh(&pool, &paused, &signals).await?;
@@ -128,6 +134,7 @@ pub async fn run(
             alive_within: cfg.heartbeat * 3,
             worker: instance.clone(),
             paused: paused.clone(),
+            slots: slots.clone(),
         }
         .run(background.clone()),
     );
@@ -159,6 +166,7 @@ pub async fn run(
             poll_interval: cfg.poll_interval,
             heartbeat: cfg.heartbeat,
             instance: instance.clone(),
+            slots: slots[queue].clone(),
         };
         workers.spawn(qw.supervise(shutdown.clone()));
     }
