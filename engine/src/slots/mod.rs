@@ -7,26 +7,24 @@
 //! (its attempt counted, its lease held) while it waits for a slot, and no other replica
 //! can start it. So a queue claims ahead only as many tasks as slots free up during about
 //! two claims (more would only wait: measured, claiming far ahead of 40 ms ledger writers
-//! cost them 5–10 %), only while the expected wait stays under [`AHEAD_WAIT_BUDGET`], and
-//! a task that still waits longer than
-//! [`AHEAD_WAIT_MAX`] (a long attempt arrived after it was claimed) is given back without
-//! counting. A worker lost meanwhile costs a task claimed ahead nothing either: a lost lease
+//! cost them 5–10 %), only while the expected wait stays under [`AHEAD_WAIT_BUDGET`], and a
+//! task that still waits longer than [`AHEAD_WAIT_MAX`] (a long attempt arrived after it was
+//! claimed) is given back without counting. A worker lost meanwhile costs a task claimed ahead nothing either: a lost lease
 //! of a task that shared its worker is forgiven (`store::take_expired`).
 
+mod gate;
+
 use std::{
-    future::Future,
-    pin::Pin,
     sync::{
         atomic::{AtomicU64, AtomicUsize, Ordering},
-        Arc, Mutex,
+        Arc,
     },
-    task::{Context, Poll},
     time::Duration,
 };
 
-use apalis::prelude::Task;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
-use tower::{Layer, Service};
+
+pub use gate::{GatedService, Reserved, SlotGate};
 
 /// Expected wait of a task claimed ahead, at most: the queue stops claiming ahead when the
 /// tasks already waiting, run at its typical handler time, would take longer than this.
@@ -202,73 +200,6 @@ fn mean_in(mean_us: &AtomicU64, sample: Duration) {
             old - old / 8 + us / 8
         })
     });
-}
-
-/// A message's reservation, handed from [`SlotGate`] to the handler in the task's data.
-#[derive(Clone, Default)]
-pub struct Reserved(Arc<Mutex<Option<SlotHold>>>);
-
-impl Reserved {
-    pub fn take(&self) -> Option<SlotHold> {
-        self.0.lock().ok().and_then(|mut hold| hold.take())
-    }
-}
-
-/// The consumer's gate: apalis takes the next message only once the gate holds a
-/// reservation for it ([`Slots::reserve`]), which travels with the message to the handler.
-/// So a queue whose slots are busy with long handlers takes no message it cannot start,
-/// and one with short handlers takes the few it may claim ahead.
-#[derive(Clone)]
-pub struct SlotGate(pub Arc<Slots>);
-
-impl<S> Layer<S> for SlotGate {
-    type Service = GatedService<S>;
-
-    fn layer(&self, inner: S) -> GatedService<S> {
-        GatedService {
-            inner,
-            slots: self.0.clone(),
-            reserving: None,
-            reserved: None,
-        }
-    }
-}
-
-pub struct GatedService<S> {
-    inner: S,
-    slots: Arc<Slots>,
-    reserving: Option<Pin<Box<dyn Future<Output = SlotHold> + Send>>>,
-    reserved: Option<SlotHold>,
-}
-
-impl<S, Args> Service<Task<Args>> for GatedService<S>
-where
-    S: Service<Task<Args>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        if self.reserved.is_none() {
-            let slots = self.slots.clone();
-            let reserving = self
-                .reserving
-                .get_or_insert_with(|| Box::pin(async move { slots.reserve().await }));
-            let Poll::Ready(hold) = reserving.as_mut().poll(cx) else {
-                return Poll::Pending;
-            };
-            self.reserving = None;
-            self.reserved = Some(hold);
-        }
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut task: Task<Args>) -> S::Future {
-        let hold = self.reserved.take();
-        task.inject_data(Reserved(Arc::new(Mutex::new(hold))));
-        self.inner.call(task)
-    }
 }
 
 #[cfg(test)]
