@@ -76,7 +76,6 @@ impl<S: Send + Sync + 'static> QueueConsumer<S> {
         let mut backoff = Duration::from_millis(100);
         let mut run = 0u64;
         let mut paused = self.signal.paused();
-        let slots = self.slots.clone();
         loop {
             // A paused queue fetches nothing: wait here until it is resumed.
             while *paused.borrow_and_update() {
@@ -109,9 +108,9 @@ impl<S: Send + Sync + 'static> QueueConsumer<S> {
             let worker = WorkerBuilder::new(name.clone())
                 .backend(backend)
                 .concurrency(self.concurrency + Slots::ahead_capacity(self.concurrency))
-                .layer(SlotGate(slots.clone()))
+                .layer(SlotGate(self.slots.clone()))
                 .data(self.runner.clone())
-                .data(slots.clone())
+                .data(self.slots.clone())
                 .build(on_message::<S>);
             // Operators see each worker's concurrency next to its registration (apalis
             // itself records only its backend and service there); best effort.

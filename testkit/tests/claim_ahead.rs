@@ -54,18 +54,26 @@ fn handle(
     tokio::spawn(async move { runner.handle(Envelope::new(id, noop::NAME), &slots).await })
 }
 
-/// Runs a long attempt in the only slot, then hands `next` over: it is claimed ahead.
-async fn claim_behind_a_long_attempt(
-    app: &TestApp,
-    runner: &Arc<Runner<jobs::Services>>,
-    slots: &Arc<Slots>,
+/// A runner with one short slot (a task claimed ahead waits at most `wait_max`), running a
+/// long attempt, and `next` (a noop sleeping `next_sleep_ms`) claimed ahead behind it.
+struct ClaimedAhead {
+    app: TestApp,
+    runner: Arc<Runner<jobs::Services>>,
+    slots: Arc<Slots>,
+    long: uuid::Uuid,
     next: uuid::Uuid,
-) -> uuid::Uuid {
-    let long = noop_task(app, 2_000).await;
-    handle(runner, slots, long);
+}
+
+async fn claimed_ahead(wait_max: Duration, next_sleep_ms: u64) -> ClaimedAhead {
+    let app = TestApp::spawn().await;
+    let runner = runner(&app);
+    let slots = one_short_slot(wait_max);
+    let next = noop_task(&app, next_sleep_ms).await;
+    let long = noop_task(&app, 2_000).await;
+    handle(&runner, &slots, long);
     app.wait_for_within(long, TaskStatus::Running, Duration::from_secs(5))
         .await;
-    handle(runner, slots, next);
+    handle(&runner, &slots, next);
     let rec = app
         .wait_until(next, Duration::from_secs(5), |s| s == TaskStatus::Running)
         .await;
@@ -73,16 +81,24 @@ async fn claim_behind_a_long_attempt(
         rec.attempts, 1,
         "claimed ahead: its attempt is counted while it waits"
     );
-    long
+    ClaimedAhead {
+        app,
+        runner,
+        slots,
+        long,
+        next,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_task_claimed_ahead_of_a_long_attempt_is_given_back_and_runs_later() {
-    let app = TestApp::spawn().await;
-    let r = runner(&app);
-    let slots = one_short_slot(Duration::from_millis(300));
-    let short = noop_task(&app, 0).await;
-    let long = claim_behind_a_long_attempt(&app, &r, &slots, short).await;
+    let ClaimedAhead {
+        app,
+        runner: r,
+        slots,
+        long,
+        next: short,
+    } = claimed_ahead(Duration::from_millis(300), 0).await;
 
     // Waited longer than it may: given back, its attempt not counted, for any worker.
     let rec = app
@@ -113,12 +129,10 @@ async fn a_task_claimed_ahead_of_a_long_attempt_is_given_back_and_runs_later() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_task_cancelled_while_claimed_ahead_ends_cancelled_without_running() {
-    let app = TestApp::spawn().await;
-    let r = runner(&app);
-    let slots = one_short_slot(Duration::from_secs(10));
     // If it ran, it would still be running 3 s after its slot came.
-    let next = noop_task(&app, 3_000).await;
-    let long = claim_behind_a_long_attempt(&app, &r, &slots, next).await;
+    let ClaimedAhead {
+        app, long, next, ..
+    } = claimed_ahead(Duration::from_secs(10), 3_000).await;
 
     let hooks = app.registry().hooks();
     let outcome = actions::cancel(&app.pool, &hooks, next, None)
@@ -137,11 +151,13 @@ async fn a_task_cancelled_while_claimed_ahead_ends_cancelled_without_running() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_shutdown_gives_back_tasks_claimed_ahead_without_counting_them() {
-    let app = TestApp::spawn().await;
-    let r = runner(&app);
-    let slots = one_short_slot(Duration::from_secs(10));
-    let next = noop_task(&app, 0).await;
-    let long = claim_behind_a_long_attempt(&app, &r, &slots, next).await;
+    let ClaimedAhead {
+        app,
+        runner: r,
+        long,
+        next,
+        ..
+    } = claimed_ahead(Duration::from_secs(10), 0).await;
 
     assert_eq!(
         r.release_all().await,

@@ -33,7 +33,7 @@ pub const AHEAD_WAIT_BUDGET: Duration = Duration::from_millis(20);
 /// Longest a task claimed ahead waits for a slot before it is given back.
 pub const AHEAD_WAIT_MAX: Duration = Duration::from_secs(2);
 
-/// Typical handler time not known yet: nothing is claimed ahead before a first attempt ran.
+/// A mean not known yet: nothing is claimed ahead before a first claim and a first attempt.
 const UNKNOWN: u64 = u64::MAX;
 
 pub struct Slots {
@@ -100,8 +100,8 @@ impl Slots {
         })
     }
 
-    /// Tasks the queue may claim ahead of its slots, at most (the budget usually stops it
-    /// first). Enough that a queue of concurrency 1 batches its claims; the consumer only
+    /// Tasks the queue may claim ahead of its slots, at most (what frees up during two claims,
+    /// or the wait budget, usually stops it first). Enough that a queue of concurrency 1 batches its claims; the consumer only
     /// takes a message once it holds a reservation ([`SlotGate`]), so a queue of long
     /// handlers holds no more messages than its slots, whatever this says.
     pub fn ahead_capacity(concurrency: usize) -> usize {
@@ -130,10 +130,7 @@ impl Slots {
 
     fn try_reserve(self: &Arc<Self>) -> Option<SlotHold> {
         if let Ok(permit) = self.permits.clone().try_acquire_owned() {
-            return Some(SlotHold::Now(Slot {
-                permit: Some(permit),
-                slots: self.clone(),
-            }));
+            return Some(SlotHold::Now(self.holding(permit)));
         }
         if self.may_claim_ahead() {
             self.waiting.fetch_add(1, Ordering::Relaxed);
@@ -153,11 +150,15 @@ impl Slots {
                     tokio::time::timeout(self.wait_max, self.permits.clone().acquire_owned()).await;
                 drop(ticket);
                 let permit = permit.ok().and_then(Result::ok)?;
-                Some(Slot {
-                    permit: Some(permit),
-                    slots: self.clone(),
-                })
+                Some(self.holding(permit))
             }
+        }
+    }
+
+    fn holding(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> Slot {
+        Slot {
+            permit: Some(permit),
+            slots: self.clone(),
         }
     }
 
@@ -206,6 +207,21 @@ fn mean_in(mean_us: &AtomicU64, sample: Duration) {
 mod tests {
     use super::*;
 
+    /// Slots that have seen a claim take `claim` and a handler run `handler`.
+    fn learnt(slots: &Arc<Slots>, claim: Duration, handler: Duration) {
+        slots.observe_claim(claim);
+        slots.observe(handler);
+    }
+
+    /// Reserves on a task of its own; true if the reservation is of the kind `wanted`.
+    fn reserve_apart(
+        slots: &Arc<Slots>,
+        wanted: fn(&SlotHold) -> bool,
+    ) -> tokio::task::JoinHandle<bool> {
+        let slots = slots.clone();
+        tokio::spawn(async move { wanted(&slots.reserve().await) })
+    }
+
     #[tokio::test]
     async fn claims_ahead_only_once_handlers_are_known_to_be_short() {
         let slots = Slots::new(1);
@@ -218,8 +234,7 @@ mod tests {
             "claimed ahead before any handler time was known"
         );
 
-        slots.observe_claim(Duration::from_millis(1));
-        slots.observe(Duration::from_micros(100));
+        learnt(&slots, Duration::from_millis(1), Duration::from_micros(100));
         let ahead = slots.reserve().await;
         assert!(matches!(ahead, SlotHold::Ahead(_)));
         drop(first);
@@ -229,8 +244,11 @@ mod tests {
     #[tokio::test]
     async fn long_handlers_claim_nothing_ahead() {
         let slots = Slots::new(4);
-        slots.observe_claim(Duration::from_millis(10));
-        slots.observe(Duration::from_millis(100));
+        learnt(
+            &slots,
+            Duration::from_millis(10),
+            Duration::from_millis(100),
+        );
         let held: Vec<_> = futures_held(&slots, 4).await;
         // 100 ms per attempt over 4 slots: one more would wait ≈ 25 ms > the budget.
         let next = tokio::time::timeout(Duration::from_millis(50), slots.reserve()).await;
@@ -241,8 +259,7 @@ mod tests {
     #[tokio::test]
     async fn ahead_stops_at_the_budget_and_capacity() {
         let slots = Slots::new(1);
-        slots.observe_claim(Duration::from_millis(50));
-        slots.observe(Duration::from_millis(5));
+        learnt(&slots, Duration::from_millis(50), Duration::from_millis(5));
         let _running = slots.reserve().await;
         // 5 ms each on one slot: four fit in 20 ms, the fifth does not.
         let mut ahead = Vec::new();
@@ -256,8 +273,7 @@ mod tests {
         assert!(fifth.is_err());
 
         let quick = Slots::new(1);
-        quick.observe_claim(Duration::from_millis(1));
-        quick.observe(Duration::from_micros(1));
+        learnt(&quick, Duration::from_millis(1), Duration::from_micros(1));
         let _running = quick.reserve().await;
         let mut n = 0;
         while let Ok(SlotHold::Ahead(t)) =
@@ -274,8 +290,7 @@ mod tests {
         let slots = Slots::new(8);
         // 10 ms handlers on 8 slots free one every 1.25 ms; a claim takes 1 ms: two claims
         // see one or two slots free, so two tasks are claimed ahead, not the budget's 16.
-        slots.observe_claim(Duration::from_millis(1));
-        slots.observe(Duration::from_millis(10));
+        learnt(&slots, Duration::from_millis(1), Duration::from_millis(10));
         let _running = futures_held(&slots, 8).await;
         let ahead = futures_held(&slots, 2).await;
         assert!(ahead.iter().all(|h| matches!(h, SlotHold::Ahead(_))));
@@ -286,8 +301,7 @@ mod tests {
     #[tokio::test]
     async fn a_task_claimed_ahead_gives_up_after_the_longest_wait() {
         let slots = Slots::with_wait_max(1, Duration::from_millis(30));
-        slots.observe_claim(Duration::from_millis(1));
-        slots.observe(Duration::from_micros(10));
+        learnt(&slots, Duration::from_millis(1), Duration::from_micros(10));
         let _running = slots.reserve().await;
         let ahead = slots.reserve().await;
         assert!(slots.slot(ahead).await.is_none());
@@ -298,10 +312,7 @@ mod tests {
     async fn a_waiting_reservation_wakes_when_a_slot_frees_or_handlers_prove_short() {
         let slots = Slots::new(1);
         let first = slots.reserve().await;
-        let waiter = tokio::spawn({
-            let slots = slots.clone();
-            async move { matches!(slots.reserve().await, SlotHold::Now(_)) }
-        });
+        let waiter = reserve_apart(&slots, |h| matches!(h, SlotHold::Now(_)));
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!waiter.is_finished());
         drop(first);
@@ -311,10 +322,7 @@ mod tests {
         let busy = Slots::new(1);
         busy.observe_claim(Duration::from_millis(1));
         let _running = busy.reserve().await;
-        let waiter = tokio::spawn({
-            let busy = busy.clone();
-            async move { matches!(busy.reserve().await, SlotHold::Ahead(_)) }
-        });
+        let waiter = reserve_apart(&busy, |h| matches!(h, SlotHold::Ahead(_)));
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!waiter.is_finished());
         busy.observe(Duration::from_micros(50));
