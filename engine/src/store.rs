@@ -94,7 +94,7 @@ pub async fn insert_conn(
              request_id, run_at, expires_at, pushed_at) \
          VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, COALESCE($9, now()), \
              now() + make_interval(secs => $10), CASE WHEN $11 THEN now() END) \
-         ON CONFLICT (requester, idempotency_key) DO NOTHING \
+         ON CONFLICT (requester, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
          RETURNING {RECORD_COLUMNS}"
     );
     let created = sqlx::query_as::<_, TaskRecord>(&sql)
