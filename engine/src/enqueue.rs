@@ -1,11 +1,14 @@
 //! Creating tasks: commit the row, then push its message when Redis has room.
 
+use std::sync::{Arc, OnceLock};
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::{
+    batcher::Batcher,
     store::{self, Inserted, NewTask},
     task::{KindInfo, TaskRecord},
     transport::{Envelope, MessageQueue},
@@ -29,16 +32,60 @@ pub enum Enqueued {
     Conflict(TaskRecord),
 }
 
-#[derive(Clone, Debug)]
+/// Inserts of concurrent requests waiting for one statement (see [`Enqueuer::enqueue`]).
+type Inserter = Batcher<NewTask, Result<Inserted, sqlx::Error>>;
+
+/// Most tasks one insert statement creates.
+const INSERT_BATCH: usize = 256;
+
+/// Insert statements of grouped requests in flight at once: while one waits for its commit,
+/// the next gathers the requests that arrive meanwhile.
+const INSERTS_IN_FLIGHT: usize = 4;
+
+#[derive(Clone)]
 pub struct Enqueuer {
     pool: PgPool,
     queue: MessageQueue,
     ttl: std::time::Duration,
+    /// Started on first use, inside the runtime (an `Enqueuer` may be built outside one).
+    inserter: Arc<OnceLock<Inserter>>,
+}
+
+impl std::fmt::Debug for Enqueuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enqueuer")
+            .field("queue", &self.queue)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Enqueuer {
     pub fn new(pool: PgPool, queue: MessageQueue, ttl: std::time::Duration) -> Self {
-        Self { pool, queue, ttl }
+        Self {
+            pool,
+            queue,
+            ttl,
+            inserter: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// Creates the task in its own commit, shared with the other requests that arrived while
+    /// the previous inserts ran: one statement and one WAL flush for all of them, so
+    /// Postgres' per-statement work is not paid per request. Each caller still gets its own
+    /// outcome only once its row is committed.
+    async fn insert(&self, new: NewTask) -> Result<Inserted, sqlx::Error> {
+        let pool = self.pool.clone();
+        let inserter = self.inserter.get_or_init(|| {
+            Batcher::spawn(INSERT_BATCH, INSERTS_IN_FLIGHT, move |news| {
+                insert_grouped(pool.clone(), news)
+            })
+        });
+        match inserter.call(new.clone()).await {
+            Some(outcome) => outcome,
+            // The batching task is gone (the runtime is shutting down): insert alone.
+            None => store::insert(&self.pool, &new).await,
+        }
     }
 
     /// A `Created` task is committed in Postgres whatever happens to Redis: when the push
@@ -46,7 +93,7 @@ impl Enqueuer {
     pub async fn enqueue(&self, req: Request<'_>) -> Result<Enqueued, sqlx::Error> {
         let will_push = self.will_push(&req).await;
         let new = self.new_task(req, will_push);
-        let rec = match store::insert(&self.pool, &new).await? {
+        let rec = match self.insert(new).await? {
             Inserted::Created(rec) => rec,
             Inserted::Replayed(rec) => return Ok(Enqueued::Replayed(rec)),
             Inserted::Conflict(rec) => return Ok(Enqueued::Conflict(rec)),
@@ -116,4 +163,19 @@ impl Enqueuer {
             }
         }
     }
+}
+
+/// Inserts a group of requests' tasks in one statement. A statement error may belong to one
+/// request's row (a value Postgres refuses), so then each is inserted on its own, at once,
+/// and gets its own outcome; a lost connection fails each of them the same way.
+async fn insert_grouped(pool: PgPool, news: Vec<NewTask>) -> Vec<Result<Inserted, sqlx::Error>> {
+    if news.len() > 1 {
+        match store::insert_many(&pool, &news).await {
+            Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
+            Err(e) => {
+                tracing::debug!(error = %e, tasks = news.len(), "grouped insert failed; inserting each task alone")
+            }
+        }
+    }
+    futures::future::join_all(news.iter().map(|new| store::insert(&pool, new))).await
 }

@@ -111,23 +111,98 @@ pub async fn insert_conn(
         .bind(new.will_push)
         .fetch_optional(&mut *conn)
         .await?;
-    if let Some(rec) = created {
-        return Ok(Inserted::Created(rec));
+    match created {
+        Some(rec) => Ok(Inserted::Created(rec)),
+        None => existing(&mut *conn, new).await,
     }
-    // Only an idempotency conflict reaches here (ids are fresh v7 uuids). The same key with
-    // the same kind and params is a retried request; with anything else, a reused key.
+}
+
+/// The task that holds `new`'s idempotency key: only an idempotency conflict leaves an insert
+/// without a row (ids are fresh v7 uuids). The same key with the same kind and params is a
+/// retried request; with anything else, a reused key.
+async fn existing<'e>(db: impl PgExecutor<'e>, new: &NewTask) -> Result<Inserted, sqlx::Error> {
     let sql =
         format!("SELECT {RECORD_COLUMNS} FROM tasks WHERE requester = $1 AND idempotency_key = $2");
     let rec = sqlx::query_as::<_, TaskRecord>(&sql)
         .bind(&new.requester)
         .bind(&new.idempotency_key)
-        .fetch_one(&mut *conn)
+        .fetch_one(db)
         .await?;
     if rec.kind == new.kind && rec.params == new.params {
         Ok(Inserted::Replayed(rec))
     } else {
         Ok(Inserted::Conflict(rec))
     }
+}
+
+/// [`insert`] for many tasks in one statement and one commit (the api's concurrent requests,
+/// grouped by [`crate::enqueue::Enqueuer`]); one outcome per task, in `news`' order. Tasks
+/// with the same requester and key in one call give one `Created` and, for the others, what
+/// [`insert`] gives for a retried request or a reused key.
+///
+/// Rows go in ordered by (requester, key): two such statements running at once then wait
+/// on each other's keys in the same order and never deadlock. A statement error fails the
+/// whole call (the caller inserts one by one to tell whose row it was).
+pub async fn insert_many(pool: &PgPool, news: &[NewTask]) -> Result<Vec<Inserted>, sqlx::Error> {
+    let mut order: Vec<usize> = (0..news.len()).collect();
+    order.sort_by(|&a, &b| {
+        (&news[a].requester, &news[a].idempotency_key)
+            .cmp(&(&news[b].requester, &news[b].idempotency_key))
+    });
+    let ids: Vec<Uuid> = order.iter().map(|&i| news[i].id).collect();
+    let kinds: Vec<&str> = order.iter().map(|&i| news[i].kind.as_str()).collect();
+    let queues: Vec<&str> = order.iter().map(|&i| news[i].queue.as_str()).collect();
+    let params: Vec<Value> = order.iter().map(|&i| news[i].params.clone()).collect();
+    let max_attempts: Vec<i32> = order.iter().map(|&i| news[i].max_attempts).collect();
+    let requesters: Vec<&str> = order.iter().map(|&i| news[i].requester.as_str()).collect();
+    let keys: Vec<Option<&str>> = order
+        .iter()
+        .map(|&i| news[i].idempotency_key.as_deref())
+        .collect();
+    let request_ids: Vec<Option<&str>> = order
+        .iter()
+        .map(|&i| news[i].request_id.as_deref())
+        .collect();
+    let run_ats: Vec<Option<DateTime<Utc>>> = order.iter().map(|&i| news[i].run_at).collect();
+    let ttls: Vec<f64> = order.iter().map(|&i| interval(news[i].ttl)).collect();
+    let pushes: Vec<bool> = order.iter().map(|&i| news[i].will_push).collect();
+    let sql = format!(
+        "INSERT INTO tasks (id, kind, queue, status, params, max_attempts, requester, idempotency_key, \
+             request_id, run_at, expires_at, pushed_at) \
+         SELECT u.id, u.kind, u.queue, 'pending', u.params, u.max_attempts, u.requester, u.key, \
+             u.request_id, COALESCE(u.run_at, now()), now() + make_interval(secs => u.ttl), \
+             CASE WHEN u.push THEN now() END \
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::text[], \
+             $7::text[], $8::text[], $9::timestamptz[], $10::float8[], $11::bool[]) WITH ORDINALITY \
+             AS u(id, kind, queue, params, max_attempts, requester, key, request_id, run_at, ttl, push, n) \
+         ORDER BY u.n \
+         ON CONFLICT (requester, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+         RETURNING {RECORD_COLUMNS}"
+    );
+    let created: Vec<TaskRecord> = sqlx::query_as(&sql)
+        .bind(&ids)
+        .bind(&kinds)
+        .bind(&queues)
+        .bind(&params)
+        .bind(&max_attempts)
+        .bind(&requesters)
+        .bind(&keys)
+        .bind(&request_ids)
+        .bind(&run_ats)
+        .bind(&ttls)
+        .bind(&pushes)
+        .fetch_all(pool)
+        .await?;
+    let mut created: std::collections::HashMap<Uuid, TaskRecord> =
+        created.into_iter().map(|r| (r.id, r)).collect();
+    let mut out = Vec::with_capacity(news.len());
+    for new in news {
+        out.push(match created.remove(&new.id) {
+            Some(rec) => Inserted::Created(rec),
+            None => existing(pool, new).await?,
+        });
+    }
+    Ok(out)
 }
 
 /// The push announced by `will_push` did not happen: let the relay push it.
