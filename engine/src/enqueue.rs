@@ -171,7 +171,8 @@ impl Enqueuer {
 async fn insert_grouped(pool: PgPool, news: Vec<NewTask>) -> Vec<Result<Inserted, sqlx::Error>> {
     if news.len() > 1 {
         match store::insert_many(&pool, &news).await {
-            Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
+            // Committed: from here an error is one task's (never insert a committed row again).
+            Ok(outcomes) => return outcomes,
             Err(e) => {
                 tracing::debug!(error = %e, tasks = news.len(), "grouped insert failed; inserting each task alone")
             }

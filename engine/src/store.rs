@@ -141,9 +141,14 @@ async fn existing<'e>(db: impl PgExecutor<'e>, new: &NewTask) -> Result<Inserted
 /// [`insert`] gives for a retried request or a reused key.
 ///
 /// Rows go in ordered by (requester, key): two such statements running at once then wait
-/// on each other's keys in the same order and never deadlock. A statement error fails the
-/// whole call (the caller inserts one by one to tell whose row it was).
-pub async fn insert_many(pool: &PgPool, news: &[NewTask]) -> Result<Vec<Inserted>, sqlx::Error> {
+/// on each other's keys in the same order and never deadlock. The outer error is the
+/// statement's: nothing was inserted (the caller inserts one by one to tell whose row it
+/// was). An inner error is that task's alone: its key's holder could not be read back after
+/// the others were committed.
+pub async fn insert_many(
+    pool: &PgPool,
+    news: &[NewTask],
+) -> Result<Vec<Result<Inserted, sqlx::Error>>, sqlx::Error> {
     let mut order: Vec<usize> = (0..news.len()).collect();
     order.sort_by(|&a, &b| {
         (&news[a].requester, &news[a].idempotency_key)
@@ -198,8 +203,8 @@ pub async fn insert_many(pool: &PgPool, news: &[NewTask]) -> Result<Vec<Inserted
     let mut out = Vec::with_capacity(news.len());
     for new in news {
         out.push(match created.remove(&new.id) {
-            Some(rec) => Inserted::Created(rec),
-            None => existing(pool, new).await?,
+            Some(rec) => Ok(Inserted::Created(rec)),
+            None => existing(pool, new).await,
         });
     }
     Ok(out)

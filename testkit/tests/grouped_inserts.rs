@@ -135,7 +135,10 @@ async fn a_value_postgres_refuses_fails_only_the_request_that_sent_it() {
         &[group[0].clone(), group[2].clone(), group[3].clone()],
     )
     .await
-    .unwrap();
+    .unwrap()
+    .into_iter()
+    .map(Result::unwrap)
+    .collect::<Vec<_>>();
     assert!(matches!(outcomes[0], Inserted::Created(ref r) if r.id == group[0].id));
     assert!(matches!(outcomes[1], Inserted::Created(ref r) if r.id == group[2].id));
     assert!(matches!(outcomes[2], Inserted::Replayed(ref r) if r.id == group[2].id));
