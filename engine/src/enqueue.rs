@@ -167,16 +167,40 @@ impl Enqueuer {
 
 /// Inserts a group of requests' tasks in one statement. A statement error may belong to one
 /// request's row (a value Postgres refuses), so then each is inserted on its own, at once,
-/// and gets its own outcome; a lost connection fails each of them the same way.
+/// and gets its own outcome. A lost connection or an unreachable Postgres is everyone's:
+/// each request gets it at once, without a second wait, and rows whose commit may have
+/// happened before the connection broke are never inserted a second time.
 async fn insert_grouped(pool: PgPool, news: Vec<NewTask>) -> Vec<Result<Inserted, sqlx::Error>> {
     if news.len() > 1 {
         match store::insert_many(&pool, &news).await {
             // Committed: from here an error is one task's (never insert a committed row again).
             Ok(outcomes) => return outcomes,
+            Err(e) if outage_copy(&e).is_some() => {
+                return news
+                    .iter()
+                    .filter_map(|_| outage_copy(&e))
+                    .map(Err)
+                    .collect();
+            }
             Err(e) => {
                 tracing::debug!(error = %e, tasks = news.len(), "grouped insert failed; inserting each task alone")
             }
         }
     }
     futures::future::join_all(news.iter().map(|new| store::insert(&pool, new))).await
+}
+
+/// The same error again, when it says the database could not be reached (not a row's fault).
+fn outage_copy(e: &sqlx::Error) -> Option<sqlx::Error> {
+    match e {
+        sqlx::Error::PoolTimedOut => Some(sqlx::Error::PoolTimedOut),
+        sqlx::Error::PoolClosed => Some(sqlx::Error::PoolClosed),
+        sqlx::Error::WorkerCrashed => Some(sqlx::Error::WorkerCrashed),
+        sqlx::Error::Protocol(message) => Some(sqlx::Error::Protocol(message.clone())),
+        sqlx::Error::Io(io) => Some(sqlx::Error::Io(std::io::Error::new(
+            io.kind(),
+            io.to_string(),
+        ))),
+        _ => None,
+    }
 }

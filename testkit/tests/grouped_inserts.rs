@@ -165,3 +165,29 @@ async fn a_value_postgres_refuses_fails_only_the_request_that_sent_it() {
         30
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_postgres_unreachable_every_request_of_a_group_gets_an_outage() {
+    let env = TestEnv::new().await;
+    // Nothing listens on port 1: every connection attempt is refused.
+    let down = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(Duration::from_millis(500))
+        .connect_lazy("postgres://postgres@127.0.0.1:1/none")
+        .unwrap();
+    let enqueuer = Enqueuer::new(down, transport(&env), env.config.task_ttl);
+    let outcomes = futures::future::join_all((0..20).map(|i| {
+        let enqueuer = enqueuer.clone();
+        async move { enqueuer.enqueue(request(json!({ "n": i }), None)).await }
+    }))
+    .await;
+    for outcome in outcomes {
+        let err = outcome.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
+            ),
+            "{err:?}"
+        );
+    }
+}
