@@ -70,10 +70,10 @@ impl Enqueuer {
         }
     }
 
-    /// Creates the task in its own commit, shared with the other requests that arrived while
-    /// the previous inserts ran: one statement and one WAL flush for all of them, so
-    /// Postgres' per-statement work is not paid per request. Each caller still gets its own
-    /// outcome only once its row is committed.
+    /// Creates the task in a commit shared with the other requests that arrived while the
+    /// previous inserts ran: one statement and one WAL flush for all of them, so Postgres'
+    /// per-statement work is not paid per request. Each caller still gets its own outcome,
+    /// and only once its row is committed.
     async fn insert(&self, new: NewTask) -> Result<Inserted, sqlx::Error> {
         let pool = self.pool.clone();
         let inserter = self.inserter.get_or_init(|| {
