@@ -172,7 +172,11 @@ impl Enqueuer {
 /// happened before the connection broke are never inserted a second time.
 async fn insert_grouped(pool: PgPool, news: Vec<NewTask>) -> Vec<Result<Inserted, sqlx::Error>> {
     if news.len() > 1 {
-        match store::insert_many(&pool, &news).await {
+        let grouped = match pool.acquire().await {
+            Ok(mut conn) => store::insert_many(&mut conn, &news).await,
+            Err(e) => Err(e),
+        };
+        match grouped {
             // Committed: from here an error is one task's (never insert a committed row again).
             Ok(outcomes) => return outcomes,
             Err(e) if outage_copy(&e).is_some() => {

@@ -89,32 +89,9 @@ pub async fn insert_conn(
     conn: &mut sqlx::PgConnection,
     new: &NewTask,
 ) -> Result<Inserted, sqlx::Error> {
-    let sql = format!(
-        "INSERT INTO tasks (id, kind, queue, status, params, max_attempts, requester, idempotency_key, \
-             request_id, run_at, expires_at, pushed_at) \
-         VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, COALESCE($9, now()), \
-             now() + make_interval(secs => $10), CASE WHEN $11 THEN now() END) \
-         ON CONFLICT (requester, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
-         RETURNING {RECORD_COLUMNS}"
-    );
-    let created = sqlx::query_as::<_, TaskRecord>(&sql)
-        .bind(new.id)
-        .bind(&new.kind)
-        .bind(&new.queue)
-        .bind(&new.params)
-        .bind(new.max_attempts)
-        .bind(&new.requester)
-        .bind(&new.idempotency_key)
-        .bind(&new.request_id)
-        .bind(new.run_at)
-        .bind(interval(new.ttl))
-        .bind(new.will_push)
-        .fetch_optional(&mut *conn)
-        .await?;
-    match created {
-        Some(rec) => Ok(Inserted::Created(rec)),
-        None => existing(&mut *conn, new).await,
-    }
+    // One task in, one outcome out.
+    let mut outcomes = insert_many(conn, std::slice::from_ref(new)).await?;
+    outcomes.pop().unwrap_or(Err(sqlx::Error::RowNotFound))
 }
 
 /// The task that holds `new`'s idempotency key: only an idempotency conflict leaves an insert
@@ -135,8 +112,8 @@ async fn existing<'e>(db: impl PgExecutor<'e>, new: &NewTask) -> Result<Inserted
     }
 }
 
-/// [`insert`] for many tasks in one statement and one commit (the api's concurrent requests,
-/// grouped by [`crate::enqueue::Enqueuer`]); one outcome per task, in `news`' order. Tasks
+/// [`insert`] for many tasks in one statement (in one commit when `conn` is not inside a
+/// transaction: the api's concurrent requests, grouped by [`crate::enqueue::Enqueuer`]); one outcome per task, in `news`' order. Tasks
 /// with the same requester and key in one call give one `Created` and, for the others, what
 /// [`insert`] gives for a retried request or a reused key.
 ///
@@ -146,7 +123,7 @@ async fn existing<'e>(db: impl PgExecutor<'e>, new: &NewTask) -> Result<Inserted
 /// was). An inner error is that task's alone: its key's holder could not be read back after
 /// the others were committed.
 pub async fn insert_many(
-    pool: &PgPool,
+    conn: &mut sqlx::PgConnection,
     news: &[NewTask],
 ) -> Result<Vec<Result<Inserted, sqlx::Error>>, sqlx::Error> {
     let mut order: Vec<usize> = (0..news.len()).collect();
@@ -196,7 +173,7 @@ pub async fn insert_many(
         .bind(&run_ats)
         .bind(&ttls)
         .bind(&pushes)
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?;
     let mut created: std::collections::HashMap<Uuid, TaskRecord> =
         created.into_iter().map(|r| (r.id, r)).collect();
@@ -204,7 +181,7 @@ pub async fn insert_many(
     for new in news {
         out.push(match created.remove(&new.id) {
             Some(rec) => Ok(Inserted::Created(rec)),
-            None => existing(pool, new).await,
+            None => existing(&mut *conn, new).await,
         });
     }
     Ok(out)

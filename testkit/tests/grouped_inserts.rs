@@ -126,12 +126,13 @@ async fn a_value_postgres_refuses_fails_only_the_request_that_sent_it() {
         new_task(json!({ "n": 2 }), Some("k")),
         new_task(json!({ "n": 2 }), Some("k")),
     ];
-    assert!(store::insert_many(&env.pool, &group).await.is_err());
+    let mut conn = env.pool.acquire().await.unwrap();
+    assert!(store::insert_many(&mut conn, &group).await.is_err());
     assert_eq!(count(&env, "SELECT count(*) FROM tasks").await, 0);
     // ... and without it, one call gives each task its own outcome, in order: a key sent
     // twice in one statement creates one row.
     let outcomes = store::insert_many(
-        &env.pool,
+        &mut conn,
         &[group[0].clone(), group[2].clone(), group[3].clone()],
     )
     .await
