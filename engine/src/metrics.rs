@@ -42,27 +42,58 @@ pub fn labels(pairs: &[(&str, &str)]) -> String {
         if i > 0 {
             out.push(',');
         }
-        let v = v
-            .replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('\n', "\\n");
-        let _ = write!(out, "{k}=\"{v}\"");
+        let _ = write!(out, "{k}=\"");
+        for c in v.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '"' => out.push_str("\\\""),
+                '\n' => out.push_str("\\n"),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
     }
     out
+}
+
+/// `map[key]`, inserted empty when missing: looked up by `&str`, so the key is copied only
+/// the first time.
+fn entry<'m, V: Default>(map: &'m mut HashMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), V::default());
+    }
+    map.get_mut(key).expect("inserted above")
 }
 
 /// In-process aggregation, flushed to Redis by [`Metrics::run_flusher`]; plus this
 /// process's finished attempts per (queue, outcome), read and reset by the periodic
 /// `queue_metrics` log ([`Metrics::take_outcomes`]).
+///
+/// Every finished attempt passes through here, so recording one allocates nothing once its
+/// series exists: hash fields are spelled out only when flushed, once a second.
 #[derive(Clone, Default)]
 pub struct Metrics {
-    pending: Arc<Mutex<HashMap<String, i64>>>,
-    outcomes: Arc<Mutex<HashMap<(String, String), u64>>>,
+    pending: Arc<Mutex<Histograms>>,
+    /// Fields of a flush that failed, added to the next one.
+    unflushed: Arc<Mutex<HashMap<String, i64>>>,
+    outcomes: Arc<Mutex<HashMap<String, HashMap<String, u64>>>>,
     minutes: Arc<Mutex<MinuteBatch>>,
 }
 
-/// (minute since the epoch, queue, outcome) → attempts, for [`minute_counts`].
-type MinuteBatch = HashMap<(i64, String, Outcome), i64>;
+/// metric → labels (as rendered by [`labels`]) → series.
+type Histograms = HashMap<String, HashMap<String, Series>>;
+
+/// One histogram series since the last flush.
+#[derive(Debug, Clone, Copy, Default)]
+struct Series {
+    count: i64,
+    sum_us: i64,
+    /// Observations at or below each of [`BUCKETS`] (cumulative, as stored).
+    buckets: [i64; BUCKETS.len()],
+}
+
+/// queue → (minute since the epoch, outcome) → attempts, for [`minute_counts`].
+type MinuteBatch = HashMap<String, HashMap<(i64, Outcome), i64>>;
 
 /// How an attempt counts in the per-minute series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -133,17 +164,21 @@ impl Metrics {
     /// `waiting` / `superseded`).
     pub fn count_outcome(&self, queue: &str, outcome: &str) {
         if let Ok(mut map) = self.outcomes.lock() {
-            *map.entry((queue.to_string(), outcome.to_string()))
-                .or_default() += 1;
+            *entry(entry(&mut map, queue), outcome) += 1;
         }
     }
 
     /// The attempts counted since the previous call, by (queue, outcome).
     pub fn take_outcomes(&self) -> HashMap<(String, String), u64> {
-        self.outcomes
+        let taken = self
+            .outcomes
             .lock()
             .map(|mut m| std::mem::take(&mut *m))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        taken
+            .into_iter()
+            .flat_map(|(queue, by)| by.into_iter().map(move |(o, n)| ((queue.clone(), o), n)))
+            .collect()
     }
 
     /// Records one observation of a duration histogram.
@@ -152,21 +187,21 @@ impl Metrics {
         let Ok(mut map) = self.pending.lock() else {
             return;
         };
-        *map.entry(field(metric, &l, "count")).or_default() += 1;
-        *map.entry(field(metric, &l, "sum_us")).or_default() += (seconds * 1e6) as i64;
-        for b in BUCKETS {
-            if seconds <= b {
-                *map.entry(field(metric, &l, &b.to_string())).or_default() += 1;
+        let series = entry(entry(&mut map, metric), &l);
+        series.count += 1;
+        series.sum_us += (seconds * 1e6) as i64;
+        for (n, bound) in series.buckets.iter_mut().zip(BUCKETS) {
+            if seconds <= bound {
+                *n += 1;
             }
         }
-        *map.entry(field(metric, &l, "+Inf")).or_default() += 1;
     }
 
     /// Counts one finished attempt on `queue` in the current minute (see [`minute_counts`]).
     pub fn count_minute(&self, queue: &str, outcome: Outcome) {
         let minute = chrono::Utc::now().timestamp().div_euclid(60);
         if let Ok(mut map) = self.minutes.lock() {
-            *map.entry((minute, queue.to_string(), outcome)).or_default() += 1;
+            *entry(&mut map, queue).entry((minute, outcome)).or_default() += 1;
         }
     }
 
@@ -177,11 +212,49 @@ impl Metrics {
             .unwrap_or_default()
     }
 
+    /// The histograms' hash fields since the last flush, with those of failed flushes.
     fn take(&self) -> HashMap<String, i64> {
-        self.pending
+        let mut fields = self
+            .unflushed
             .lock()
             .map(|mut m| std::mem::take(&mut *m))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let series = self
+            .pending
+            .lock()
+            .map(|mut m| std::mem::take(&mut *m))
+            .unwrap_or_default();
+        for (metric, by_labels) in &series {
+            for (l, s) in by_labels {
+                let mut add = |part: &str, n: i64| {
+                    *fields.entry(field(metric, l, part)).or_default() += n;
+                };
+                add("count", s.count);
+                add("sum_us", s.sum_us);
+                for (n, bound) in s.buckets.iter().zip(BUCKETS) {
+                    add(&bound.to_string(), *n);
+                }
+                add("+Inf", s.count);
+            }
+        }
+        fields
+    }
+
+    /// Puts back what a failed flush took, to be added to the next one.
+    fn keep_for_next(&self, fields: HashMap<String, i64>, minutes: MinuteBatch) {
+        if let Ok(mut map) = self.unflushed.lock() {
+            for (f, n) in fields {
+                *map.entry(f).or_default() += n;
+            }
+        }
+        if let Ok(mut map) = self.minutes.lock() {
+            for (queue, counts) in minutes {
+                let slot = map.entry(queue).or_default();
+                for (k, n) in counts {
+                    *slot.entry(k).or_default() += n;
+                }
+            }
+        }
     }
 
     /// Adds what accumulated to the shared hash every `period`, until the process ends. A
@@ -207,11 +280,13 @@ impl Metrics {
                     pipe.hincr(&key, f, *n).ignore();
                 }
                 let mut days = std::collections::BTreeSet::new();
-                for ((minute, queue, outcome), n) in &minutes {
-                    let day = minute.div_euclid(1440);
-                    days.insert(day);
-                    let f = format!("{minute}\t{queue}\t{}", outcome.as_str());
-                    pipe.hincr(keys.metrics_minutes(day), f, *n).ignore();
+                for (queue, counts) in &minutes {
+                    for ((minute, outcome), n) in counts {
+                        let day = minute.div_euclid(1440);
+                        days.insert(day);
+                        let f = format!("{minute}\t{queue}\t{}", outcome.as_str());
+                        pipe.hincr(keys.metrics_minutes(day), f, *n).ignore();
+                    }
                 }
                 for day in days {
                     pipe.expire(keys.metrics_minutes(day), MINUTES_TTL_SECONDS)
@@ -219,16 +294,7 @@ impl Metrics {
                 }
                 if let Err(e) = pipe.query_async::<()>(&mut redis).await {
                     tracing::debug!(error = %e, "metrics not flushed; kept for the next flush");
-                    if let Ok(mut map) = self.pending.lock() {
-                        for (f, n) in batch {
-                            *map.entry(f).or_default() += n;
-                        }
-                    }
-                    if let Ok(mut map) = self.minutes.lock() {
-                        for (k, n) in minutes {
-                            *map.entry(k).or_default() += n;
-                        }
-                    }
+                    self.keep_for_next(batch, minutes);
                 }
             }
             if stopping {
@@ -304,6 +370,47 @@ mod tests {
             out.contains("t_seconds_sum{kind=\"noop\"} 2.003\n"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn counts_add_up_until_taken_and_start_again_after() {
+        let m = Metrics::default();
+        for s in [0.001, 0.02, 0.02] {
+            m.observe("t_seconds", &[("kind", "noop"), ("status", "completed")], s);
+        }
+        m.observe("t_seconds", &[("kind", "noop"), ("status", "dead")], 40.0);
+        m.count_outcome("maintenance", "completed");
+        m.count_outcome("maintenance", "completed");
+        m.count_outcome("exports", "dead");
+        let fields = m.take();
+        let ok = "kind=\"noop\",status=\"completed\"";
+        assert_eq!(fields[&field("t_seconds", ok, "count")], 3);
+        assert_eq!(fields[&field("t_seconds", ok, "sum_us")], 41_000);
+        assert_eq!(fields[&field("t_seconds", ok, "0.005")], 1);
+        assert_eq!(fields[&field("t_seconds", ok, "0.05")], 3);
+        assert_eq!(fields[&field("t_seconds", ok, "+Inf")], 3);
+        let dead = "kind=\"noop\",status=\"dead\"";
+        assert_eq!(fields[&field("t_seconds", dead, "30")], 0);
+        assert_eq!(fields[&field("t_seconds", dead, "60")], 1);
+        assert!(m.take().is_empty(), "taken once");
+        let outcomes = m.take_outcomes();
+        assert_eq!(outcomes[&("maintenance".into(), "completed".into())], 2);
+        assert_eq!(outcomes[&("exports".into(), "dead".into())], 1);
+        assert!(m.take_outcomes().is_empty());
+    }
+
+    #[test]
+    fn a_failed_flush_is_added_to_the_next() {
+        let m = Metrics::default();
+        m.observe("t_seconds", &[("kind", "noop")], 0.5);
+        m.count_minute("maintenance", Outcome::Completed);
+        m.keep_for_next(m.take(), m.take_minutes());
+        m.observe("t_seconds", &[("kind", "noop")], 0.5);
+        let fields = m.take();
+        assert_eq!(fields[&field("t_seconds", "kind=\"noop\"", "count")], 2);
+        assert_eq!(fields[&field("t_seconds", "kind=\"noop\"", "0.5")], 2);
+        let minutes = m.take_minutes();
+        assert_eq!(minutes["maintenance"].values().sum::<i64>(), 1);
     }
 
     #[test]
