@@ -208,6 +208,7 @@ fn relay(app: &TestApp) -> engine::transport::relay::Relay {
         batch: 100,
         task_ttl: app.config.task_ttl,
         paused: Default::default(),
+        positions: Default::default(),
     }
 }
 

@@ -103,6 +103,7 @@ pub async fn run(
         batch: cfg.relay_batch.max(1),
         task_ttl: core.task_ttl,
         paused: paused.clone(),
+        positions: Default::default(),
     };
     tasks.spawn(relay.run(relay_wake, background.clone()));
     tasks.spawn(engine::transport::janitor::run(

@@ -6,7 +6,11 @@
 //! `QUEUE_MAX_READY`, so the Redis backlog stays bounded however many rows wait, and it
 //! locks rows with `SKIP LOCKED`, so every replica can run it.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use sqlx::PgPool;
 use tokio::sync::Notify;
@@ -32,6 +36,60 @@ pub struct Relay {
     pub task_ttl: Duration,
     /// A paused queue is skipped: its due tasks wait in Postgres.
     pub paused: Arc<PausedQueues>,
+    /// Where the last pass over each queue stopped (see [`store::take_due`]).
+    pub positions: Positions,
+}
+
+/// How long a pass may start where the previous one stopped. Starting after it skips what
+/// this relay pushed and no worker claimed yet; what became due behind it meanwhile (a
+/// message Redis lost, a claim a Postgres crash lost, a task locked by another replica's
+/// pass, a task enqueued to run at an earlier time) waits at most this long for a pass from
+/// the head of the queue.
+const POSITION_KEPT: Duration = Duration::from_secs(1);
+
+/// Per queue: where the last pass stopped, and when the current run of passes started from
+/// the head.
+#[derive(Clone, Default)]
+pub struct Positions(Arc<Mutex<HashMap<String, (store::DuePosition, Instant)>>>);
+
+impl Positions {
+    /// Where the next pass over `queue` starts: after the last one, unless the run of passes
+    /// started from the head more than [`POSITION_KEPT`] ago.
+    fn start(&self, queue: &str) -> Option<store::DuePosition> {
+        let map = self.0.lock().ok()?;
+        map.get(queue)
+            .filter(|(_, since)| since.elapsed() < POSITION_KEPT)
+            .map(|(position, _)| *position)
+    }
+
+    /// Records a committed pass that started at `started` and took tasks up to `last`.
+    /// A pass that found fewer tasks than it could take reached the end: the next starts
+    /// from the head.
+    fn record(
+        &self,
+        queue: &str,
+        started: Option<store::DuePosition>,
+        last: Option<store::DuePosition>,
+        full: bool,
+    ) {
+        let Ok(mut map) = self.0.lock() else {
+            return;
+        };
+        match last.filter(|_| full) {
+            None => {
+                map.remove(queue);
+            }
+            Some(last) => {
+                // A pass from the head starts a new run of passes; one after a position keeps
+                // the run's start, so the head is read again within `POSITION_KEPT`.
+                let since = match (started, map.get(queue)) {
+                    (Some(_), Some((_, since))) => *since,
+                    _ => Instant::now(),
+                };
+                map.insert(queue.to_string(), (last, since));
+            }
+        }
+    }
 }
 
 impl Relay {
@@ -92,8 +150,13 @@ impl Relay {
         let mut finished = expired.finished;
         let lost = due.len();
         let left = limit - due.len() as i64;
+        let mut position = None;
         if left > 0 {
-            let waiting = store::take_due(&mut tx, queue, self.repush_after, left).await?;
+            let start = self.positions.start(queue);
+            let (waiting, last) =
+                store::take_due(&mut tx, queue, self.repush_after, left, start).await?;
+            let full = (waiting.due.len() + waiting.finished.len()) as i64 == left;
+            position = Some((start, last, full));
             due.extend(waiting.due);
             finished.extend(waiting.finished);
         }
@@ -132,6 +195,9 @@ impl Relay {
             self.queue.push(queue, &envelopes).await?;
         }
         tx.commit().await?;
+        if let Some((start, last, full)) = position {
+            self.positions.record(queue, start, last, full);
+        }
         if lost > 0 {
             tracing::info!(
                 queue,
