@@ -47,13 +47,20 @@ if [ -n "${WORKER_PG_OPTIONS:-}" ]; then
   worker_env+=("DATABASE_URL=$DATABASE_URL?options=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$WORKER_PG_OPTIONS")")
 fi
 
+# Task ids as the api makes them: UUIDv7, time-ordered, so tasks enqueued one after another
+# sort (and are relayed) in the order their rows were written. Here: the seeding statement's
+# millisecond, the version, then the row's number in place of v7's random bits (the uuid
+# crate's generator also counts within a millisecond). Random ids (gen_random_uuid) would make
+# the relay hand tasks out in random order of their pages, which no api-made backlog does.
+V7_ID="(lpad(to_hex((extract(epoch FROM now()) * 1000)::bigint), 12, '0') || '7000' || '8' || lpad(to_hex(g), 15, '0'))::uuid"
+
 seed() {
   if [ "$KIND" = assignment ]; then
     psql_bench -c "
       INSERT INTO organizers (id, name) SELECT 'org_' || g, 'Organizer ' || g FROM generate_series(1, 1000) g;
       INSERT INTO events (id, organizer_id, name) SELECT 'ev_' || g, 'org_' || g, 'Event ' || g FROM generate_series(1, 1000) g;
       INSERT INTO tasks (id, kind, queue, status, params, max_attempts, requester, run_at, expires_at)
-      SELECT gen_random_uuid(), 'assignment', 'assignments', 'pending',
+      SELECT $V7_ID, 'assignment', 'assignments', 'pending',
              jsonb_build_object('organizerId', 'org_' || (g % 1000 + 1), 'eventId', 'ev_' || (g % 1000 + 1),
                                 'type', 'prepaid', 'tickets', 1, 'priceCents', 350, 'currency', 'MXN',
                                 'metadata', '{}'::jsonb),
@@ -62,9 +69,9 @@ seed() {
   else
     psql_bench -c "
       INSERT INTO tasks (id, kind, queue, status, params, max_attempts, requester, run_at, expires_at)
-      SELECT gen_random_uuid(), 'noop', 'maintenance', 'pending', '{}'::jsonb, 3, 'bench', now(),
+      SELECT $V7_ID, 'noop', 'maintenance', 'pending', '{}'::jsonb, 3, 'bench', now(),
              now() + interval '1 day'
-      FROM generate_series(1, $TASKS);"
+      FROM generate_series(1, $TASKS) g;"
   fi
   [ -n "${AFTER_SEED_SQL:-}" ] && psql_bench -c "$AFTER_SEED_SQL"
   psql_bench -c "VACUUM ANALYZE" >/dev/null
@@ -160,24 +167,23 @@ for conc in "${concurrencies[@]}"; do
   read -r completed table_s table_rate attempts retried worker_names <<<"$stats"
   wall_rate=$(python3 -c "print(round($TASKS / $wall))")
   # now() is constant within a transaction, so distinct timestamps count statements: claims
-  # (started_at), completions (finished_at; one per task when the handler commits itself)
-  # and relay passes (pushed_at). Little's law gives the mean number of tasks between claim
-  # and completion, to compare with the concurrency.
+  # (started_at) and completions (finished_at; one per task when the handler commits itself).
+  # Relay passes cannot be counted here: the claim clears `pushed_at`. Little's law gives the
+  # mean number of tasks between claim and completion, to compare with the concurrency.
   batches=$(psql_bench -At -F ' ' -c "
     SELECT count(DISTINCT started_at), round(count(*)::numeric / count(DISTINCT started_at), 1),
            count(DISTINCT finished_at), round(count(*)::numeric / count(DISTINCT finished_at), 1),
-           count(DISTINCT pushed_at), round(count(*)::numeric / NULLIF(count(DISTINCT pushed_at), 0), 1),
            round(avg(extract(epoch FROM finished_at - started_at))::numeric * 1000, 2),
            round((count(*) / extract(epoch FROM max(finished_at) - min(started_at))
                   * avg(extract(epoch FROM finished_at - started_at)))::numeric, 1)
     FROM tasks WHERE kind = '$KIND' AND status = 'completed'")
-  read -r claims claim_avg completes complete_avg pushes push_avg claim_to_done_ms in_claimed <<<"$batches"
+  read -r claims claim_avg completes complete_avg claim_to_done_ms in_claimed <<<"$batches"
   extra=""
   if [ "$KIND" = assignment ]; then
     extra=" ledger_entries=$(psql_bench -Atc 'SELECT count(*) FROM director_ledger_entries') balance_tickets=$(psql_bench -Atc 'SELECT sum(tickets) FROM organizer_balances')"
   fi
   echo "DRAIN kind=$KIND processes=$PROCESSES concurrency=$conc status=$status completed=$completed wall_s=$wall wall_tasks_per_s=$wall_rate table_s=$table_s table_tasks_per_s=$table_rate attempts=$attempts retried=$retried worker_names=$worker_names$extra"
-  echo "STATEMENTS kind=$KIND processes=$PROCESSES concurrency=$conc claim_stmts=$claims avg_claim_batch=$claim_avg complete_stmts=$completes avg_complete_batch=$complete_avg relay_passes=$pushes avg_relay_batch=$push_avg avg_claim_to_complete_ms=$claim_to_done_ms mean_tasks_claimed_not_completed=$in_claimed"
+  echo "STATEMENTS kind=$KIND processes=$PROCESSES concurrency=$conc claim_stmts=$claims avg_claim_batch=$claim_avg complete_stmts=$completes avg_complete_batch=$complete_avg avg_claim_to_complete_ms=$claim_to_done_ms mean_tasks_claimed_not_completed=$in_claimed"
   if [ "${PROFILE:-0}" = 1 ]; then
     echo "--- pg_stat_activity, active backends sampled every 50 ms: (wait event, statement) by share of samples"
     psql_bench -c "SELECT count(*) AS samples, round(100.0 * count(*) / sum(count(*)) OVER (), 1) AS pct, wait, query
