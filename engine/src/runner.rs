@@ -38,6 +38,12 @@ use crate::{
 /// throughput (noop drain at concurrency 16: 1,040/s against 1,900/s with 1).
 const BATCHES_IN_FLIGHT: usize = 1;
 
+/// How long a claim made ahead of a free slot waits for others to share its statement: no
+/// handler waits on it (every slot is busy), and at low concurrency claims otherwise carry
+/// a task or five each, each statement costing Postgres far more than its rows. A claim for
+/// a free slot never waits (see [`Batcher::spawn_patient`]).
+const CLAIM_AHEAD_LINGER: Duration = Duration::from_millis(1);
+
 /// How long a completion waits for others to share its commit (one WAL flush for all):
 /// nothing waits on it but the task's status, since the handler's slot is already free.
 const COMPLETION_LINGER: Duration = Duration::from_millis(2);
@@ -74,7 +80,8 @@ pub struct Runner<S> {
     /// The registry's hooks, for outcomes recorded here.
     hooks: KindHooks,
     worker: String,
-    claimer: Batcher<Uuid, ClaimReply>,
+    /// Takes (task, whether a free slot waits on this claim).
+    claimer: Batcher<(Uuid, bool), ClaimReply>,
     completer: Batcher<store::Completion, CompleteReply>,
     inflight: Mutex<HashMap<Uuid, Inflight>>,
     /// Poked when a message was taken from Redis, so the relay can refill the room.
@@ -105,9 +112,10 @@ impl<S: Send + Sync + 'static> Runner<S> {
         let claimer = {
             let shared = shared.clone();
             let worker = worker.clone();
-            Batcher::spawn(256, BATCHES_IN_FLIGHT, move |ids: Vec<Uuid>| {
+            let claim = move |asked: Vec<(Uuid, bool)>| {
                 let shared = shared.clone();
                 let worker = worker.clone();
+                let ids: Vec<Uuid> = asked.into_iter().map(|(id, _)| id).collect();
                 async move {
                     let lease = shared.config.task_lease;
                     let result = with_retries("claim", || {
@@ -125,7 +133,14 @@ impl<S: Send + Sync + 'static> Runner<S> {
                         Err(e) => ids.iter().map(|_| Err(e.to_string())).collect(),
                     }
                 }
-            })
+            };
+            Batcher::spawn_patient(
+                256,
+                BATCHES_IN_FLIGHT,
+                CLAIM_AHEAD_LINGER,
+                |(_, slot_waits): &(Uuid, bool)| *slot_waits,
+                claim,
+            )
         };
         let completer = {
             let shared = shared.clone();
@@ -245,7 +260,8 @@ impl<S: Send + Sync + 'static> Runner<S> {
                 return;
             }
             let asked = std::time::Instant::now();
-            match self.claimer.call(envelope.task).await {
+            let slot_waits = matches!(hold, SlotHold::Now(_));
+            match self.claimer.call((envelope.task, slot_waits)).await {
                 Some(result) => {
                     slots.observe_claim(asked.elapsed());
                     (gate, Some(hold), result)
