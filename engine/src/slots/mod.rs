@@ -101,11 +101,14 @@ impl Slots {
     }
 
     /// Tasks the queue may claim ahead of its slots, at most (what frees up during two claims,
-    /// or the wait budget, usually stops it first). Enough that a queue of concurrency 1 batches its claims; the consumer only
-    /// takes a message once it holds a reservation ([`SlotGate`]), so a queue of long
-    /// handlers holds no more messages than its slots, whatever this says.
+    /// or the wait budget, usually stops it first). Enough that a queue of concurrency 1
+    /// batches its claims, and that short handlers at 50–64 slots keep claims in flight while
+    /// every slot is busy (measured: twice the concurrency drains noop tasks 3–9 % faster
+    /// than once, BENCHMARKS.md "Issue 15, fourth step"). The consumer only takes a message
+    /// once it holds a reservation ([`SlotGate`]), so a queue of long handlers holds no more
+    /// messages than its slots, whatever this says.
     pub fn ahead_capacity(concurrency: usize) -> usize {
-        concurrency.clamp(16, 200)
+        (2 * concurrency).clamp(16, 400)
     }
 
     /// Tasks claimed ahead and waiting for a slot now (they count as `running`).
