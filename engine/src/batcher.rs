@@ -121,8 +121,11 @@ mod tests {
 
     use super::*;
 
+    /// The batches a test batcher ran, in order.
+    type Seen = Arc<Mutex<Vec<Vec<u32>>>>;
+
     /// A batcher over `(n, urgent)` calls whose batches are recorded; lingers up to 10 s.
-    fn recording(max: usize) -> (Batcher<(u32, bool), u32>, Arc<Mutex<Vec<Vec<u32>>>>) {
+    fn recording(max: usize) -> (Batcher<(u32, bool), u32>, Seen) {
         let batches = Arc::new(Mutex::new(Vec::new()));
         let seen = batches.clone();
         let batcher = Batcher::spawn_patient(

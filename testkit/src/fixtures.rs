@@ -19,6 +19,24 @@ pub fn transport(env: &TestEnv) -> Transport {
     )
 }
 
+/// A relay over `env`'s maintenance queue, its passes run by hand (`relay_queue`), pushing at
+/// most `batch` tasks per pass.
+pub fn relay(env: &TestEnv, batch: usize) -> engine::transport::relay::Relay {
+    engine::transport::relay::Relay {
+        pool: env.pool.clone(),
+        queue: transport(env),
+        notifier: engine::progress::Notifier::new(env.redis.clone(), env.keys.clone()),
+        hooks: crate::kinds::hooks(),
+        queues: vec![jobs::queues::MAINTENANCE.into()],
+        repush_after: std::time::Duration::from_secs(30),
+        interval: std::time::Duration::from_millis(100),
+        batch,
+        task_ttl: env.config.task_ttl,
+        paused: Default::default(),
+        positions: Default::default(),
+    }
+}
+
 /// Creates a task of `spec` directly (as the api would, without HTTP), as the demo requester.
 pub async fn enqueue(env: &TestEnv, spec: &KindSpec<jobs::Services>, params: Value) -> Uuid {
     let enqueuer = Enqueuer::new(env.pool.clone(), transport(env), env.config.task_ttl);

@@ -196,22 +196,6 @@ async fn claim_and_abandon(app: &TestApp, id: uuid::Uuid) {
     tokio::time::sleep(Duration::from_millis(200)).await; // the lease runs out
 }
 
-fn relay(app: &TestApp) -> engine::transport::relay::Relay {
-    engine::transport::relay::Relay {
-        pool: app.pool.clone(),
-        queue: transport(app),
-        notifier: engine::progress::Notifier::new(app.redis.clone(), app.keys.clone()),
-        hooks: testkit::kinds::hooks(),
-        queues: vec![queue::MAINTENANCE.into()],
-        repush_after: Duration::from_secs(30),
-        interval: Duration::from_millis(100),
-        batch: 100,
-        task_ttl: app.config.task_ttl,
-        paused: Default::default(),
-        positions: Default::default(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_worker_on_the_last_attempt_makes_the_task_dead_and_a_cancelled_one_cancelled() {
     let app = TestApp::spawn().await;
@@ -248,7 +232,10 @@ async fn a_lost_worker_on_the_last_attempt_makes_the_task_dead_and_a_cancelled_o
     ));
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    relay(&app).relay_queue(queue::MAINTENANCE).await.unwrap();
+    relay(&app, 100)
+        .relay_queue(queue::MAINTENANCE)
+        .await
+        .unwrap();
 
     let rec = app.task(last_attempt).await;
     assert_eq!(rec.status(), TaskStatus::Dead);
@@ -261,7 +248,10 @@ async fn a_lost_worker_on_the_last_attempt_makes_the_task_dead_and_a_cancelled_o
     // The same loss while sharing a worker is forgiven: due again, attempt given back.
     let shared = enqueue(&app, &slow(), json!({})).await;
     claim_and_abandon(&app, shared).await;
-    relay(&app).relay_queue(queue::MAINTENANCE).await.unwrap();
+    relay(&app, 100)
+        .relay_queue(queue::MAINTENANCE)
+        .await
+        .unwrap();
     let rec = app.task(shared).await;
     assert_eq!(rec.status(), TaskStatus::Retrying, "{:?}", rec.error);
     assert!(rec.error.is_none());

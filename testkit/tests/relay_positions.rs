@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use jobs::queues as queue;
-use testkit::{fixtures::transport, TestApp};
+use testkit::{
+    fixtures::{relay, transport},
+    TestApp,
+};
 use uuid::Uuid;
 
 /// `n` waiting tasks enqueued together (one `run_at`) with no message yet, in the order the
@@ -40,22 +43,6 @@ async fn lose_message(app: &TestApp, id: Uuid) {
     engine::store::mark_unpushed(&app.pool, &[id])
         .await
         .unwrap();
-}
-
-fn relay(app: &TestApp, batch: usize) -> engine::transport::relay::Relay {
-    engine::transport::relay::Relay {
-        pool: app.pool.clone(),
-        queue: transport(app),
-        notifier: engine::progress::Notifier::new(app.redis.clone(), app.keys.clone()),
-        hooks: testkit::kinds::hooks(),
-        queues: vec![queue::MAINTENANCE.into()],
-        repush_after: Duration::from_secs(30),
-        interval: Duration::from_millis(100),
-        batch,
-        task_ttl: app.config.task_ttl,
-        paused: Default::default(),
-        positions: Default::default(),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
