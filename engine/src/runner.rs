@@ -8,6 +8,7 @@
 
 use std::{
     collections::HashMap,
+    panic::AssertUnwindSafe,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex, Weak,
@@ -16,10 +17,11 @@ use std::{
 };
 
 use chrono::Utc;
-use tokio::{
-    sync::{Notify, OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock, Semaphore},
-    task::AbortHandle,
+use futures::{
+    future::{AbortHandle, Abortable, Aborted},
+    FutureExt,
 };
+use tokio::sync::{Notify, OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock, Semaphore};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -433,47 +435,50 @@ impl<S: Send + Sync + 'static> Runner<S> {
         let timeout = spec.timeout;
         let handler = spec.handler.clone();
         let span = tracing::info_span!("task", task.id = %id, task.kind = %claimed.kind, attempt);
-        // Started under the registry's lock, so a shutdown either finds its abort handle or
-        // has already given the attempt back (then it never starts).
-        let join = {
+        // Its abort handle is registered under the registry's lock, so a shutdown either
+        // finds it or has already given the attempt back (then it never starts: an aborted
+        // `Abortable` does not poll what it wraps).
+        let (abort, registration) = AbortHandle::new_pair();
+        {
             let Ok(mut map) = self.inflight.lock() else {
                 return None;
             };
-            let entry = map.get_mut(&id)?;
-            let _enter = span.enter();
-            tracing::debug!("attempt started");
-            let join = tokio::spawn(tokio::time::timeout(timeout, handler(ctx)));
-            entry.abort = Some(join.abort_handle());
-            join
-        };
-        let outcome = join.await;
+            map.get_mut(&id)?.abort = Some(abort);
+        }
+        tracing::debug!(parent: &span, "attempt started");
+        // Run here, on the attempt's own task (spawned by `handle_reserved`), not on one more:
+        // a spawn and a wake-up less per task in the chain from one handler to the next. A
+        // panic is caught all the same, including one while the handler builds its future.
+        let run =
+            AssertUnwindSafe(async move { tokio::time::timeout(timeout, handler(ctx)).await })
+                .catch_unwind();
+        let outcome = Abortable::new(run, registration).await;
         slots.observe(started.elapsed());
         self.forget(id);
         let err = match outcome {
-            Ok(Ok(Ok(Done::Result(result)))) => {
+            Ok(Ok(Ok(Ok(Done::Result(result))))) => {
                 self.observe(&spec, TaskStatus::Completed.as_str(), started);
                 return Some(((id, attempt, result, None), span));
             }
-            Ok(Ok(Ok(Done::ResultWith(result, effect)))) => {
+            Ok(Ok(Ok(Ok(Done::ResultWith(result, effect))))) => {
                 self.observe(&spec, TaskStatus::Completed.as_str(), started);
                 return Some(((id, attempt, result, Some(effect)), span));
             }
-            Ok(Ok(Ok(Done::Committed(_)))) => {
+            Ok(Ok(Ok(Ok(Done::Committed(_))))) => {
                 self.observe(&spec, TaskStatus::Completed.as_str(), started);
                 self.shared.notifier.changed(&[id]);
                 tracing::debug!(parent: &span, "completed");
                 return None;
             }
-            Ok(Ok(Err(e))) => e,
-            Ok(Err(_elapsed)) => JobError::retryable(
+            Ok(Ok(Ok(Err(e)))) => e,
+            Ok(Ok(Err(_elapsed))) => JobError::retryable(
                 "timeout",
                 format!(
                     "attempt exceeded the kind's timeout of {}s",
                     timeout.as_secs_f64()
                 ),
             ),
-            Err(join) if join.is_panic() => {
-                let payload = join.into_panic();
+            Ok(Err(payload)) => {
                 let message = payload
                     .downcast_ref::<&str>()
                     .map(|s| s.to_string())
@@ -482,7 +487,7 @@ impl<S: Send + Sync + 'static> Runner<S> {
                 JobError::retryable("panic", format!("handler panicked: {message}"))
             }
             // Aborted by shutdown: `release_all` gives the attempt back.
-            Err(_) => return None,
+            Err(Aborted) => return None,
         };
         let outcome = match &err {
             JobError::Waiting { .. } => "waiting",
