@@ -69,8 +69,9 @@ fn entry<'m, V: Default>(map: &'m mut HashMap<String, V>, key: &str) -> &'m mut 
 /// process's finished attempts per (queue, outcome), read and reset by the periodic
 /// `queue_metrics` log ([`Metrics::take_outcomes`]).
 ///
-/// Every finished attempt passes through here, so recording one allocates nothing once its
-/// series exists: hash fields are spelled out only when flushed, once a second.
+/// Every finished attempt passes through here, so recording one builds only its label string
+/// (and the series' keys the first time): hash fields and bucket bounds are spelled out only
+/// when flushed, once a second.
 #[derive(Clone, Default)]
 pub struct Metrics {
     pending: Arc<Mutex<Histograms>>,

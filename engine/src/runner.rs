@@ -262,9 +262,7 @@ impl<S: Send + Sync + 'static> Runner<S> {
                 return;
             }
             let asked = std::time::Instant::now();
-            // Urgent when a slot waits on this claim: its own, or one that is free right now
-            // (every task claimed ahead is still being claimed, so the slot idles meanwhile).
-            let slot_waits = matches!(hold, SlotHold::Now(_)) || slots.idle();
+            let slot_waits = slots.waits_on_claim(&hold);
             match self.claimer.call((envelope.task, slot_waits)).await {
                 Some(result) => {
                     slots.observe_claim(asked.elapsed());

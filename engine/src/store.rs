@@ -113,9 +113,10 @@ async fn existing<'e>(db: impl PgExecutor<'e>, new: &NewTask) -> Result<Inserted
 }
 
 /// [`insert`] for many tasks in one statement (in one commit when `conn` is not inside a
-/// transaction: the api's concurrent requests, grouped by [`crate::enqueue::Enqueuer`]); one outcome per task, in `news`' order. Tasks
-/// with the same requester and key in one call give one `Created` and, for the others, what
-/// [`insert`] gives for a retried request or a reused key.
+/// transaction: the api's concurrent requests, grouped by [`crate::enqueue::Enqueuer`]); one
+/// outcome per task, in `news`' order. Tasks with the same requester and key in one call give
+/// one `Created` and, for the others, what [`insert`] gives for a retried request or a reused
+/// key.
 ///
 /// Rows go in ordered by (requester, key): two such statements running at once then wait
 /// on each other's keys in the same order and never deadlock. The outer error is the

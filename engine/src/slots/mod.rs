@@ -111,9 +111,11 @@ impl Slots {
         (2 * concurrency).clamp(16, 400)
     }
 
-    /// Whether a slot is free now: no handler runs in it and no task claimed ahead has taken it.
-    pub fn idle(&self) -> bool {
-        self.permits.available_permits() > 0
+    /// Whether a slot waits on the claim of the message holding `hold`: its own, or one that
+    /// is free right now (every task claimed ahead is still being claimed, so the slot idles
+    /// meanwhile). Such a claim is urgent; any other may wait to share its statement.
+    pub fn waits_on_claim(&self, hold: &SlotHold) -> bool {
+        matches!(hold, SlotHold::Now(_)) || self.permits.available_permits() > 0
     }
 
     /// Tasks claimed ahead and waiting for a slot now (they count as `running`).
