@@ -9,7 +9,10 @@ use serde_json::Value;
 use sqlx::{Acquire, PgConnection, Postgres, Transaction};
 use uuid::Uuid;
 
-use crate::task::{Ended, TaskStatus};
+use crate::{
+    retry::{Backoff, BackoffTable},
+    task::{Ended, TaskStatus},
+};
 
 pub(crate) type TerminalHook =
     for<'a> fn(&'a mut PgConnection, &'a Ended) -> BoxFuture<'a, Result<(), sqlx::Error>>;
@@ -23,9 +26,18 @@ pub struct Hooks {
     pub(crate) on_redrive: RedriveHook,
 }
 
-/// Every kind's hooks by name; a kind not in it (an older or newer version's) has none.
+/// What the engine needs of a kind where it does not run it: its hooks, and its retry
+/// backoff (the relay delays a counted lost attempt by it, as the runner does a failed one).
+#[derive(Clone, Copy)]
+pub(crate) struct KindPolicy {
+    pub(crate) hooks: Hooks,
+    pub(crate) backoff: Backoff,
+}
+
+/// Every kind's hooks and backoff by name; a kind not in it (an older or newer version's) has
+/// no hooks, and its lost attempts no backoff.
 #[derive(Clone, Default)]
-pub struct KindHooks(pub(crate) Arc<BTreeMap<&'static str, Hooks>>);
+pub struct KindHooks(pub(crate) Arc<BTreeMap<&'static str, KindPolicy>>);
 
 impl std::fmt::Debug for KindHooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -34,6 +46,11 @@ impl std::fmt::Debug for KindHooks {
 }
 
 impl KindHooks {
+    /// Every known kind's backoff, for statements that delay the retries of many tasks.
+    pub fn backoffs(&self) -> BackoffTable {
+        BackoffTable::of(self.0.iter().map(|(kind, p)| (*kind, p.backoff)))
+    }
+
     /// Runs `kind`'s terminal hook for `ended` on `conn` (inside the ending transaction).
     pub async fn terminal(
         &self,
@@ -45,7 +62,7 @@ impl KindHooks {
             return Ok(());
         };
         let mut savepoint = conn.begin().await?;
-        let outcome = (h.on_terminal_failure)(&mut savepoint, ended).await;
+        let outcome = (h.hooks.on_terminal_failure)(&mut savepoint, ended).await;
         settle(savepoint, outcome, kind, "on_terminal_failure", &[ended.id]).await
     }
 
@@ -79,7 +96,7 @@ impl KindHooks {
             return Ok(());
         };
         let mut savepoint = conn.begin().await?;
-        let outcome = (h.on_redrive)(&mut savepoint, ids).await;
+        let outcome = (h.hooks.on_redrive)(&mut savepoint, ids).await;
         settle(savepoint, outcome, kind, "on_redrive", ids).await
     }
 }

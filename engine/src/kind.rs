@@ -16,7 +16,7 @@ pub use crate::hooks::KindHooks;
 pub use crate::task::{Ended, KindInfo};
 use crate::{
     context::TaskContext,
-    hooks::Hooks,
+    hooks::{Hooks, KindPolicy},
     outcome::{Done, JobError},
     retry::Backoff,
 };
@@ -249,7 +249,16 @@ impl<S> Registry<S> {
     /// The hooks of every kind, for processes that end tasks without running them.
     pub fn hooks(&self) -> KindHooks {
         KindHooks(Arc::new(
-            self.kinds.iter().map(|(n, s)| (*n, s.hooks)).collect(),
+            self.kinds
+                .iter()
+                .map(|(n, s)| {
+                    let policy = KindPolicy {
+                        hooks: s.hooks,
+                        backoff: s.backoff,
+                    };
+                    (*n, policy)
+                })
+                .collect(),
         ))
     }
 }

@@ -37,6 +37,32 @@ impl Backoff {
     }
 }
 
+/// Kinds' backoffs as parallel arrays (kind, first ceiling and cap in ms), bound into a
+/// statement that delays the retries of many tasks at once with the same full jitter as
+/// [`Backoff::delay`].
+#[derive(Debug, Clone, Default)]
+pub struct BackoffTable {
+    pub kinds: Vec<String>,
+    pub base_ms: Vec<i64>,
+    pub max_ms: Vec<i64>,
+}
+
+impl BackoffTable {
+    pub fn of<'a>(backoffs: impl IntoIterator<Item = (&'a str, Backoff)>) -> Self {
+        let mut table = Self::default();
+        for (kind, b) in backoffs {
+            table.kinds.push(kind.to_owned());
+            table.base_ms.push(millis(b.base));
+            table.max_ms.push(millis(b.max));
+        }
+        table
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,6 +36,7 @@ use serde_json::Value;
 use sqlx::{PgExecutor, PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
+use crate::retry::BackoffTable;
 use crate::task::{AttemptError, KindInfo, TaskRecord, TaskStatus};
 
 /// How many attempt errors a task keeps (the newest ones).
@@ -758,8 +759,10 @@ fn split_taken(rows: Vec<sqlx::postgres::PgRow>) -> Result<Taken, sqlx::Error> {
 }
 
 /// Running tasks of `queue` whose lease expired: their worker died or hung. Each goes back
-/// to waiting (due now, to be pushed at once), is cancelled when that was requested, or
-/// ends `dead`.
+/// to waiting, is cancelled when that was requested, or ends `dead`. A forgiven loss is due
+/// now and returned to be pushed at once; a counted one waits its kind's backoff (from
+/// `backoffs`; none for a kind not in it) like a failed attempt, and the relay pushes it
+/// when it is due.
 ///
 /// Which losses count: a worker killed by one task loses every task it was running, and
 /// charging an attempt to each would dead-letter innocent tasks. So a loss while sharing a
@@ -767,11 +770,17 @@ fn split_taken(rows: Vec<sqlx::postgres::PgRow>) -> Result<Taken, sqlx::Error> {
 /// [`ISOLATE_AFTER_LOSSES`] of them, the task is marked `isolate`: a worker runs it with
 /// nothing else in flight. A loss while running alone counts like a failed attempt, so a
 /// task that kills its worker is `dead` after its budget of solitary runs.
+///
+/// Why a counted loss waits: run again at once, an innocent task lost while running alone
+/// is due again about a lease after the loss, and a failure that recurs with that period
+/// (workers killed every second, each with a 1 s lease: the chaos test) met each of its
+/// solitary runs and dead-lettered it. The jittered backoff breaks that lock-step.
 pub async fn take_expired(
     tx: &mut Transaction<'_, Postgres>,
     queue: &str,
     limit: i64,
     ttl: Duration,
+    backoffs: &BackoffTable,
 ) -> Result<Taken, sqlx::Error> {
     let rows = sqlx::query(
         "WITH lost AS ( \
@@ -785,12 +794,19 @@ pub async fn take_expired(
                       WHEN t.isolate AND t.attempts - t.lease_losses >= t.max_attempts THEN 'dead' \
                       ELSE 'retrying' END AS next, \
                  (CASE WHEN t.cancel_requested THEN $3::jsonb ELSE $4::jsonb END) \
-                     || jsonb_build_object('attempt', t.attempts) AS err \
-             FROM tasks t JOIN lost USING (id)) \
-         UPDATE tasks t SET status = d.next, pushed_at = now(), \
+                     || jsonb_build_object('attempt', t.attempts) AS err, \
+                 CASE WHEN t.isolate THEN COALESCE(random() * LEAST(b.max_ms, b.base_ms * \
+                     power(2, LEAST(GREATEST(t.attempts - t.lease_losses - 1, 0), 30))), 0) \
+                 ELSE 0 END AS delay_ms \
+             FROM tasks t JOIN lost USING (id) \
+             LEFT JOIN unnest($8::text[], $9::int8[], $10::int8[]) AS b(kind, base_ms, max_ms) \
+                 ON b.kind = t.kind) \
+         UPDATE tasks t SET status = d.next, \
+             pushed_at = CASE WHEN d.next = 'retrying' AND d.delay_ms > 0 THEN NULL ELSE now() END, \
              lease_losses = t.lease_losses + d.forgiven, \
              isolate = t.isolate OR t.lease_losses + d.forgiven >= $6, \
-             run_at = CASE WHEN d.next = 'retrying' THEN now() ELSE t.run_at END, \
+             run_at = CASE WHEN d.next = 'retrying' \
+                 THEN now() + make_interval(secs => d.delay_ms / 1000) ELSE t.run_at END, \
              error = CASE WHEN d.next = 'retrying' THEN t.error ELSE d.err END, \
              errors = CASE WHEN d.next = 'retrying' THEN t.errors ELSE \
                  (CASE WHEN jsonb_array_length(t.errors) >= $5 THEN t.errors - 0 ELSE t.errors END) \
@@ -801,7 +817,7 @@ pub async fn take_expired(
                           ELSE now() + make_interval(secs => $7) END, \
              updated_at = now() \
          FROM decided d WHERE t.id = d.id \
-         RETURNING t.id, t.kind, t.isolate, t.status, t.error",
+         RETURNING t.id, t.kind, t.isolate, t.status, t.error, t.pushed_at IS NULL AS later",
     )
     .bind(queue)
     .bind(limit)
@@ -818,9 +834,19 @@ pub async fn take_expired(
     .bind(ERROR_HISTORY)
     .bind(ISOLATE_AFTER_LOSSES)
     .bind(interval(ttl))
+    .bind(&backoffs.kinds)
+    .bind(&backoffs.base_ms)
+    .bind(&backoffs.max_ms)
     .fetch_all(&mut **tx)
     .await?;
-    split_taken(rows)
+    // A delayed retry is left for the pass that finds it due.
+    let mut now = Vec::with_capacity(rows.len());
+    for row in rows {
+        if !row.try_get::<bool, _>("later")? {
+            now.push(row);
+        }
+    }
+    split_taken(now)
 }
 
 /// The re-drive of failed/dead tasks: a fresh set of attempts, due now, error history kept.

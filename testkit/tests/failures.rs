@@ -280,6 +280,99 @@ async fn a_lost_worker_on_the_last_attempt_makes_the_task_dead_and_a_cancelled_o
     assert_eq!(again[0].attempt, 2);
 }
 
+/// A loss while running alone counts like a failed attempt and waits the kind's backoff like
+/// one. Due again at once, an innocent task came back about a lease after each loss, and a
+/// failure recurring with that period (workers killed every second, 1 s leases) met every
+/// one of its solitary runs and dead-lettered it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_solitary_attempt_waits_the_kinds_backoff_before_it_runs_again() {
+    let app = TestApp::spawn().await;
+    let noop = engine::KindSpec::of::<jobs::kinds::noop::Noop>();
+    let mut alone = Vec::new();
+    for n in 0..20 {
+        alone.push(enqueue(&app, &noop, json!({ "n": n })).await);
+    }
+    // Two forgiven losses behind each: they run alone now, and this loss counts.
+    sqlx::query(
+        "UPDATE tasks SET isolate = true, attempts = 2, lease_losses = 2 WHERE id = ANY($1)",
+    )
+    .bind(&alone)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    for id in &alone {
+        let claimed = engine::store::claim_isolated(
+            &app.pool,
+            *id,
+            "doomed-worker",
+            Duration::from_millis(50),
+        )
+        .await
+        .unwrap();
+        assert!(claimed.is_some());
+    }
+    let shared = enqueue(&app, &noop, json!({ "n": "shared" })).await;
+    claim_and_abandon(&app, shared).await;
+    let lost_at = chrono::Utc::now();
+    relay(&app, 100)
+        .relay_queue(queue::MAINTENANCE)
+        .await
+        .unwrap();
+
+    type Row = (String, chrono::DateTime<chrono::Utc>, bool);
+    let row = |id: uuid::Uuid| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query_as::<_, Row>(
+                "SELECT status, run_at, pushed_at IS NOT NULL FROM tasks WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let (status, run_at, pushed) = row(shared).await;
+    assert_eq!(
+        (status.as_str(), pushed),
+        ("retrying", true),
+        "a forgiven loss is pushed at once"
+    );
+    assert!(run_at <= chrono::Utc::now());
+
+    // Noop's backoff: the first counted attempt waits up to 1 s, with full jitter.
+    let mut due = Vec::new();
+    for id in &alone {
+        let (status, run_at, pushed) = row(*id).await;
+        assert_eq!(status, "retrying");
+        assert!(!pushed, "left for the pass that finds it due");
+        let delay = (run_at - lost_at).to_std().expect("run_at after the loss");
+        assert!(delay <= Duration::from_millis(1100), "{delay:?}");
+        due.push((run_at, *id));
+    }
+    due.sort();
+    let (first, _) = due[0];
+    let (last, latest) = due[due.len() - 1];
+    assert!(
+        last - first > chrono::Duration::milliseconds(100),
+        "jittered: {first} .. {last}"
+    );
+    // A message that arrives early does not run it early…
+    let early = engine::store::claim_isolated(&app.pool, latest, "w", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(early.is_none(), "claimed before its backoff ended");
+    // …and once due, a pass pushes it.
+    tokio::time::sleep((last - chrono::Utc::now()).to_std().unwrap_or_default()).await;
+    relay(&app, 100)
+        .relay_queue(queue::MAINTENANCE)
+        .await
+        .unwrap();
+    for id in &alone {
+        assert!(row(*id).await.2, "pushed once due");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn operators_list_and_redrive_the_dead_letter_queue() {
     let app = TestApp::builder()

@@ -145,7 +145,8 @@ impl Relay {
         }
         let limit = room.min(self.batch) as i64;
         let mut tx = self.pool.begin().await?;
-        let expired = store::take_expired(&mut tx, queue, limit, self.task_ttl).await?;
+        let backoffs = self.hooks.backoffs();
+        let expired = store::take_expired(&mut tx, queue, limit, self.task_ttl, &backoffs).await?;
         let mut due = expired.due;
         let mut finished = expired.finished;
         let lost = due.len();
