@@ -318,6 +318,7 @@ async fn a_lost_solitary_attempt_waits_the_kinds_backoff_before_it_runs_again() 
         .relay_queue(queue::MAINTENANCE)
         .await
         .unwrap();
+    let relayed_at = chrono::Utc::now();
 
     type Row = (String, chrono::DateTime<chrono::Utc>, bool);
     let row = |id: uuid::Uuid| {
@@ -346,8 +347,11 @@ async fn a_lost_solitary_attempt_waits_the_kinds_backoff_before_it_runs_again() 
         let (status, run_at, pushed) = row(*id).await;
         assert_eq!(status, "retrying");
         assert!(!pushed, "left for the pass that finds it due");
-        let delay = (run_at - lost_at).to_std().expect("run_at after the loss");
-        assert!(delay <= Duration::from_millis(1100), "{delay:?}");
+        assert!(run_at >= lost_at, "due again before its loss was seen");
+        assert!(
+            run_at <= relayed_at + chrono::Duration::seconds(1),
+            "waited past the backoff's first ceiling: {run_at}"
+        );
         due.push((run_at, *id));
     }
     due.sort();
@@ -358,10 +362,13 @@ async fn a_lost_solitary_attempt_waits_the_kinds_backoff_before_it_runs_again() 
         "jittered: {first} .. {last}"
     );
     // A message that arrives early does not run it early…
+    let asked_at = chrono::Utc::now();
     let early = engine::store::claim_isolated(&app.pool, latest, "w", Duration::from_secs(30))
         .await
         .unwrap();
-    assert!(early.is_none(), "claimed before its backoff ended");
+    if last - asked_at > chrono::Duration::milliseconds(50) {
+        assert!(early.is_none(), "claimed before its backoff ended");
+    }
     // …and once due, a pass pushes it.
     tokio::time::sleep((last - chrono::Utc::now()).to_std().unwrap_or_default()).await;
     relay(&app, 100)
