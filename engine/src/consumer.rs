@@ -96,6 +96,11 @@ impl<S: Send + Sync + 'static> QueueConsumer<S> {
                 .batch_size(self.concurrency.clamp(MIN_FETCH, 200))
                 // Our task row is the lock; apalis' lock costs an O(backlog) LREM per task.
                 .lock_tasks(false)
+                // Nor does a message need acknowledging: the claim decides, and the janitor
+                // drops what was fetched. apalis' acknowledgement is a script per batch that
+                // moves each message to a done set and writes its meta hash, only for the
+                // janitor to delete both: a sixth of Redis' CPU per task (BENCHMARKS.md).
+                .persist_results(false)
                 .emit_events(false)
                 .heartbeat_interval(self.heartbeat)
                 .missed_heartbeats(3);
