@@ -92,7 +92,7 @@ sample_activity() {
 }
 
 machine_info
-echo "kind=$KIND queue=$QUEUE processes=$PROCESSES tasks=$TASKS worker_pg_options='${WORKER_PG_OPTIONS:-}' pool=${DB_CONNECTIONS:-default (20)} QUEUE_MAX_READY=default (1000) RELAY_BATCH=default (500)"
+echo "kind=$KIND queue=$QUEUE processes=$PROCESSES tasks=$TASKS worker_pg_options='${WORKER_PG_OPTIONS:-}' pool=${DB_CONNECTIONS:-default (20)} QUEUE_MAX_READY=${QUEUE_MAX_READY:-default (1000)} RELAY_BATCH=${RELAY_BATCH:-default (200)}"
 for conc in "${concurrencies[@]}"; do
   say "drain: kind=$KIND processes=$PROCESSES concurrency=$conc"
   reset_db

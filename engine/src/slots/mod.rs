@@ -104,11 +104,12 @@ impl Slots {
     /// or the wait budget, usually stops it first). Enough that a queue of concurrency 1
     /// batches its claims, and that short handlers at 50–64 slots keep claims in flight while
     /// every slot is busy (measured: twice the concurrency drains noop tasks 3–9 % faster
-    /// than once, BENCHMARKS.md "Issue 15, fourth step"). The consumer only takes a message
-    /// once it holds a reservation ([`SlotGate`]), so a queue of long handlers holds no more
-    /// messages than its slots, whatever this says.
+    /// than once, four times 5–7 % faster than twice on a quiet machine, six times no faster
+    /// than four; BENCHMARKS.md "Issue 15, fourth step" and "sixth step"). The consumer only
+    /// takes a message once it holds a reservation ([`SlotGate`]), so a queue of long
+    /// handlers holds no more messages than its slots, whatever this says.
     pub fn ahead_capacity(concurrency: usize) -> usize {
-        (2 * concurrency).clamp(16, 400)
+        (4 * concurrency).clamp(16, 400)
     }
 
     /// Whether a slot waits on the claim of the message holding `hold`: its own, or one that
