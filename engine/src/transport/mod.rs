@@ -14,12 +14,11 @@ pub mod wake;
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, LazyLock, Mutex},
     time::{Duration, Instant},
 };
 
-use apalis::prelude::TaskBuilder;
-use redis::aio::ConnectionManager;
+use redis::{aio::ConnectionManager, Script};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -51,9 +50,14 @@ impl Envelope {
 pub enum PushError {
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
-    #[error("apalis-redis push: {0}")]
-    Apalis(#[from] apalis_redis::Error),
 }
+
+/// Our push script (`push.lua` says how it differs from apalis-redis' own).
+static PUSH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("push.lua")));
+
+/// Messages per script call: a huge call risks the client's response timeout, which would
+/// leave it unknown whether the messages were stored.
+const PUSH_CHUNK: usize = 500;
 
 /// How long the api trusts a depth it read (plus its own pushes since).
 const DEPTH_CACHE: Duration = Duration::from_millis(20);
@@ -101,8 +105,9 @@ impl MessageQueue {
         apalis_redis::Config::default().queue(keys.apalis_queue(queue))
     }
 
-    /// Messages of `queue` waiting in Redis and not yet fetched by a worker. apalis-redis
-    /// parks every push in its scheduled set until a fetch promotes it, so both count.
+    /// Messages of `queue` waiting in Redis and not yet fetched by a worker: on its ready list,
+    /// and in its scheduled set, where apalis' own push (that of earlier releases) parks them
+    /// until a fetch promotes them.
     pub async fn depth(&self, queue: &str) -> Result<usize, redis::RedisError> {
         let cfg = Self::apalis_config(&self.keys, queue);
         let mut conn = self.conn.clone();
@@ -144,26 +149,27 @@ impl MessageQueue {
         Ok(self.max_ready.saturating_sub(depth))
     }
 
-    /// Pushes envelopes (all of `queue`) in one script call, then wakes that queue's idle
-    /// workers. Each message gets a fresh apalis id; the task id travels in the body.
+    /// Pushes envelopes (all of `queue`) in one script call per 500, straight onto the queue's
+    /// ready list, then wakes that queue's idle workers.
     pub async fn push(&self, queue: &str, envelopes: &[Envelope]) -> Result<(), PushError> {
         if envelopes.is_empty() {
             return Ok(());
         }
         let cfg = Self::apalis_config(&self.keys, queue);
-        let tasks: Vec<apalis_redis::RedisTask> = envelopes
-            .iter()
-            .map(|e| {
-                // Serializing a struct of a uuid and a string cannot fail.
-                let body = serde_json::to_vec(e).unwrap_or_default();
-                TaskBuilder::new(body).build()
-            })
-            .collect();
         let mut conn = self.conn.clone();
-        // Small chunks: a huge script call risks the client's response timeout, which
-        // would leave it unknown whether the messages were stored.
-        for chunk in tasks.chunks(500) {
-            apalis_redis::queries::push_tasks(&mut conn, &cfg, chunk).await?;
+        for chunk in envelopes.chunks(PUSH_CHUNK) {
+            let mut call = PUSH.prepare_invoke();
+            call.key(cfg.job_data_hash())
+                .key(cfg.active_jobs_list())
+                .key(cfg.signal_list())
+                .key(cfg.job_meta_hash());
+            for e in chunk {
+                // A fresh message id per push (the task id travels in the body); serializing
+                // a struct of a uuid and a string cannot fail.
+                call.arg(Uuid::now_v7().simple().to_string())
+                    .arg(serde_json::to_vec(e).unwrap_or_default());
+            }
+            let _: usize = call.invoke_async(&mut conn).await?;
         }
         if let Ok(mut c) = self.depth_cache.lock() {
             if let Some(entry) = c.get_mut(queue) {
