@@ -184,3 +184,75 @@ impl MessageQueue {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use apalis::prelude::WorkerContext;
+
+    use super::*;
+
+    /// `push.lua` writes apalis-redis' layout itself: apalis' own fetch script must read back
+    /// every message, body and meta, or no worker would ever start a task (an apalis-redis
+    /// upgrade that changes what its fetch reads fails here first).
+    #[tokio::test]
+    async fn apalis_fetches_every_message_our_push_wrote() {
+        let url =
+            std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let client = redis::Client::open(url).expect("TEST_REDIS_URL");
+        let mut conn = ConnectionManager::new(client).await.expect("Redis");
+        let keys = Keys::new(format!("pushtest{}", Uuid::now_v7().simple()));
+        let queue = MessageQueue::new(conn.clone(), keys.clone(), 1000);
+        let mut sent: Vec<Envelope> = (0..3)
+            .map(|_| Envelope::new(Uuid::now_v7(), "noop"))
+            .collect();
+        sent.push(Envelope {
+            isolate: true,
+            ..Envelope::new(Uuid::now_v7(), "export")
+        });
+        queue.push("q", &sent).await.expect("push");
+        assert_eq!(queue.depth("q").await.unwrap(), sent.len());
+
+        let cfg = MessageQueue::apalis_config(&keys, "q");
+        let scheduled: usize = redis::cmd("ZCARD")
+            .arg(cfg.scheduled_jobs_set())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            scheduled, 0,
+            "a due message was parked in the scheduled set"
+        );
+        // apalis' fetch only serves a registered worker.
+        let worker = WorkerContext::new("push-test");
+        let _: () = redis::cmd("ZADD")
+            .arg(cfg.workers_set())
+            .arg(chrono::Utc::now().timestamp())
+            .arg(worker.name())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let fetched = apalis_redis::queries::fetch_next(&mut conn, &worker, &cfg)
+            .await
+            .expect("apalis reads what we pushed");
+        let got: Vec<Envelope> = fetched
+            .iter()
+            .map(|t| serde_json::from_slice(&t.args).expect("the envelope"))
+            .collect();
+        assert_eq!(got, sent, "every message, in push order");
+        assert!(fetched.iter().all(|t| t.attempt() == 0));
+        assert_eq!(queue.depth("q").await.unwrap(), 0);
+
+        let left: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", keys.prefix()))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if !left.is_empty() {
+            let _: () = redis::cmd("DEL")
+                .arg(&left)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+}
